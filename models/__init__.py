@@ -1,0 +1,1 @@
+"""What a detector is: configs, backbones, SSD head, priors, box coder, decoding."""

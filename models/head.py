@@ -1,0 +1,54 @@
+"""SSD detection head: per level a 3x3 box-regression conv and a 3x3 classification conv.
+
+ScratchDet (Sec. 3.1, Table 1) puts BatchNorm after each head conv, which is what lets SSD train from
+scratch with a large learning rate; `bn=False` gives the plain SSD head for the paper's ablation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _head_conv(in_channels: int, out_channels: int, bn: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(out_channels))  # no ReLU: these are the raw outputs
+    return nn.Sequential(*layers)
+
+
+class SSDScoringHead(nn.Module):
+    """One conv per level predicting `values` numbers per anchor; outputs concatenated over levels."""
+
+    def __init__(self, in_channels: list[int], anchors: list[int], values: int, bn: bool) -> None:
+        super().__init__()
+        self.values = values
+        self.convs = nn.ModuleList(
+            _head_conv(channels, count * values, bn) for channels, count in zip(in_channels, anchors)
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        outputs = []
+        for feature, conv in zip(features, self.convs):
+            x = conv(feature)  # (N, A*K, H, W)
+            n, _, h, w = x.shape
+            x = x.view(n, -1, self.values, h, w).permute(0, 3, 4, 1, 2)  # (N, H, W, A, K)
+            outputs.append(x.reshape(n, -1, self.values))  # (N, HWA, K)
+        return torch.cat(outputs, dim=1)
+
+
+class SSDHead(nn.Module):
+    """Box offsets [N, P, 4] and class logits [N, P, num_classes] (class 0 is background)."""
+
+    def __init__(self, in_channels: list[int], anchors: list[int], num_classes: int, bn: bool) -> None:
+        super().__init__()
+        self.regression = SSDScoringHead(in_channels, anchors, 4, bn)
+        self.classification = SSDScoringHead(in_channels, anchors, num_classes, bn)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.regression(features), self.classification(features)

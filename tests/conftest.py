@@ -1,0 +1,40 @@
+"""Shared fixtures: the synthetic dataset, a trained tiny checkpoint, and the BCCD set from ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+BCCD = SHARED / "datasets" / "bccd"
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from train.data.synth import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=60, seed=0)
+
+
+@pytest.fixture(scope="session")
+def bccd() -> Path:
+    if not (BCCD / "annotations.json").is_file():
+        pytest.skip(f"BCCD dataset not found at {BCCD} (CI has ../shared beside the clone; a user's clone may not)")
+    return BCCD
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> Path:
+    """A tiny model trained for two short epochs: real weights, seconds to make."""
+    from dataclasses import replace
+
+    from train.config import load_config
+    from train.trainer import Trainer
+
+    model_config, train_config = load_config("tiny")
+    train_config = replace(train_config, epochs=2, batch_size=8)
+    out = tmp_path_factory.mktemp("tiny_run")
+    Trainer(model_config, train_config, synth_data, out).fit()
+    return out / "last.pt"

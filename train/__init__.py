@@ -1,0 +1,1 @@
+"""Datasets, augmentation, loss, the training loop and evaluation."""

@@ -1,0 +1,75 @@
+"""`scratchdet data`, `scratchdet train` and `scratchdet val`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from models.checkpoint import load_model
+from models.config import to_dict
+from train.config import load_config
+from train.data.load import load_dataset
+from train.data.synth import make_synthetic_dataset
+from train.trainer import Trainer
+from train.validate import validate
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write the deterministic synthetic COCO dataset")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--images", type=int, default=200)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=run_synth)
+
+    train = commands.add_parser("train", help="train an SSD from scratch")
+    train.add_argument("--config", required=True, help="config file or shipped config name")
+    train.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
+    train.add_argument("--out", required=True, help="run folder, e.g. runs/bccd")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch", type=int)
+    train.add_argument("--lr", type=float, help="absolute learning rate (default: base_lr scaled by batch)")
+    train.add_argument("--workers", type=int)
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.set_defaults(run=run_train)
+
+    val = commands.add_parser("val", help="VOC mAP@0.5 and COCO AP of a checkpoint")
+    val.add_argument("--weights", required=True)
+    val.add_argument("--data", required=True)
+    val.add_argument("--split", default="val")
+    val.add_argument("--json", help="write the metrics to this file")
+    val.set_defaults(run=run_val)
+
+
+def run_synth(args: argparse.Namespace) -> None:
+    out = make_synthetic_dataset(args.out, args.images, args.seed)
+    print(f"synthetic dataset: {out} ({args.images} images)")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    model_config, train_config = load_config(args.config)
+    overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers}
+    train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
+    trainer = Trainer(model_config, train_config, args.data, args.out)
+    if args.resume:
+        trainer.resume()
+    out = trainer.fit()
+    if trainer.rank == 0:
+        print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")
+
+
+def run_val(args: argparse.Namespace) -> None:
+    model, checkpoint = load_model(args.weights)
+    data = load_dataset(args.data, args.split)
+    if data.class_names != checkpoint["class_names"]:
+        raise ValueError(f"{args.data}: classes {data.class_names} differ from the checkpoint's "
+                         f"{checkpoint['class_names']} ({args.weights})")
+    result = validate(model, data)
+    print(result.summary())
+    for name, values in result.per_class.items():
+        print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
+              f"COCO AP {values['coco_ap']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**to_dict(result), "weights": str(args.weights)}, indent=2))

@@ -1,0 +1,53 @@
+"""TrainConfig: the recipe, read from the `train:` section of a config file (DESIGN section 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.config import ModelConfig, from_dict, load_model_config, read_yaml, resolve_config_path
+
+SCHEDULES = ("step", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 24
+    batch_size: int = 32
+    # ScratchDet trains with LR 0.05 at batch 128 (Sec. 4.1); the LR scales linearly with the batch.
+    base_lr: float = 0.05
+    base_batch: int = 128
+    lr: float | None = None  # an absolute LR, replacing the scaled one
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # not applied to BN parameters and biases
+    warmup_iters: int = 500
+    warmup_ratio: float = 1 / 3  # mmdet's linear warmup starts at 1/3 of the LR
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.4, 0.75, 0.9)  # fractions of all iterations (VOC: 40k/75k/90k of 100k)
+    gamma: float = 0.1
+    seed: int = 0
+    workers: int = 1
+    eval_every: int = 1  # epochs
+    amp: bool = True  # mixed precision, on CUDA only
+    channels_last: bool = False
+    expand_max: float = 4.0  # SSD's zoom-out up to 4x; lower it for datasets of large objects only
+    grad_window: int = 50  # steps over which gradient-norm fluctuation is measured
+    max_nonfinite: int = 20  # consecutive non-finite losses before training stops
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
+
+
+def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """Model and training sections of a config file; the `train:` section is optional."""
+    path = resolve_config_path(path)
+    data = read_yaml(path)
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {', '.join(unknown)} (known: model, train)")
+    train = from_dict(TrainConfig, data.get("train", {}), str(path), prefix="train.")
+    return load_model_config(path), train

@@ -1,0 +1,1 @@
+"""Detection datasets: COCO json (canonical), Pascal VOC folders, and the synthetic demo set."""

@@ -1,0 +1,73 @@
+"""The in-memory form every dataset format is read into, and the checks boxes go through."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """An annotation file or folder that cannot be used; the message names file and problem."""
+
+
+@dataclass
+class ImageRecord:
+    """One image: boxes [N, 4] x1, y1, x2, y2 in image pixels, labels [N] 1-based class indices."""
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray  # [N] bool; VOC's flag, ignored by the evaluation as in VOC devkit
+
+
+@dataclass
+class DetectionSet:
+    """A split of a dataset: its class names (without background) and images."""
+
+    root: Path
+    split: str
+    class_names: list[str]
+    records: list[ImageRecord]
+    # What loading fixed or skipped, e.g. {"boxes clipped to the image": 3}: reported, never silent.
+    issues: Counter = field(default_factory=Counter)
+
+    def report(self) -> str:
+        counts = ", ".join(f"{name}: {count}" for name, count in sorted(self.issues.items()))
+        boxes = sum(len(r.boxes) for r in self.records)
+        line = f"{self.root} [{self.split}]: {len(self.records)} images, {boxes} boxes"
+        return line + (f" ({counts})" if counts else "")
+
+
+def clean_boxes(
+    boxes: np.ndarray, width: int, height: int, issues: Counter
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip boxes [N, 4] (x1, y1, x2, y2) to the image and drop those with no area left.
+
+    Returns the kept boxes and a [N] bool mask of which input boxes were kept; counts both fixes.
+    """
+    clipped = boxes.copy()
+    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
+    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+    changed = np.any(clipped != boxes, axis=1)
+    keep = (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
+    issues["boxes clipped to the image"] += int(np.sum(changed & keep))
+    issues["boxes dropped (less than 1 px wide or high)"] += int(np.sum(~keep))
+    return clipped[keep], keep
+
+
+def finish(dataset: DetectionSet) -> DetectionSet:
+    """Log the load report once; refuse an empty split."""
+    if not dataset.records:
+        raise DatasetError(f"{dataset.root}: split '{dataset.split}' has no usable images")
+    dataset.issues = Counter({k: v for k, v in dataset.issues.items() if v})
+    log.info(dataset.report())
+    return dataset

@@ -1,0 +1,147 @@
+"""Detection accuracy: VOC AP@0.5 (11-point and all-point, as the VOC devkit) and COCO AP (pycocotools).
+
+Detections come in per image as numpy arrays in original-image pixels, so every backend (PyTorch,
+ONNX Runtime, TensorRT) is scored by the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from train.data.records import ImageRecord
+
+
+@dataclass
+class ImageDetections:
+    """boxes [K, 4] x1, y1, x2, y2 in original-image pixels, scores [K], labels [K] (1-based)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class EvalResult:
+    map50: float  # VOC all-point AP at IoU 0.5, mean over classes
+    map50_11point: float
+    coco_ap: float
+    coco: dict[str, float]  # AP, AP50, AP75, APs, APm, APl
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"mAP@0.5 {self.map50:.4f} (11-point {self.map50_11point:.4f}), COCO AP {self.coco_ap:.4f}, "
+                f"AP50 {self.coco['AP50']:.4f}, AP75 {self.coco['AP75']:.4f}")
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
+    """Area under the precision-recall curve, as VOC devkit's voc_eval.py computes it."""
+    if eleven_point:
+        return float(np.mean([precision[recall >= t].max(initial=0.0) for t in np.linspace(0, 1, 11)]))
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]  # precision envelope
+    changes = np.where(r[1:] != r[:-1])[0]
+    return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
+
+
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
+
+
+def class_pr(records: list[ImageRecord], detections: list[ImageDetections], label: int,
+             iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision over the score-ranked detections of one class (difficult boxes ignored)."""
+    truths = [(r.boxes[r.labels == label], r.difficult[r.labels == label]) for r in records]
+    positives = sum(int((~difficult).sum()) for _, difficult in truths)
+    found = [np.zeros(len(boxes), dtype=bool) for boxes, _ in truths]
+    candidates = [(s, i, b) for i, d in enumerate(detections)
+                  for b, s in zip(d.boxes[d.labels == label], d.scores[d.labels == label])]
+    candidates.sort(key=lambda c: -c[0])
+    hits = []
+    for _, image, box in candidates:
+        boxes, difficult = truths[image]
+        if len(boxes) == 0:
+            hits.append(0)
+            continue
+        overlaps = _iou_one_to_many(box, boxes)
+        best = int(overlaps.argmax())
+        if overlaps[best] < iou_threshold:
+            hits.append(0)
+        elif difficult[best]:
+            continue  # neither right nor wrong, as in the VOC devkit
+        elif not found[image][best]:
+            found[image][best] = True
+            hits.append(1)
+        else:
+            hits.append(0)
+    true_positive = np.cumsum(np.array(hits, dtype=np.float64))
+    false_positive = np.cumsum(1 - np.array(hits, dtype=np.float64))
+    recall = true_positive / max(positives, 1)
+    precision = true_positive / np.maximum(true_positive + false_positive, np.finfo(np.float64).eps)
+    return recall, precision
+
+
+def coco_metrics(records: list[ImageRecord], detections: list[ImageDetections],
+                 class_names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """COCO AP figures and per-class AP from pycocotools (its printing silenced)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, annotations, results = [], [], []
+    for image_id, (record, dets) in enumerate(zip(records, detections), start=1):
+        images.append({"id": image_id, "width": record.width, "height": record.height})
+        for box, label in zip(record.boxes.tolist(), record.labels.tolist()):
+            w, h = box[2] - box[0], box[3] - box[1]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
+                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+        for box, score, label in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist()):
+            results.append({"image_id": image_id, "category_id": int(label), "score": float(score),
+                            "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    if not results:
+        return dict.fromkeys(names, 0.0), dict.fromkeys(class_names, 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = {"images": images, "annotations": annotations,
+                         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]}
+        truth.createIndex()
+        evaluator = COCOeval(truth, truth.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: max(float(v), 0.0) for name, v in zip(names, evaluator.stats[:6])}
+    precision = evaluator.eval["precision"]  # [IoU, recall, class, area, max dets]
+    per_class = {}
+    for k, name in enumerate(class_names):
+        p = precision[:, :, k, 0, -1]
+        per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+    return stats, per_class
+
+
+def evaluate(records: list[ImageRecord], detections: list[ImageDetections], class_names: list[str]) -> EvalResult:
+    """VOC and COCO metrics for detections of every record (same order)."""
+    if len(records) != len(detections):
+        raise ValueError(f"evaluate: {len(records)} images but {len(detections)} detection lists")
+    per_class: dict[str, dict[str, float]] = {}
+    for label, name in enumerate(class_names, start=1):
+        recall, precision = class_pr(records, detections, label)
+        per_class[name] = {"ap50": voc_ap(recall, precision, False),
+                           "ap50_11point": voc_ap(recall, precision, True)}
+    coco, coco_per_class = coco_metrics(records, detections, class_names)
+    for name in class_names:
+        per_class[name]["coco_ap"] = coco_per_class[name]
+    return EvalResult(
+        map50=float(np.mean([v["ap50"] for v in per_class.values()])),
+        map50_11point=float(np.mean([v["ap50_11point"] for v in per_class.values()])),
+        coco_ap=coco["AP"],
+        coco=coco,
+        per_class=per_class,
+    )

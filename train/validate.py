@@ -1,0 +1,37 @@
+"""Run a PyTorch SSD over a dataset split and score it."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from models.postprocess import NMSConfig, postprocess
+from models.ssd import SSD
+from train.data.records import DetectionSet
+from train.dataset import DetectionDataset, collate
+from train.evaluate import EvalResult, ImageDetections, evaluate
+
+
+@torch.no_grad()
+def predict(model: SSD, data: DetectionSet, nms: NMSConfig | None = None, batch_size: int = 16,
+            workers: int = 0) -> list[ImageDetections]:
+    """Detections for every image of `data`, in original-image pixels."""
+    nms = nms or NMSConfig()
+    model.eval()
+    device = next(model.parameters()).device
+    dataset = DetectionDataset(data, model.config.input_size, augment=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size, num_workers=workers, collate_fn=collate)
+    results: list[ImageDetections] = []
+    for images, _, _, indices in tqdm(loader, desc="val", leave=False):
+        offsets, logits = model(images.to(device))
+        for index, dets in zip(indices, postprocess(offsets, logits, model.priors, model.box_coder, nms)):
+            record = data.records[index]
+            scale = torch.tensor([record.width, record.height] * 2, dtype=torch.float32)
+            results.append(ImageDetections((dets.boxes.cpu() * scale).numpy(), dets.scores.cpu().numpy(),
+                                           dets.labels.cpu().numpy()))
+    return results
+
+
+def validate(model: SSD, data: DetectionSet, nms: NMSConfig | None = None, batch_size: int = 16) -> EvalResult:
+    """VOC and COCO metrics of `model` on `data`."""
+    return evaluate(data.records, predict(model, data, nms, batch_size), data.class_names)
