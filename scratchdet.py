@@ -6,10 +6,11 @@ import argparse
 import logging
 import sys
 
+import export.cli
 import models.cli
 import train.cli
 
-STAGES = (models.cli, train.cli)
+STAGES = (models.cli, train.cli, export.cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -82,7 +82,7 @@ def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
             return tuple(_check_type(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{source}: key '{key}' expects {len(args)} values, got {len(value)}")
-        return tuple(_check_type(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_check_type(v, a, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value

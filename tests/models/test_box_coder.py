@@ -6,7 +6,8 @@ from models.box_coder import BoxCoder, cxcywh_to_xyxy
 def test_box_equal_to_its_prior_encodes_to_zeros():
     priors = torch.tensor([[0.5, 0.4, 0.2, 0.1], [0.1, 0.9, 0.05, 0.3]])
     offsets = BoxCoder().encode(cxcywh_to_xyxy(priors), priors)
-    torch.testing.assert_close(offsets, torch.zeros_like(offsets), atol=1e-6, rtol=0)
+    # float32 log of a ratio near 1, divided by the 0.2 variance: about 1e-6 of rounding
+    torch.testing.assert_close(offsets, torch.zeros_like(offsets), atol=1e-5, rtol=0)
 
 
 def test_encode_uses_variances():

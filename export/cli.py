@@ -1,0 +1,98 @@
+"""`scratchdet export`: checkpoint (or config) -> ONNX with decode + NMS, verified and TensorRT-checked."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import onnx
+
+from export.contract import load_checked
+from export.nms_graph import NMSOptions
+from export.onnx_export import ExportOptions, export_onnx
+from export.onnx_runner import create_session
+from export.tensorrt_check import check_tensorrt_compatibility
+from export.verify import dataset_images, verify_onnx
+from models.checkpoint import file_sha256, load_model
+from models.config import load_model_config
+from models.ssd import SSD
+from train.data.load import load_dataset
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("export", help="export ONNX with box decoding and NMS in the graph")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", help="checkpoint (.pt)")
+    source.add_argument("--config", help="export random weights of a config (for speed work before training)")
+    parser.add_argument("--out", help="ONNX path (default: RUN/export/model.onnx next to the checkpoint)")
+    parser.add_argument("--data", help="dataset whose val images check ONNX vs PyTorch parity")
+    parser.add_argument("--max-det", type=int, default=NMSOptions.max_det)
+    parser.add_argument("--score-thr", type=float, default=NMSOptions.score_threshold)
+    parser.add_argument("--iou-thr", type=float, default=NMSOptions.iou_threshold)
+    parser.add_argument("--pre-nms-topk", type=int, default=NMSOptions.pre_nms_topk)
+    parser.add_argument("--opset", type=int, default=ExportOptions.opset)
+    parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    parser.add_argument("--onnx", help="an existing ONNX file, for --verify or --check-tensorrt")
+    parser.add_argument("--verify", action="store_true", help="re-run parity of --onnx against --weights")
+    parser.add_argument("--check-tensorrt", action="store_true", help="check --onnx against TensorRT's parser rules")
+    parser.set_defaults(run=run_export)
+
+
+def _source_model(args: argparse.Namespace) -> tuple[SSD, list[str], str | None, Path]:
+    """(model, class names, checkpoint sha256, default output) from --weights or --config."""
+    if args.weights:
+        model, checkpoint = load_model(args.weights)
+        return model, checkpoint["class_names"], file_sha256(args.weights), Path(args.weights).parent / "export"
+    if not args.config:
+        raise ValueError("export needs --weights CKPT or --config CFG")
+    config = load_model_config(args.config)
+    log.warning("exporting RANDOM weights of config '%s' (for speed work; accuracy is meaningless)", config.name)
+    names = [f"class{i}" for i in range(1, config.num_classes)]
+    return SSD(config).eval(), names, None, Path("runs") / config.name / "export"
+
+
+def _parity(model: SSD, onnx_path: Path, data: str | None, nms: NMSOptions) -> str:
+    import numpy as np
+
+    if data:
+        images = dataset_images(load_dataset(data, "val"), model.config.input_size, count=16)
+    else:
+        size = model.config.input_size
+        images = np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
+        log.info("no --data: parity checked on 4 random images")
+    report = verify_onnx(model, create_session(onnx_path), images, nms)
+    if not report.ok:
+        raise RuntimeError(f"{onnx_path}: ONNX Runtime disagrees with PyTorch: {report.summary()}")
+    return report.summary()
+
+
+def run_export(args: argparse.Namespace) -> None:
+    if args.check_tensorrt and not args.verify and args.onnx:
+        findings = check_tensorrt_compatibility(onnx.load(args.onnx))
+        if findings:
+            raise ValueError(f"{args.onnx}: not TensorRT-ready:\n  " + "\n  ".join(map(str, findings)))
+        print(f"{args.onnx}: TensorRT 10/11 parser rules OK")
+        return
+    model, class_names, sha256, default_dir = _source_model(args)
+    if args.verify:
+        if not args.onnx:
+            raise ValueError("--verify needs --onnx FILE (and --weights CKPT)")
+        _, metadata = load_checked(args.onnx)
+        nms = NMSOptions(metadata["score_threshold"], metadata["iou_threshold"], metadata["pre_nms_topk"],
+                         metadata["max_det"])
+        print(_parity(model, Path(args.onnx), args.data, nms))
+        return
+    nms = NMSOptions(args.score_thr, args.iou_thr, args.pre_nms_topk, args.max_det)
+    out = Path(args.out) if args.out else default_dir / "model.onnx"
+    report = export_onnx(model, class_names, out, ExportOptions(args.opset, nms, not args.no_simplify), sha256)
+    findings = check_tensorrt_compatibility(onnx.load(str(out)))
+    print(f"exported      {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    print(f"nodes         {report.nodes_before_simplify} -> {report.nodes_after_simplify} after onnxsim; "
+          f"BatchNormalization {report.op_counts.get('BatchNormalization', 0)}, "
+          f"NonMaxSuppression {report.op_counts.get('NonMaxSuppression', 0)}")
+    print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
+    print(f"TensorRT      {'parser rules OK' if not findings else '; '.join(map(str, findings))}")
+    print(_parity(model, out, args.data, nms))

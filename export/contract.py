@@ -1,0 +1,100 @@
+"""The ONNX contract every runtime and TensorRT consume (DESIGN section 4), defined once, checked after
+every export and by every consumer.
+
+Input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside). Outputs in the
+DeepStream/EfficientNMS layout; `det_classes` are 0-based indices into the `class_names` metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import TensorProto
+
+INPUT = "images"
+OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)
+    "num_dets": (TensorProto.INT32, lambda k: [1]),
+    "det_boxes": (TensorProto.FLOAT, lambda k: [k, 4]),
+    "det_scores": (TensorProto.FLOAT, lambda k: [k]),
+    "det_classes": (TensorProto.INT32, lambda k: [k]),
+}
+# Metadata stored as JSON strings in metadata_props; a model is usable without any side file.
+METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", "score_threshold",
+                 "iou_threshold", "pre_nms_topk", "max_det", "config_name", "model_config",
+                 "checkpoint_sha256", "precision", "exporter")
+
+
+class ContractError(ValueError):
+    """An ONNX model that does not follow the contract; the message names file and problem."""
+
+
+def exporter_version() -> str:
+    try:
+        return f"scratchdet-edge {version('scratchdet-edge')}"
+    except Exception:  # running from a source tree that was not installed
+        return "scratchdet-edge (source)"
+
+
+def write_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
+    missing = set(METADATA_KEYS) - set(values)
+    if missing:
+        raise ValueError(f"ONNX metadata is missing {sorted(missing)}")
+    del model.metadata_props[:]
+    for key, value in values.items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
+    """Our keys parsed from JSON; other tools' keys (onnxsim adds some) kept as strings."""
+    return {p.key: json.loads(p.value) if p.key in METADATA_KEYS else p.value for p in model.metadata_props}
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_contract(model: onnx.ModelProto, source: str | Path) -> dict[str, Any]:
+    """Check names, dtypes, shapes and metadata; returns the metadata.
+
+    Raises:
+        ContractError: naming `source` and the first rule broken (expected vs found).
+    """
+    inputs = {i.name: i for i in model.graph.input}
+    if list(inputs) != [INPUT]:
+        raise ContractError(f"{source}: inputs {list(inputs)}, expected exactly ['{INPUT}']")
+    image = inputs[INPUT]
+    dims = _dims(image)
+    if image.type.tensor_type.elem_type != TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3:
+        raise ContractError(f"{source}: input '{INPUT}' must be float32 [B, 3, H, W], got "
+                            f"{TensorProto.DataType.Name(image.type.tensor_type.elem_type)} {dims}")
+    outputs = {o.name: o for o in model.graph.output}
+    missing = [name for name in OUTPUTS if name not in outputs]
+    if missing:
+        raise ContractError(f"{source}: missing output(s) {missing}; found {list(outputs)} "
+                            f"(expected {list(OUTPUTS)})")
+    for name, (dtype, _) in OUTPUTS.items():
+        found = outputs[name].type.tensor_type.elem_type
+        if found != dtype:
+            raise ContractError(f"{source}: output '{name}' is {TensorProto.DataType.Name(found)}, "
+                                f"expected {TensorProto.DataType.Name(dtype)}")
+    metadata = read_metadata(model)
+    absent = [key for key in METADATA_KEYS if key not in metadata]
+    if absent:
+        raise ContractError(f"{source}: metadata_props lacks {absent}; re-export with `scratchdet export`")
+    return metadata
+
+
+def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Load an ONNX file and check it against the contract."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX file not found")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf raises DecodeError and friends
+        raise ContractError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+    return model, check_contract(model, path)

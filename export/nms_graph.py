@@ -1,0 +1,111 @@
+"""Append the NMS tail to an exported graph: standard ONNX ops only, no plugins (DESIGN section 4).
+
+Input tensors: `boxes` [B, P, 4] x1, y1, x2, y2 in input pixels and `scores` [B, P, C] (softmax, no
+background). The tail is the algorithm of models.postprocess.postprocess:
+
+  per class TopK(pre_nms_topk)  -> bounded cost even when every score passes (an untrained model)
+  NonMaxSuppression             -> each (image, class) is its own NMS batch, so only a class suppresses itself
+  ScatterND of kept scores      -> a dense [B, C * k] score table, zero where suppressed or below threshold
+  TopK(max_det)                 -> det_scores, and the class and box of every detection
+  num_dets = count(score > 0); rows past it are zero.
+
+Every op here is in TensorRT's ONNX parser (NonMaxSuppression maps to INMSLayer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from export.contract import OUTPUTS
+
+
+@dataclass(frozen=True)
+class NMSOptions:
+    score_threshold: float = 0.01
+    iou_threshold: float = 0.45
+    pre_nms_topk: int = 200
+    max_det: int = 200
+
+
+class _Builder:
+    """Collects nodes and constants with unique names under a prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.nodes, self.constants, self.count = prefix, [], [], 0
+
+    def const(self, value: np.ndarray | list, dtype=np.int64) -> str:
+        name = f"{self.prefix}const_{len(self.constants)}"
+        self.constants.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: int = 1, name: str | None = None, **attrs) -> list[str]:
+        self.count += 1
+        names = [f"{self.prefix}{op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
+        if name is not None:
+            names = [name]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=f"{self.prefix}{op_type}_{self.count}",
+                                           **attrs))
+        return names
+
+
+def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, options: NMSOptions) -> onnx.ModelProto:
+    """Replace the graph outputs `boxes` and `scores` with the four fixed detection outputs.
+
+    Args:
+        num_priors: P; num_classes: C, the classes without background.
+    """
+    k = min(options.pre_nms_topk, num_priors)
+    max_det = min(options.max_det, num_classes * k)
+    g = _Builder("nms/")
+    (scores_by_class,) = g.op("Transpose", ["scores"], perm=[0, 2, 1])  # [B, C, P]
+    top_scores, top_index = g.op("TopK", [scores_by_class, g.const([k])], outputs=2, axis=-1)  # [B, C, k]
+    # Boxes of each class's candidates: [B, 1, P, 4] broadcast to [B, C, P, 4], gathered to [B, C, k, 4].
+    (boxes_b1p4,) = g.op("Unsqueeze", ["boxes", g.const([1])])
+    (shape_bcp,) = g.op("Shape", [scores_by_class])
+    (shape_bcp4,) = g.op("Concat", [shape_bcp, g.const([4])], axis=0)
+    (boxes_bcp4,) = g.op("Expand", [boxes_b1p4, shape_bcp4])
+    (index_bck1,) = g.op("Unsqueeze", [top_index, g.const([3])])
+    (shape_bck4,) = g.op("Concat", [g.op("Shape", [top_index])[0], g.const([4])], axis=0)
+    (index_bck4,) = g.op("Expand", [index_bck1, shape_bck4])
+    (class_boxes,) = g.op("GatherElements", [boxes_bcp4, index_bck4], axis=2)  # [B, C, k, 4]
+    # One NMS batch per (image, class).
+    (nms_boxes,) = g.op("Reshape", [class_boxes, g.const([-1, k, 4])])  # [B*C, k, 4]
+    (flat_scores,) = g.op("Reshape", [top_scores, g.const([-1, k])])  # [B*C, k]
+    (nms_scores,) = g.op("Unsqueeze", [flat_scores, g.const([1])])  # [B*C, 1, k]
+    (selected,) = g.op("NonMaxSuppression", [
+        nms_boxes, nms_scores, g.const([k]), g.const([options.iou_threshold], np.float32),
+        g.const([options.score_threshold], np.float32)], center_point_box=0)  # [S, 3]: (b*C + c, 0, box)
+    (positions,) = g.op("Gather", [selected, g.const([0, 2])], axis=1)  # [S, 2]
+    (kept_values,) = g.op("GatherND", [flat_scores, positions])  # [S]
+    (zeros,) = g.op("Mul", [flat_scores, g.const(0.0, np.float32)])
+    (kept,) = g.op("ScatterND", [zeros, positions, kept_values])  # [B*C, k]
+    (kept_table,) = g.op("Reshape", [kept, g.const([-1, num_classes * k])])  # [B, C*k]
+    det_scores, det_index = g.op("TopK", [kept_table, g.const([max_det])], outputs=2, axis=-1)  # [B, K]
+    (valid,) = g.op("Greater", [det_scores, g.const(0.0, np.float32)])
+    (valid_f,) = g.op("Cast", [valid], to=TensorProto.FLOAT)
+    (valid_i,) = g.op("Cast", [valid], to=TensorProto.INT32)
+    g.op("ReduceSum", [valid_i, g.const([1])], keepdims=1, name="num_dets")
+    g.op("Mul", [det_scores, valid_f], name="det_scores")
+    (class_index,) = g.op("Div", [det_index, g.const(k)])  # class-major table: row = class
+    (class_i32,) = g.op("Cast", [class_index], to=TensorProto.INT32)
+    (zero_i32,) = g.op("Cast", [g.const(0)], to=TensorProto.INT32)
+    g.op("Where", [valid, class_i32, zero_i32], name="det_classes")
+    (table_boxes,) = g.op("Reshape", [class_boxes, g.const([0, num_classes * k, 4])])  # [B, C*k, 4]
+    (det_index_k1,) = g.op("Unsqueeze", [det_index, g.const([2])])
+    (shape_bk4,) = g.op("Concat", [g.op("Shape", [det_index])[0], g.const([4])], axis=0)
+    (det_index_k4,) = g.op("Expand", [det_index_k1, shape_bk4])
+    (det_boxes_raw,) = g.op("GatherElements", [table_boxes, det_index_k4], axis=1)  # [B, K, 4]
+    (valid_k1,) = g.op("Unsqueeze", [valid_f, g.const([2])])
+    g.op("Mul", [det_boxes_raw, valid_k1], name="det_boxes")
+
+    graph = model.graph
+    graph.node.extend(g.nodes)
+    graph.initializer.extend(g.constants)
+    del graph.output[:]
+    graph.output.extend(helper.make_tensor_value_info(name, dtype, ["batch", *shape(max_det)])
+                        for name, (dtype, shape) in OUTPUTS.items())
+    return model

@@ -1,0 +1,121 @@
+"""`scratchdet export`: fold BN, export network + box decoding to ONNX, append NMS, add metadata,
+simplify with onnxsim, check with onnx.checker and against the contract."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from export.contract import INPUT, check_contract, exporter_version, write_metadata
+from export.fold_bn import fold_batchnorm, max_output_difference
+from export.nms_graph import NMSOptions, append_nms
+from models.config import to_dict
+from models.ssd import SSD
+
+log = logging.getLogger(__name__)
+
+# Opsets the exporter, ONNX Runtime and TensorRT 10/11's parser all handle for this graph.
+OPSETS = range(13, 21)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = 17
+    nms: NMSOptions = field(default_factory=NMSOptions)
+    simplify: bool = True
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    nodes_before_simplify: int
+    nodes_after_simplify: int
+    fold_max_abs_diff: float  # folded vs unfolded raw head outputs, on random 0-255 images
+    op_counts: dict[str, int]
+
+
+class DecodedSSD(nn.Module):
+    """The network plus decoding: boxes [B, P, 4] x1, y1, x2, y2 in input pixels, scores [B, P, C-1]."""
+
+    def __init__(self, model: SSD) -> None:
+        super().__init__()
+        self.model = model
+        size = float(model.config.input_size)
+        self.register_buffer("scale", torch.tensor([size, size, size, size]))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        offsets, logits = self.model(images)
+        boxes = self.model.box_coder.decode(offsets, self.model.priors) * self.scale
+        scores = torch.softmax(logits, dim=-1)[..., 1:]  # background dropped
+        return boxes, scores
+
+
+def _torch_export(model: nn.Module, path: Path, input_size: int, opset: int) -> None:
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT], output_names=["boxes", "scores"],
+                          dynamic_axes={INPUT: {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+
+
+def simplify(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise RuntimeError(f"{source}: onnxsim could not validate the simplified model")
+    return simplified
+
+
+def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: ExportOptions,
+                checkpoint_sha256: str | None = None) -> ExportReport:
+    """Export `model` to `out` following the ONNX contract; returns node counts and the fold check.
+
+    Raises:
+        ValueError: an opset outside OPSETS, or class names that do not fit the model.
+        OSError: `out` cannot be written.
+    """
+    out = Path(out)
+    if options.opset not in OPSETS:
+        raise ValueError(f"opset {options.opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1}")
+    config = model.config
+    if len(class_names) != config.num_classes - 1:
+        raise ValueError(f"{len(class_names)} class names for a model of {config.num_classes - 1} classes")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folded = fold_batchnorm(model)
+    images = torch.rand(2, 3, config.input_size, config.input_size) * 255
+    fold_diff = max_output_difference(model, folded, images)
+    temporary = out.with_suffix(".torch.onnx")
+    try:
+        _torch_export(DecodedSSD(folded), temporary, config.input_size, options.opset)
+        graph = onnx.load(str(temporary))
+    finally:
+        temporary.unlink(missing_ok=True)
+    graph = append_nms(graph, int(model.priors.shape[0]), len(class_names), options.nms)
+    write_metadata(graph, {
+        "class_names": class_names, "input_size": config.input_size, "mean": list(config.mean),
+        "std": list(config.std), "color_order": "RGB", "score_threshold": options.nms.score_threshold,
+        "iou_threshold": options.nms.iou_threshold, "pre_nms_topk": options.nms.pre_nms_topk,
+        "max_det": options.nms.max_det, "config_name": config.name, "model_config": to_dict(config),
+        "checkpoint_sha256": checkpoint_sha256, "precision": "fp32", "exporter": exporter_version(),
+    })
+    before = len(graph.graph.node)
+    if options.simplify:
+        graph = simplify(graph, out)
+    onnx.checker.check_model(graph, full_check=True)
+    check_contract(graph, out)
+    onnx.save(graph, str(out))
+    counts: dict[str, int] = {}
+    for node in graph.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    if counts.get("BatchNormalization"):
+        raise RuntimeError(f"{out}: {counts['BatchNormalization']} BatchNormalization node(s) left after folding")
+    log.info("exported %s: %d nodes, %d after onnxsim", out, before, len(graph.graph.node))
+    return ExportReport(out, before, len(graph.graph.node), fold_diff, counts)

@@ -1,0 +1,103 @@
+"""Parity of an exported model with its PyTorch source: same detections within stated tolerances.
+
+Tolerances, and why: the ONNX graph runs the folded network in ONNX Runtime's kernels, so raw outputs
+differ from PyTorch by float rounding (about 1e-5 relative). Scores must agree within 1e-4 (absolute)
+and boxes within 0.1 input pixels: both far below anything visible, and far above rounding. Detection
+counts must be equal; a score sitting within rounding of the threshold could in principle flip one
+detection, and the report then says which image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from export.nms_graph import NMSOptions
+from export.onnx_runner import RawDetections, run_onnx
+from models.postprocess import NMSConfig, postprocess
+from models.ssd import SSD
+from train.data.records import DetectionSet
+from train.dataset import DetectionDataset
+from train.evaluate import ImageDetections
+
+SCORE_TOLERANCE = 1e-4
+BOX_TOLERANCE_PX = 0.1
+
+
+@dataclass
+class ParityReport:
+    images: int
+    detections: int
+    count_mismatches: list[int] = field(default_factory=list)  # image indices
+    unmatched: int = 0
+    max_box_diff_px: float = 0.0
+    max_score_diff: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (not self.count_mismatches and self.unmatched == 0 and self.max_box_diff_px <= BOX_TOLERANCE_PX
+                and self.max_score_diff <= SCORE_TOLERANCE)
+
+    def summary(self) -> str:
+        verdict = "OK" if self.ok else "MISMATCH"
+        return (f"parity {verdict}: {self.images} images, {self.detections} detections, count mismatches "
+                f"{self.count_mismatches}, unmatched {self.unmatched}, max box diff {self.max_box_diff_px:.2e} px "
+                f"(tol {BOX_TOLERANCE_PX}), max score diff {self.max_score_diff:.2e} (tol {SCORE_TOLERANCE})")
+
+
+def torch_detections(model: SSD, images: np.ndarray, nms: NMSOptions) -> list[RawDetections]:
+    """The PyTorch reference: unfolded model, models.postprocess, boxes in input pixels."""
+    config = NMSConfig(nms.score_threshold, nms.iou_threshold, nms.pre_nms_topk, nms.max_det)
+    with torch.no_grad():
+        offsets, logits = model.eval()(torch.from_numpy(images))
+    size = model.config.input_size
+    return [RawDetections(d.boxes.numpy() * size, d.scores.numpy(), d.labels.numpy() - 1)
+            for d in postprocess(offsets, logits, model.priors, model.box_coder, config)]
+
+
+def compare(reference: list[RawDetections], candidate: list[RawDetections]) -> ParityReport:
+    """Match each reference detection to a candidate of the same class one-to-one (closest box)."""
+    report = ParityReport(len(reference), sum(len(r.scores) for r in reference))
+    for index, (a, b) in enumerate(zip(reference, candidate)):
+        if len(a.scores) != len(b.scores):
+            report.count_mismatches.append(index)
+        used = np.zeros(len(b.scores), dtype=bool)
+        for box, score, cls in zip(a.boxes, a.scores, a.classes):
+            options = np.where((b.classes == cls) & ~used)[0]
+            if len(options) == 0:
+                report.unmatched += 1
+                continue
+            distance = np.abs(b.boxes[options] - box).max(axis=1)
+            best = options[int(distance.argmin())]
+            used[best] = True
+            report.max_box_diff_px = max(report.max_box_diff_px, float(distance.min()))
+            report.max_score_diff = max(report.max_score_diff, float(abs(b.scores[best] - score)))
+    return report
+
+
+def verify_onnx(model: SSD, session, images: np.ndarray, nms: NMSOptions) -> ParityReport:
+    """PyTorch (unfolded, with its own decode + NMS) vs the ONNX model on the same images."""
+    return compare(torch_detections(model, images, nms), run_onnx(session, images))
+
+
+def dataset_images(data: DetectionSet, input_size: int, count: int | None = None) -> np.ndarray:
+    """The first `count` images of a split, resized as in evaluation: float32 [N, 3, S, S] RGB 0-255."""
+    dataset = DetectionDataset(data, input_size, augment=False)
+    indices = range(len(dataset) if count is None else min(count, len(dataset)))
+    return np.stack([dataset[i][0].numpy() for i in indices])
+
+
+def onnx_predictions(session, data: DetectionSet, input_size: int, batch_size: int = 8) -> list[ImageDetections]:
+    """ONNX detections for every image of `data`, in original-image pixels, for train.evaluate."""
+    dataset = DetectionDataset(data, input_size, augment=False)
+    results = []
+    for start in range(0, len(dataset), batch_size):
+        indices = range(start, min(start + batch_size, len(dataset)))
+        images = np.stack([dataset[i][0].numpy() for i in indices])
+        for index, dets in zip(indices, run_onnx(session, images)):
+            record = data.records[index]
+            scale = np.array([record.width, record.height] * 2, dtype=np.float32) / input_size
+            results.append(ImageDetections(dets.boxes * scale, dets.scores, dets.classes.astype(np.int64) + 1))
+    return results

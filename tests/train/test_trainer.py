@@ -1,0 +1,149 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from models.checkpoint import CheckpointError, load_model, read_checkpoint
+from models.config import load_model_config
+from train.config import TrainConfig, load_config
+from train.trainer import NonFiniteLossError, Trainer, lr_factor, parameter_groups
+
+CONFIG = """model:
+  name: tiny_test
+  backbone: root_resnet18
+  input_size: 96
+  width: 0.25
+  extra_blocks: 1
+  last_conv: false
+  priors:
+    min_sizes: [10, 30, 60]
+    max_sizes: [30, 60, 90]
+    aspect_ratios: [[2], [2, 3], [2]]
+    steps: null
+train:
+  epochs: 3
+  batch_size: 8
+  lr: 0.02
+  warmup_iters: 5
+  schedule: cosine
+  workers: 0
+"""
+
+
+def scratchdet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scratchdet", *args]
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny_test.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_lr_schedule_warms_up_then_steps_down():
+    config = TrainConfig(warmup_iters=10, warmup_ratio=0.25, schedule="step", milestones=(0.5, 0.75))
+    factors = [lr_factor(config, i, 100) for i in (0, 5, 10, 49, 50, 75, 99)]
+    assert factors == pytest.approx([0.25, 0.625, 1.0, 1.0, 0.1, 0.01, 0.01])
+    cosine = replace(config, schedule="cosine")
+    assert lr_factor(cosine, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(cosine, 100, 100) == pytest.approx(0.0)
+
+
+def test_lr_scales_linearly_with_batch():
+    assert TrainConfig(base_lr=0.05, base_batch=128, batch_size=32).learning_rate() == pytest.approx(0.0125)
+    assert TrainConfig(lr=0.3).learning_rate() == 0.3
+
+
+def test_weight_decay_skips_batchnorm_and_biases():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    decay, no_decay = parameter_groups(model, 5e-4)
+    assert [p.ndim for p in decay["params"]] == [4, 2]
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 4
+
+
+def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_file, synth_data, monkeypatch):
+    model_config, train_config = load_config(config_file)
+    trainer = Trainer(model_config, replace(train_config, max_nonfinite=2), synth_data, tmp_path / "run")
+    monkeypatch.setattr(trainer.network, "forward", lambda images: (images.new_full((len(images), 1, 4), float("nan")),) * 2)
+    trainer.criterion = lambda *a: type("P", (), {"total": torch.tensor(float("nan"))})()
+    with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite losses"):
+        trainer.fit()
+
+
+def test_checkpoint_of_another_config_and_non_checkpoints_are_refused(tmp_path, tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="does not match config 'ssd300_root_resnet34'.*backbone"):
+        load_model(tiny_checkpoint, expected=load_model_config("ssd300_root_resnet34"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt: not a loadable checkpoint"):
+        read_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt: not a ScratchDet checkpoint"):
+        read_checkpoint(foreign)
+
+
+def test_checkpoint_with_code_is_refused_not_run(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "scratchdet-checkpoint", "x": Payload()}, path)
+    with pytest.raises(CheckpointError, match="evil.pt: not a loadable checkpoint"):
+        read_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def read_metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_ends_bit_identical(tmp_path, config_file, synth_data):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(scratchdet("train", "--config", str(config_file), "--data", str(synth_data), "--out",
+                              str(straight)), check=True, capture_output=True)
+    process = subprocess.Popen(scratchdet("train", "--config", str(config_file), "--data", str(synth_data),
+                                          "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once epoch 2 has started its steps
+        metrics = killed / "metrics.jsonl"
+        if metrics.is_file() and any(r["type"] == "step" and r["epoch"] == 1 for r in read_metrics(killed)):
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert read_checkpoint(killed / "last.pt")["epoch"] == 0, "the kill came too late to be mid-epoch"
+    subprocess.run(scratchdet("train", "--config", str(config_file), "--data", str(synth_data), "--out",
+                              str(killed), "--resume"), check=True, capture_output=True)
+    a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(killed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), f"{name} differs after resume"
+    def losses(run):
+        return [(r["iteration"], r["loss"]) for r in read_metrics(run) if r["type"] == "step"]
+
+    assert losses(straight) == losses(killed)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_train_and_end_identical(tmp_path, config_file, synth_data):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "scratchdet", "train", "--config", str(config_file), "--data", str(synth_data), "--out", str(out),
+               "--epochs", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (ranks,) = [r for r in read_metrics(out) if r["type"] == "ranks"]
+    assert len(ranks["param_sha256"]) == 2
+    assert ranks["param_sha256"][0] == ranks["param_sha256"][1]
+    steps = [r for r in read_metrics(out) if r["type"] == "step"]
+    assert len(steps) == 48 // 8  # each rank takes half of each global batch of 8
