@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help="export ONNX with box decoding and NMS in the graph")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help="checkpoint (.pt)")
-    source.add_argument("--config", help="export random weights of a config (for speed work before training)")
+    parser.add_argument("--weights", help="checkpoint (.pt)")
+    parser.add_argument("--config", help="alone: export random weights of a config (speed work before training); "
+                        "with --weights: the config the checkpoint must have been trained with")
     parser.add_argument("--out", help="ONNX path (default: RUN/export/model.onnx next to the checkpoint)")
     parser.add_argument("--data", help="dataset whose val images check ONNX vs PyTorch parity")
     parser.add_argument("--max-det", type=int, default=NMSOptions.max_det)
@@ -44,7 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _source_model(args: argparse.Namespace) -> tuple[SSD, list[str], str | None, Path]:
     """(model, class names, checkpoint sha256, default output) from --weights or --config."""
     if args.weights:
-        model, checkpoint = load_model(args.weights)
+        # num_classes is set from the dataset at training time, so a config file need not match it.
+        expected = load_model_config(args.config) if args.config else None
+        model, checkpoint = load_model(args.weights, expected, ignore=("num_classes",))
         return model, checkpoint["class_names"], file_sha256(args.weights), Path(args.weights).parent / "export"
     if not args.config:
         raise ValueError("export needs --weights CKPT or --config CFG")

@@ -88,7 +88,12 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
     config = model.config
     if len(class_names) != config.num_classes - 1:
         raise ValueError(f"{len(class_names)} class names for a model of {config.num_classes - 1} classes")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".write-test").touch()
+        out.with_suffix(".write-test").unlink()
+    except OSError as error:
+        raise OSError(f"{out}: cannot write the ONNX file there ({error.strerror or error})") from None
     folded = fold_batchnorm(model)
     images = torch.rand(2, 3, config.input_size, config.input_size) * 255
     fold_diff = max_output_difference(model, folded, images)

@@ -60,14 +60,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def config_differences(expected: ModelConfig, found: ModelConfig) -> list[str]:
-    """'key: expected vs found' for every model-config key that differs."""
+def config_differences(expected: ModelConfig, found: ModelConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'key: expected vs found' for every model-config key that differs, except those in `ignore`."""
     a, b = to_dict(expected), to_dict(found)
-    return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k]]
+    return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k] and k not in ignore]
 
 
-def load_model(path: str | Path, expected: ModelConfig | None = None) -> tuple[SSD, dict[str, Any]]:
+def load_model(path: str | Path, expected: ModelConfig | None = None,
+               ignore: tuple[str, ...] = ()) -> tuple[SSD, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint; returns (model in eval mode, checkpoint dict).
+
+    `expected`, when given, must equal the stored config but for the keys in `ignore`.
 
     Raises:
         CheckpointError: not a checkpoint, or its config differs from `expected` (keys listed).
@@ -78,7 +81,7 @@ def load_model(path: str | Path, expected: ModelConfig | None = None) -> tuple[S
     except (KeyError, ConfigError) as error:
         raise CheckpointError(f"{path}: unusable model config: {error}") from None
     if expected is not None:
-        differences = config_differences(expected, config)
+        differences = config_differences(expected, config, ignore)
         if differences:
             raise CheckpointError(
                 f"{path}: checkpoint of config '{config.name}' does not match config "

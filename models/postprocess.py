@@ -64,7 +64,8 @@ def postprocess(
     boxes = box_coder.decode(offsets, priors)  # [N, P, 4]
     scores = torch.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # [N, C-1, P]
     k = min(config.pre_nms_topk, scores.shape[-1])
-    top_scores, top_index = scores.topk(k, dim=-1)  # [N, C-1, k]
+    # A stable sort breaks ties towards the lower index, as ONNX TopK specifies; torch.topk does not say.
+    top_scores, top_index = (t[..., :k] for t in torch.sort(scores, dim=-1, descending=True, stable=True))
     results = []
     for image in range(boxes.shape[0]):
         kept_boxes, kept_scores, kept_labels = [], [], []

@@ -25,16 +25,25 @@ def bccd() -> Path:
     return BCCD
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> Path:
-    """A tiny model trained for two short epochs: real weights, seconds to make."""
+def train_tiny(data: Path, out: Path, epochs: int) -> Path:
     from dataclasses import replace
 
     from train.config import load_config
     from train.trainer import Trainer
 
     model_config, train_config = load_config("tiny")
-    train_config = replace(train_config, epochs=2, batch_size=8)
-    out = tmp_path_factory.mktemp("tiny_run")
-    Trainer(model_config, train_config, synth_data, out).fit()
+    train_config = replace(train_config, epochs=epochs, batch_size=8, eval_every=epochs)
+    Trainer(model_config, train_config, data, out).fit()
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> Path:
+    """The tiny config trained on synthetic data for two short epochs: real weights, seconds to make."""
+    return train_tiny(synth_data, tmp_path_factory.mktemp("tiny_run"), epochs=2)
+
+
+@pytest.fixture(scope="session")
+def bccd_checkpoint(tmp_path_factory: pytest.TempPathFactory, bccd: Path) -> Path:
+    """The tiny config trained one epoch on BCCD: weights that have seen real images."""
+    return train_tiny(bccd, tmp_path_factory.mktemp("bccd_run"), epochs=1)

@@ -1,0 +1,131 @@
+import numpy as np
+import onnx
+import pytest
+
+from export.contract import ContractError, check_contract, load_checked
+from export.nms_graph import NMSOptions
+from export.onnx_export import ExportOptions, export_onnx
+from export.onnx_runner import create_session, run_onnx
+from export.tensorrt_check import check_tensorrt_compatibility
+from export.verify import compare, dataset_images, onnx_predictions, torch_detections, verify_onnx
+from models.checkpoint import load_model
+from models.config import load_model_config
+from models.ssd import SSD
+from train.data.load import load_dataset
+from train.evaluate import evaluate
+from train.validate import predict
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    model, checkpoint = load_model(tiny_checkpoint)
+    path = tmp_path_factory.mktemp("export") / "model.onnx"
+    report = export_onnx(model, checkpoint["class_names"], path, ExportOptions(), "abc123")
+    return model, path, report
+
+
+def test_graph_follows_the_contract(exported):
+    _, path, report = exported
+    model, metadata = load_checked(path)
+    assert metadata["class_names"] == ["circle", "square", "triangle"]
+    assert metadata["input_size"] == 128 and metadata["checkpoint_sha256"] == "abc123"
+    ops = [node.op_type for node in model.graph.node]
+    assert "BatchNormalization" not in ops and ops.count("NonMaxSuppression") == 1
+    assert report.nodes_after_simplify < report.nodes_before_simplify
+    assert report.fold_max_abs_diff < 1e-4
+    assert check_tensorrt_compatibility(model) == []
+
+
+def test_onnx_runtime_matches_pytorch_on_real_images(bccd_checkpoint, bccd, tmp_path):
+    model, checkpoint = load_model(bccd_checkpoint)
+    path = tmp_path / "bccd.onnx"
+    export_onnx(model, checkpoint["class_names"], path, ExportOptions())
+    images = dataset_images(load_dataset(bccd, "val"), model.config.input_size, count=6)
+    report = verify_onnx(model, create_session(path), images, NMSOptions())
+    assert report.detections > 0
+    assert report.ok, report.summary()
+
+
+def test_onnx_map_equals_pytorch_map(exported, synth_data):
+    model, path, _ = exported
+    data = load_dataset(synth_data, "val")
+    torch_map = evaluate(data.records, predict(model, data), data.class_names)
+    onnx_map = evaluate(data.records, onnx_predictions(create_session(path), data, 128), data.class_names)
+    assert abs(torch_map.map50 - onnx_map.map50) <= 0.001  # 0.1 points
+    assert abs(torch_map.coco_ap - onnx_map.coco_ap) <= 0.001
+
+
+def test_dynamic_batch_gives_the_same_per_image_results(exported, synth_data):
+    _, path, _ = exported
+    session = create_session(path)
+    images = dataset_images(load_dataset(synth_data, "val"), 128, count=5)
+    alone = [run_onnx(session, images[i : i + 1])[0] for i in range(5)]
+    for batch in (2, 5):
+        batched = [d for start in range(0, 5, batch) for d in run_onnx(session, images[start : start + batch])]
+        report = compare(alone, batched)
+        assert report.ok, f"batch {batch}: {report.summary()}"
+
+
+def test_untrained_model_output_stays_bounded(tmp_path):
+    model = SSD(load_model_config("tiny")).eval()
+    options = ExportOptions(nms=NMSOptions(score_threshold=0.0, pre_nms_topk=50, max_det=30))
+    path = tmp_path / "random.onnx"
+    export_onnx(model, ["a", "b", "c"], path, options)
+    outputs = run_onnx(create_session(path), np.full((2, 3, 128, 128), 100, np.float32))
+    assert all(len(d.scores) <= 30 for d in outputs)
+    reference = torch_detections(model, np.full((2, 3, 128, 128), 100, np.float32), options.nms)
+    assert compare(reference, outputs).ok
+
+
+def test_unknown_opset_and_unwritable_path_are_clear_errors(tmp_path):
+    model = SSD(load_model_config("tiny")).eval()
+    with pytest.raises(ValueError, match="opset 99 is not supported"):
+        export_onnx(model, ["a", "b", "c"], tmp_path / "m.onnx", ExportOptions(opset=99))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="cannot write the ONNX file"):
+        export_onnx(model, ["a", "b", "c"], blocker / "m.onnx", ExportOptions())
+
+
+def test_model_without_contract_outputs_is_refused(tmp_path):
+    node = onnx.helper.make_node("Identity", ["images"], ["out"])
+    graph = onnx.helper.make_graph(
+        [node], "g", [onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 3, 8, 8])])
+    with pytest.raises(ContractError, match=r"missing output\(s\) \['num_dets'"):
+        check_contract(onnx.helper.make_model(graph), "other.onnx")
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(b"\x00garbage")
+    with pytest.raises(ContractError, match="garbage.onnx: not a readable ONNX model"):
+        load_checked(path)
+
+
+def test_tensorrt_check_names_the_node_that_breaks_a_rule(exported):
+    _, path, _ = exported
+    model = onnx.load(str(path))
+    topk = next(n for n in model.graph.node if n.op_type == "TopK")
+    topk.input[1] = "images"  # K no longer a constant
+    model.graph.node.append(onnx.helper.make_node("NonZero", ["images"], ["nz"], name="odd"))
+    findings = [str(f) for f in check_tensorrt_compatibility(model)]
+    assert any(f.startswith(f"TopK '{topk.name}': input 1") for f in findings)
+    assert "NonZero 'odd': operator not in the TensorRT 10/11 support table" in findings
+
+
+def test_export_cli_refuses_a_checkpoint_of_another_config(tiny_checkpoint, tmp_path):
+    from scratchdet import main
+
+    assert main(["export", "--weights", str(tiny_checkpoint), "--config", "ssd300_root_resnet34",
+                 "--out", str(tmp_path / "m.onnx")]) == 1
+    assert not (tmp_path / "m.onnx").exists()
+    assert main(["export", "--weights", str(tmp_path / "missing.pt")]) == 1
+
+
+def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_data, capsys):
+    from scratchdet import main
+
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--weights", str(tiny_checkpoint), "--out", str(out), "--data", str(synth_data)]) == 0
+    printed = capsys.readouterr().out
+    assert "parity OK" in printed and "BatchNormalization 0" in printed
+    assert main(["export", "--weights", str(tiny_checkpoint), "--onnx", str(out), "--verify"]) == 0
+    assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
