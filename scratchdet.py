@@ -7,10 +7,11 @@ import logging
 import sys
 
 import export.cli
+import export.deploy_cli
 import models.cli
 import train.cli
 
-STAGES = (models.cli, train.cli, export.cli)
+STAGES = (models.cli, train.cli, export.cli, export.deploy_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
         logging.getLogger("scratchdet").error("%s", error)
         return 1
     return 0

@@ -48,9 +48,16 @@ def write_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
         model.metadata_props.add(key=key, value=json.dumps(value))
 
 
+def _parse(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
-    """Our keys parsed from JSON; other tools' keys (onnxsim adds some) kept as strings."""
-    return {p.key: json.loads(p.value) if p.key in METADATA_KEYS else p.value for p in model.metadata_props}
+    """metadata_props with our JSON values parsed; other tools' plain strings (onnxsim adds some) kept."""
+    return {p.key: _parse(p.value) for p in model.metadata_props}
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:

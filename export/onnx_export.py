@@ -65,6 +65,17 @@ def _torch_export(model: nn.Module, path: Path, input_size: int, opset: int) -> 
                           opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
+def ensure_writable(out: Path) -> None:
+    """Create the folder of `out` and prove a file can be written there, before any long work."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_suffix(".write-test")
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"{out}: cannot write the file there ({error.strerror or error})") from None
+
+
 def simplify(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
     import onnxsim
 
@@ -88,12 +99,7 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
     config = model.config
     if len(class_names) != config.num_classes - 1:
         raise ValueError(f"{len(class_names)} class names for a model of {config.num_classes - 1} classes")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".write-test").touch()
-        out.with_suffix(".write-test").unlink()
-    except OSError as error:
-        raise OSError(f"{out}: cannot write the ONNX file there ({error.strerror or error})") from None
+    ensure_writable(out)
     folded = fold_batchnorm(model)
     images = torch.rand(2, 3, config.input_size, config.input_size) * 255
     fold_diff = max_output_difference(model, folded, images)

@@ -83,7 +83,7 @@ def test_unknown_opset_and_unwritable_path_are_clear_errors(tmp_path):
         export_onnx(model, ["a", "b", "c"], tmp_path / "m.onnx", ExportOptions(opset=99))
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(OSError, match="cannot write the ONNX file"):
+    with pytest.raises(OSError, match="cannot write the file there"):
         export_onnx(model, ["a", "b", "c"], blocker / "m.onnx", ExportOptions())
 
 

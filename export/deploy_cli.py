@@ -1,0 +1,102 @@
+"""`scratchdet quantize`, `scratchdet engine` and `scratchdet bundle`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from export.bundle import make_bundle
+from export.contract import load_checked
+from export.engine_plan import PRECISIONS, make_plan, trtexec_command
+from export.quantize import METHODS, TARGETS, CalibrationOptions, convert_fp16, quantization_summary, quantize_int8
+
+log = logging.getLogger(__name__)
+
+
+def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calib-images", type=int, default=CalibrationOptions.images)
+    parser.add_argument("--calib-method", choices=METHODS, default=CalibrationOptions.method)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (x86 CPUs without VNNI)")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    quantize = commands.add_parser("quantize", help="INT8 Q/DQ (calibrated) or FP16 ONNX")
+    quantize.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
+    quantize.add_argument("--precision", choices=("int8", "fp16"), default="int8")
+    quantize.add_argument("--data", help="dataset whose training images calibrate INT8")
+    quantize.add_argument("--target", choices=TARGETS, default="ort",
+                          help="ort: U8S8 for CPUs; tensorrt: symmetric S8S8 for engines")
+    quantize.add_argument("--out", help="default: beside the ONNX, model-int8-TARGET.onnx or model-fp16.onnx")
+    _calibration_arguments(quantize)
+    quantize.set_defaults(run=run_quantize)
+
+    engine = commands.add_parser("engine", help="build a TensorRT engine (10.x or 11.x) from an ONNX")
+    engine.add_argument("--onnx", required=True)
+    engine.add_argument("--precision", choices=PRECISIONS, required=True)
+    engine.add_argument("--min-batch", type=int, default=1)
+    engine.add_argument("--opt-batch", type=int, default=1)
+    engine.add_argument("--max-batch", type=int, default=8)
+    engine.add_argument("--workspace-mib", type=int, default=1024)
+    engine.add_argument("--dla-core", type=int, help="Jetson DLA core (TensorRT 10), GPU fallback on")
+    engine.add_argument("--out", help="engine path (default: RUN/engines/NAME-PRECISION-trtMAJOR.engine)")
+    engine.set_defaults(run=run_engine)
+
+    bundle = commands.add_parser("bundle", help="folder + tarball for a Jetson or ARM board")
+    bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
+    bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
+    bundle.add_argument("--out", help="default: RUN/bundle")
+    _calibration_arguments(bundle)
+    bundle.set_defaults(run=run_bundle)
+
+
+def _calibration(args: argparse.Namespace) -> CalibrationOptions:
+    return CalibrationOptions(args.calib_images, args.calib_method, args.seed, args.reduce_range)
+
+
+def run_quantize(args: argparse.Namespace) -> None:
+    source = Path(args.onnx)
+    if args.precision == "fp16":
+        out = convert_fp16(source, Path(args.out) if args.out else source.with_name(f"{source.stem}-fp16.onnx"))
+    else:
+        if not args.data:
+            raise ValueError("INT8 quantisation needs --data DATASET (its training images calibrate the ranges)")
+        out = Path(args.out) if args.out else source.with_name(f"{source.stem}-int8-{args.target}.onnx")
+        quantize_int8(source, args.data, args.target, out, _calibration(args))
+    summary = quantization_summary(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {summary['precision']}): "
+          f"{summary['QuantizeLinear']} QuantizeLinear, {summary['DequantizeLinear']} DequantizeLinear nodes")
+
+
+def run_engine(args: argparse.Namespace) -> None:
+    from export.cuda_device import CudaError, gpu_info
+    from export.tensorrt_build import build_engine, import_tensorrt
+
+    onnx_path = Path(args.onnx)
+    _, metadata = load_checked(onnx_path)
+    batches = (args.min_batch, args.opt_batch, args.max_batch)
+    out = Path(args.out) if args.out else None
+    try:
+        trt = import_tensorrt()
+        gpu_info()
+    except (ImportError, CudaError) as error:
+        lines = [trtexec_command(make_plan(onnx_path, metadata, args.precision, f"{major}.0", batches,
+                                           args.workspace_mib, args.dla_core if major == 10 else None, out))
+                 for major in (10, 11)]
+        raise RuntimeError(f"cannot build here: {error}. The ONNX is {onnx_path.resolve()}; on the device run\n"
+                           f"  TensorRT 10: {lines[0]}\n  TensorRT 11: {lines[1]}") from None
+    plan = make_plan(onnx_path, metadata, args.precision, trt.__version__, batches, args.workspace_mib,
+                     args.dla_core, out)
+    print(f"trtexec equivalent: {trtexec_command(plan)}")
+    engine = build_engine(plan, metadata)
+    print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB), sidecar {plan.sidecar}")
+
+
+def run_bundle(args: argparse.Namespace) -> None:
+    source = Path(args.onnx)
+    out = Path(args.out) if args.out else source.parent.parent / "bundle"
+    folder = make_bundle(source, args.data, out, _calibration(args))
+    print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
+    for path in sorted(folder.iterdir()):
+        print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

@@ -1,0 +1,155 @@
+"""`scratchdet quantize`: INT8 Q/DQ ONNX calibrated on real training images, and FP16 ONNX.
+
+Two INT8 flavours (DESIGN section 5), both Q/DQ with per-channel weights, through
+onnxruntime.quantization:
+  ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
+  tensorrt  signed symmetric activations and weights, zero point 0: what TensorRT's Q/DQ parser takes.
+Only the network is quantised (its Conv, Add and MaxPool nodes); normalisation, box decoding and NMS stay
+float32. Calibration ranges are cached under a key of everything they depend on (ONNX bytes, images,
+method), so a second run with the same inputs reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from export.contract import load_checked, read_metadata, write_metadata
+from export.onnx_export import ensure_writable
+from models.checkpoint import file_sha256
+from train.data.load import load_dataset
+from train.dataset import DetectionDataset
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("ort", "tensorrt")
+METHODS = ("minmax", "entropy", "percentile")
+NETWORK_PREFIXES = ("/model/backbone/", "/model/head/")  # node-name scopes of the exported network
+QUANTIZED_OPS = ("Conv", "Add", "MaxPool")
+
+
+class QuantizationError(ValueError):
+    """Bad quantisation input: too few images, an unreadable file, an ONNX of the wrong form."""
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    images: int = 64
+    method: str = "minmax"
+    seed: int = 0
+    reduce_range: bool = False  # 7-bit weights: identical results on x86 CPUs without VNNI (see README)
+
+
+def calibration_images(data: str | Path, input_size: int, options: CalibrationOptions) -> tuple[np.ndarray, str]:
+    """`options.images` training images sampled deterministically, preprocessed as at inference.
+
+    Returns the batch [N, 3, S, S] float32 RGB 0-255 and a hash of the chosen files.
+
+    Raises:
+        QuantizationError: the training split has fewer images than asked.
+    """
+    dataset = load_dataset(data, "train")
+    if len(dataset.records) < options.images:
+        raise QuantizationError(f"{data}: calibration needs {options.images} training images, "
+                                f"the train split has {len(dataset.records)} (lower --calib-images)")
+    chosen = sorted(np.random.default_rng(options.seed).choice(len(dataset.records), options.images, replace=False))
+    images = DetectionDataset(dataset, input_size, augment=False)
+    batch = np.stack([images[int(i)][0].numpy() for i in chosen])
+    names = "\n".join(str(dataset.records[int(i)].path.name) for i in chosen)
+    return batch, hashlib.sha256(names.encode()).hexdigest()[:16]
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a preprocessed batch, one image at a time."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images, self.index = images, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.index >= len(self.images):
+            return None
+        self.index += 1
+        return {"images": self.images[self.index - 1 : self.index]}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.images = self.images[start_index:end_index]
+
+
+def network_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the network's quantisable nodes (everything else stays float)."""
+    nodes = [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name.startswith(NETWORK_PREFIXES)]
+    if not nodes:
+        raise QuantizationError("no quantisable network nodes found (was this ONNX made by `scratchdet export`?)")
+    return nodes
+
+
+def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str | Path,
+                  options: CalibrationOptions, cache_dir: str | Path | None = None) -> Path:
+    """Write a Q/DQ INT8 copy of `onnx_path` calibrated on `data`'s training images.
+
+    Raises:
+        QuantizationError / ContractError: bad target or method, too few images, not our ONNX.
+        OSError: `out` cannot be written.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if target not in TARGETS:
+        raise QuantizationError(f"unknown target '{target}': choose {' or '.join(TARGETS)}")
+    if options.method not in METHODS:
+        raise QuantizationError(f"unknown calibration method '{options.method}': choose {', '.join(METHODS)}")
+    onnx_path, out = Path(onnx_path), Path(out)
+    model, metadata = load_checked(onnx_path)
+    ensure_writable(out)
+    images, images_hash = calibration_images(data, metadata["input_size"], options)
+    key = hashlib.sha256(f"{file_sha256(onnx_path)}|{images_hash}|{options}|{target}".encode()).hexdigest()[:16]
+    cache = Path(cache_dir or out.parent) / f"calibration-{key}.json"
+    log.info("calibration ranges: %s (%s)", cache, "reused" if cache.is_file() else "computing")
+    symmetric = target == "tensorrt"
+    quantize_static(
+        model, out, _Reader(images), quant_format=QuantFormat.QDQ, nodes_to_quantize=network_nodes(model),
+        per_channel=True, reduce_range=options.reduce_range,
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                          "percentile": CalibrationMethod.Percentile}[options.method],
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        calibration_cache_path=cache,
+    )
+    quantized = onnx.load(str(out))
+    write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {
+        "target": target, "calibration_images": options.images, "calibration_method": options.method,
+        "calibration_seed": options.seed, "calibration_data_hash": images_hash, "reduce_range": options.reduce_range,
+        "source_onnx_sha256": file_sha256(onnx_path), "config_name": metadata["config_name"]}})
+    onnx.save(quantized, str(out))
+    return out
+
+
+def convert_fp16(onnx_path: str | Path, out: str | Path) -> Path:
+    """An FP16 copy for strongly typed TensorRT 11: network in float16; I/O, decoding and NMS float32."""
+    from onnxconverter_common import float16
+
+    onnx_path, out = Path(onnx_path), Path(out)
+    model, metadata = load_checked(onnx_path)
+    ensure_writable(out)
+    keep_float32 = [n.name for n in model.graph.node if not n.name.startswith(NETWORK_PREFIXES)]
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_float32)
+    write_metadata(converted, {**metadata, "precision": "fp16"})
+    onnx.save(converted, str(out))
+    return out
+
+
+def quantization_summary(path: str | Path) -> dict:
+    """Counts that show what was quantised: Q/DQ nodes, quantised Convs, zero points."""
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear"),
+            "Conv": ops.count("Conv"), "precision": read_metadata(model).get("precision"),
+            "metadata": json.dumps(read_metadata(model).get("quantization"))}
