@@ -1,0 +1,103 @@
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from export.contract import ContractError, load_checked
+from export.onnx_export import ExportOptions, export_onnx
+from export.onnx_runner import create_session
+from export.quantize import CalibrationOptions, QuantizationError, convert_fp16, quantize_int8
+from export.verify import onnx_predictions
+from models.checkpoint import load_model
+from train.data.load import load_dataset
+from train.evaluate import evaluate
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_checkpoint, tmp_path_factory):
+    model, checkpoint = load_model(tiny_checkpoint)
+    path = tmp_path_factory.mktemp("q") / "model.onnx"
+    export_onnx(model, checkpoint["class_names"], path, ExportOptions())
+    return path
+
+
+def quantized_inputs(model: onnx.ModelProto) -> dict[str, str]:
+    """Conv name -> how its data input is fed ('DequantizeLinear' when quantised)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    return {n.name: producers[n.input[0]].op_type if n.input[0] in producers else "input"
+            for n in model.graph.node if n.op_type == "Conv"}
+
+
+@pytest.mark.parametrize("target", ["ort", "tensorrt"])
+def test_every_conv_is_quantised_and_decode_nms_untouched(fp32, synth_data, tmp_path, target):
+    out = quantize_int8(fp32, synth_data, target, tmp_path / f"{target}.onnx", CalibrationOptions(images=8))
+    model, metadata = load_checked(out)
+    assert metadata["precision"] == f"int8-{target}"
+    assert metadata["quantization"]["calibration_images"] == 8
+    assert set(quantized_inputs(model).values()) == {"DequantizeLinear"}
+    weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    assert all(producers[w].op_type == "DequantizeLinear" for w in weights)
+    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    activation_zero_points = [initializers[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    if target == "tensorrt":
+        assert all(z.dtype == np.int8 and not z.any() for z in activation_zero_points)
+    else:
+        assert all(z.dtype == np.uint8 for z in activation_zero_points)
+    # Decoding sits at the top scope of the exported module ("/Exp", "/Softmax"...), NMS under "nms/".
+    tail = [n for n in model.graph.node if n.name.startswith("nms/")
+            or (n.name.startswith("/") and not n.name.startswith("/model/"))]
+    assert {"Exp", "Softmax", "TopK"} <= {n.op_type for n in tail}
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in tail)
+    assert sum(n.op_type == "NonMaxSuppression" for n in tail) == 1
+
+
+def test_calibration_ranges_are_cached_and_reused(fp32, synth_data, tmp_path):
+    options = CalibrationOptions(images=8)
+    first = quantize_int8(fp32, synth_data, "ort", tmp_path / "a.onnx", options, cache_dir=tmp_path / "cache")
+    (cache,) = (tmp_path / "cache").glob("calibration-*.json")
+    stamp = cache.stat().st_mtime_ns
+    second = quantize_int8(fp32, synth_data, "ort", tmp_path / "b.onnx", options, cache_dir=tmp_path / "cache")
+    assert cache.stat().st_mtime_ns == stamp
+    assert onnx.load(str(first)).graph == onnx.load(str(second)).graph
+    quantize_int8(fp32, synth_data, "ort", tmp_path / "c.onnx", CalibrationOptions(images=9), tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("calibration-*.json"))) == 2  # other inputs, other key
+
+
+def test_int8_and_fp16_keep_accuracy_close(fp32, synth_data, tmp_path):
+    data = load_dataset(synth_data, "val")
+    fp16 = convert_fp16(fp32, tmp_path / "fp16.onnx")
+    int8 = quantize_int8(fp32, synth_data, "ort", tmp_path / "int8.onnx", CalibrationOptions(images=16))
+    scores = {p.name: evaluate(data.records, onnx_predictions(create_session(p), data, 128), data.class_names).map50
+              for p in (fp32, fp16, int8)}
+    assert abs(scores["fp16.onnx"] - scores["model.onnx"]) <= 0.01
+    assert abs(scores["int8.onnx"] - scores["model.onnx"]) <= 0.05  # a 2-epoch model: loose, see the README
+
+
+def test_bad_inputs_are_clear_errors(fp32, synth_data, tmp_path):
+    with pytest.raises(QuantizationError, match="calibration needs 500 training images, the train split has 48"):
+        quantize_int8(fp32, synth_data, "ort", tmp_path / "x.onnx", CalibrationOptions(images=500))
+    with pytest.raises(QuantizationError, match="unknown target 'gpu'"):
+        quantize_int8(fp32, synth_data, "gpu", tmp_path / "x.onnx", CalibrationOptions())
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="cannot write the file there"):
+        quantize_int8(fp32, synth_data, "ort", blocker / "x.onnx", CalibrationOptions(images=8))
+    other = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["images"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])]))
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    with pytest.raises(ContractError, match="missing output"):
+        quantize_int8(tmp_path / "other.onnx", synth_data, "ort", tmp_path / "x.onnx", CalibrationOptions())
+
+
+def test_unreadable_calibration_image_is_named(fp32, synth_data, tmp_path):
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(synth_data, copy)
+    for image in (copy / "images").iterdir():
+        image.write_bytes(b"broken")
+    with pytest.raises(ValueError, match="cannot decode the image"):
+        quantize_int8(fp32, copy, "ort", tmp_path / "x.onnx", CalibrationOptions(images=4))
