@@ -9,9 +9,10 @@ import sys
 import export.cli
 import export.deploy_cli
 import models.cli
+import runtime.cli
 import train.cli
 
-STAGES = (models.cli, train.cli, export.cli, export.deploy_cli)
+STAGES = (models.cli, train.cli, export.cli, export.deploy_cli, runtime.cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Inference: one Detector API over PyTorch checkpoints, ONNX models and TensorRT engines."""

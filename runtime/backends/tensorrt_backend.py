@@ -1,0 +1,157 @@
+"""TensorRT engines (.engine + sidecar .json) on 10.x and 11.x, device memory through cuda-python.
+
+Flow (tensorrt-facts.md section 3.4): check the sidecar against the running TensorRT and GPU,
+deserialize, create a context, allocate for the profile's max batch, then per call `set_input_shape`,
+copy in, `execute_async_v3` on a stream, copy out. Addresses are set once (`set_tensor_address`);
+an optional CUDA graph replays a fixed batch size. Shape and size decisions are pure functions
+(`TensorSpec`, `buffer_bytes`) tested without a GPU; the rest runs under `pytest -m tensorrt`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.cuda_device import cuda_call, cudart, gpu_info
+from export.engine_plan import check_engine_compatible
+from export.onnx_runner import RawDetections, unpack
+from export.tensorrt_build import import_tensorrt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    max_shape: tuple[int, ...]  # at the profile's largest batch
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.max_shape)) * np.dtype(self.dtype).itemsize
+
+
+def buffer_bytes(specs: list[TensorSpec]) -> dict[str, int]:
+    """Bytes to allocate per tensor; refuses a shape left dynamic (-1) after the profile is applied."""
+    for spec in specs:
+        if any(d < 0 for d in spec.max_shape):
+            raise ValueError(f"tensor '{spec.name}' has a dynamic shape {spec.max_shape} after the profile was set")
+    return {spec.name: spec.nbytes for spec in specs}
+
+
+def read_sidecar(engine: Path) -> dict:
+    sidecar = engine.with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{engine}: no sidecar {sidecar.name} beside it (build engines with `scratchdet "
+                                f"engine` so the model's metadata and build facts travel with them)")
+    return json.loads(sidecar.read_text())
+
+
+class DeviceBuffers:
+    """Pinned host and device memory for every I/O tensor; the one owner, freed by close()."""
+
+    def __init__(self, specs: list[TensorSpec]) -> None:
+        self.runtime = cudart()
+        self.specs = {s.name: s for s in specs}
+        self.device: dict[str, int] = {}
+        self.host: dict[str, np.ndarray] = {}
+        self._host_pointers: dict[str, int] = {}
+        for name, nbytes in buffer_bytes(specs).items():
+            self.device[name] = cuda_call(self.runtime.cudaMalloc(nbytes))
+            pointer = cuda_call(self.runtime.cudaMallocHost(nbytes))
+            self._host_pointers[name] = pointer
+            raw = (ctypes.c_byte * nbytes).from_address(int(pointer))
+            self.host[name] = np.frombuffer(raw, dtype=self.specs[name].dtype)
+
+    def close(self) -> None:
+        for pointer in self.device.values():
+            cuda_call(self.runtime.cudaFree(pointer))
+        for pointer in self._host_pointers.values():
+            cuda_call(self.runtime.cudaFreeHost(pointer))
+        self.device.clear()
+        self._host_pointers.clear()
+        self.host.clear()
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, cuda_graph: bool = False) -> None:
+        trt = import_tensorrt()
+        self.path = Path(path)
+        values = read_sidecar(self.path)
+        check_engine_compatible(self.path, values, trt.__version__, *gpu_info())
+        metadata = values["model_metadata"]
+        self.class_names, self.input_size = metadata["class_names"], metadata["input_size"]
+        self.precision, self.provider = values["precision"], f"TensorRT {trt.__version__}"
+        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{self.path}: TensorRT could not deserialize the engine")
+        self.context = self.engine.create_execution_context()
+        self.runtime = cudart()
+        self.stream = cuda_call(self.runtime.cudaStreamCreate())
+        self.specs = self._tensor_specs(trt)
+        self.buffers = DeviceBuffers(self.specs)
+        for spec in self.specs:
+            self.context.set_tensor_address(spec.name, int(self.buffers.device[spec.name]))
+        self.use_cuda_graph, self.graphs = cuda_graph, {}
+
+    def _tensor_specs(self, trt) -> list[TensorSpec]:
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        for name in inputs:
+            self.context.set_input_shape(name, tuple(self.engine.get_tensor_profile_shape(name, 0)[2]))
+        self.max_batch = int(self.context.get_tensor_shape(inputs[0])[0])
+        return [TensorSpec(n, n in inputs, np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))),
+                           tuple(self.context.get_tensor_shape(n))) for n in names]
+
+    def _copy(self, name: str, count: int, to_device: bool) -> None:
+        kind = self.runtime.cudaMemcpyKind
+        nbytes = count * self.buffers.specs[name].dtype.itemsize
+        host = self.buffers.host[name].ctypes.data
+        device = self.buffers.device[name]
+        if to_device:
+            cuda_call(self.runtime.cudaMemcpyAsync(device, host, nbytes, kind.cudaMemcpyHostToDevice, self.stream))
+        else:
+            cuda_call(self.runtime.cudaMemcpyAsync(host, device, nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
+
+    def _execute(self, batch_size: int) -> None:
+        if not self.use_cuda_graph:
+            if not self.context.execute_async_v3(int(self.stream)):
+                raise RuntimeError(f"{self.path}: execute_async_v3 failed")
+            return
+        if batch_size not in self.graphs:
+            self.context.execute_async_v3(int(self.stream))  # TensorRT's warm-up before capture
+            mode = self.runtime.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+            cuda_call(self.runtime.cudaStreamBeginCapture(self.stream, mode))
+            self.context.execute_async_v3(int(self.stream))
+            graph = cuda_call(self.runtime.cudaStreamEndCapture(self.stream))
+            self.graphs[batch_size] = cuda_call(self.runtime.cudaGraphInstantiate(graph, 0))
+        cuda_call(self.runtime.cudaGraphLaunch(self.graphs[batch_size], self.stream))
+
+    def infer(self, batch: np.ndarray) -> list[RawDetections]:
+        if len(batch) > self.max_batch:
+            raise ValueError(f"{self.path}: batch {len(batch)} exceeds the engine profile's max {self.max_batch}")
+        (image,) = [s for s in self.specs if s.is_input]
+        self.context.set_input_shape(image.name, batch.shape)
+        self.buffers.host[image.name][: batch.size] = batch.ravel()
+        self._copy(image.name, batch.size, to_device=True)
+        self._execute(len(batch))
+        outputs = {}
+        for spec in (s for s in self.specs if not s.is_input):
+            shape = tuple(self.context.get_tensor_shape(spec.name))
+            self._copy(spec.name, int(np.prod(shape)), to_device=False)
+            outputs[spec.name] = (spec, shape)
+        cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
+        return unpack({name: self.buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
+                       for name, (spec, shape) in outputs.items()})
+
+    def close(self) -> None:
+        self.buffers.close()
+        cuda_call(self.runtime.cudaStreamDestroy(self.stream))

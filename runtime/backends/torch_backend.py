@@ -1,0 +1,33 @@
+"""PyTorch checkpoints (.pt): the model with its own decode + NMS (models.postprocess)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.onnx_runner import RawDetections
+from models.checkpoint import load_model
+from models.postprocess import NMSConfig, postprocess
+
+
+class TorchBackend:
+    name = "pytorch"
+
+    def __init__(self, path: str | Path, device: str | None = None, nms: NMSConfig | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, checkpoint = load_model(path)
+        self.model = model.to(self.device).eval()
+        self.nms = nms or NMSConfig()
+        self.class_names: list[str] = checkpoint["class_names"]
+        self.input_size = model.config.input_size
+        self.precision = "fp32"
+        self.provider = str(self.device)
+
+    @torch.no_grad()
+    def infer(self, batch: np.ndarray) -> list[RawDetections]:
+        offsets, logits = self.model(torch.from_numpy(batch).to(self.device))
+        detections = postprocess(offsets, logits, self.model.priors, self.model.box_coder, self.nms)
+        return [RawDetections(d.boxes.cpu().numpy() * self.input_size, d.scores.cpu().numpy(),
+                              d.labels.cpu().numpy() - 1) for d in detections]

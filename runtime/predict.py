@@ -1,0 +1,116 @@
+"""`scratchdet predict`: images, folders, videos or a camera through a Detector; annotated output + JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from runtime.detector import Detector, Result
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def colour(class_id: int) -> tuple[int, int, int]:
+    """A stable, distinct BGR colour per class."""
+    hue = (class_id * 47) % 180
+    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def draw(image: np.ndarray, result: Result) -> np.ndarray:
+    """A copy of a BGR image with boxes, class names and scores drawn."""
+    canvas = image.copy()
+    for box, score, class_id, name in zip(result.boxes, result.scores, result.class_ids, result.class_names):
+        x1, y1, x2, y2 = np.round(box).astype(int).tolist()
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour(int(class_id)), 2)
+        label = f"{name} {score:.2f}"
+        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        cv2.rectangle(canvas, (x1, max(y1 - h - 4, 0)), (x1 + w + 2, max(y1, h + 4)), colour(int(class_id)), -1)
+        cv2.putText(canvas, label, (x1 + 1, max(y1 - 3, h + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    return canvas
+
+
+def as_json(result: Result) -> list[dict]:
+    return [{"box": [round(float(v), 2) for v in box], "score": round(float(score), 5), "class_id": int(cid),
+             "class_name": name}
+            for box, score, cid, name in zip(result.boxes, result.scores, result.class_ids, result.class_names)]
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path}: cannot read the image (corrupt or not an image)")
+    return image
+
+
+def _images(paths: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
+    for path in paths:
+        yield path.name, _read_image(path)
+
+
+def _open_video(source: str) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if not capture.isOpened():
+        raise ValueError(f"{source}: cannot open the video {'camera' if source.isdigit() else 'file'}")
+    return capture
+
+
+def predict_images(detector: Detector, paths: list[Path], save_dir: Path) -> tuple[int, float]:
+    """Annotated copies and detections.json in save_dir; returns (images, seconds)."""
+    records, started = {}, time.perf_counter()
+    for name, image in tqdm(_images(paths), total=len(paths), desc="predict"):
+        (result,) = detector.detect(image)
+        cv2.imwrite(str(save_dir / name), draw(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR),
+                                               result))
+        records[name] = as_json(result)
+    (save_dir / "detections.json").write_text(json.dumps(records, indent=1))
+    return len(paths), time.perf_counter() - started
+
+
+def predict_video(detector: Detector, source: str, save_dir: Path, max_frames: int | None = None) -> tuple[int, float]:
+    """An annotated video and one JSON line per frame in save_dir; returns (frames, seconds)."""
+    capture = _open_video(source)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    stem = "camera" + source if source.isdigit() else Path(source).stem
+    writer, frames, started = None, 0, time.perf_counter()
+    with open(save_dir / f"{stem}.jsonl", "w") as lines, tqdm(total=total, desc="predict") as bar:
+        while max_frames is None or frames < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            (result,) = detector.detect(frame)
+            if writer is None:
+                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                writer = cv2.VideoWriter(str(save_dir / f"{stem}.mp4"), fourcc, fps, frame.shape[1::-1])
+            writer.write(draw(frame, result))
+            lines.write(json.dumps({"frame": frames, "detections": as_json(result)}) + "\n")
+            frames += 1
+            bar.update(1)
+    capture.release()
+    if writer is not None:
+        writer.release()
+    return frames, time.perf_counter() - started
+
+
+def predict(detector: Detector, source: str, save_dir: str | Path) -> tuple[int, float]:
+    """Dispatch on SOURCE: an image, a folder of images, a video file or a camera index."""
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(source)
+    if source.isdigit() or path.suffix.lower() in VIDEO_SUFFIXES:
+        return predict_video(detector, source, save_dir)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        return predict_images(detector, paths, save_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such image, folder or video")
+    return predict_images(detector, [path], save_dir)
