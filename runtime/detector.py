@@ -60,11 +60,11 @@ def open_backend(path: str | Path, **options):
 
 
 class Detector:
-    def __init__(self, model: str | Path, conf: float = 0.25, classes: list[int] | None = None, **options) -> None:
-        """`conf`: minimum score kept; `classes`: 0-based class ids kept (all when None);
+    def __init__(self, model, conf: float = 0.25, classes: list[int] | None = None, **options) -> None:
+        """`model`: a model file, or a backend object (infer, class_names, input_size, name, precision).
+        `conf`: minimum score kept; `classes`: 0-based class ids kept (all when None);
         options: device (PyTorch), threads and providers (ONNX Runtime), cuda_graph (TensorRT)."""
-        self.path = Path(model)
-        self.backend = open_backend(model, **options)
+        self.backend = model if hasattr(model, "infer") else open_backend(model, **options)
         self.class_names: list[str] = self.backend.class_names
         self.input_size: int = self.backend.input_size
         self.conf, self.classes = conf, classes

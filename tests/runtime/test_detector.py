@@ -1,0 +1,107 @@
+import cv2
+import numpy as np
+import pytest
+
+from export.onnx_runner import RawDetections
+from export.verify import compare
+from runtime.detector import Detector
+from train.data.load import load_dataset
+from train.evaluate import ImageDetections, evaluate
+
+
+def val_images(bccd, count):
+    data = load_dataset(bccd, "val")
+    return data, [cv2.imread(str(r.path)) for r in data.records[:count]]
+
+
+def as_raw(results):
+    return [RawDetections(r.boxes, r.scores, r.class_ids) for r in results]
+
+
+def test_pytorch_and_onnx_fp32_give_the_same_detections(bccd_models, bccd):
+    _, images = val_images(bccd, 6)
+    torch_results = Detector(bccd_models["pt"], conf=0.01).detect(images)
+    onnx_results = Detector(bccd_models["fp32"], conf=0.01).detect(images)
+    report = compare(as_raw(torch_results), as_raw(onnx_results))
+    assert report.detections > 0
+    # boxes are now in original pixels (640/input_size times larger), so the tolerance scales with them
+    assert not report.count_mismatches and report.unmatched == 0
+    assert report.max_box_diff_px < 0.1 * 640 / 128 and report.max_score_diff < 1e-4
+
+
+def test_int8_onnx_keeps_the_accuracy_of_fp32(bccd_models, bccd):
+    data, images = val_images(bccd, 30)
+    scores = {}
+    for name in ("fp32", "int8"):
+        results = Detector(bccd_models[name], conf=0.01).detect(images)
+        detections = [ImageDetections(r.boxes, r.scores, r.class_ids + 1) for r in results]
+        scores[name] = evaluate(data.records[:30], detections, data.class_names).map50
+    assert scores["fp32"] > 0.05, "the fixture model should detect something"
+    assert abs(scores["int8"] - scores["fp32"]) < 0.05
+
+
+class BrightBoxBackend:
+    """A stand-in network for coordinate tests: 'detects' the white rectangles of its input batch."""
+
+    name, precision, class_names, input_size = "oracle", "fp32", ["box"], 300
+
+    def infer(self, batch):
+        results = []
+        for image in batch:
+            mask = (image.min(axis=0) > 200).astype(np.uint8)
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in map(cv2.boundingRect, contours)], np.float32)
+            results.append(RawDetections(boxes.reshape(-1, 4), np.ones(len(boxes), np.float32),
+                                         np.zeros(len(boxes), np.int32)))
+        return results
+
+
+@pytest.mark.parametrize("size", [(640, 480), (300, 300), (200, 700), (1280, 360)])
+@pytest.mark.parametrize("kind", ["bgr", "gray", "bgra", "rgb16"])
+def test_boxes_come_back_in_original_image_coordinates(size, kind):
+    width, height = size
+    truth = np.array([[0.1, 0.2, 0.3, 0.5], [0.55, 0.6, 0.9, 0.95]]) * [width, height, width, height]
+    canvas = np.full((height, width, 3), 40, np.uint8)
+    for x1, y1, x2, y2 in truth.astype(int):
+        canvas[y1:y2, x1:x2] = 255
+    image = {"bgr": canvas, "gray": canvas[..., 0], "bgra": cv2.cvtColor(canvas, cv2.COLOR_BGR2BGRA),
+             "rgb16": canvas[..., ::-1].astype(np.uint16) * 257}[kind]
+    (result,) = Detector(BrightBoxBackend(), conf=0.5).detect(image, color="rgb" if kind == "rgb16" else "bgr")
+    found = result.boxes[np.argsort(result.boxes[:, 0])]
+    # one input pixel of resize blur, scaled back to the original
+    tolerance = 1.5 * max(width, height) / 300
+    np.testing.assert_allclose(found, truth, atol=tolerance)
+    assert result.class_names == ["box", "box"]
+
+
+def test_unknown_suffix_and_contract_violations_are_refused(tmp_path):
+    import onnx
+
+    (tmp_path / "model.tflite").write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown model format '.tflite'"):
+        Detector(tmp_path / "model.tflite")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["images"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])])
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "plain.onnx"))
+    with pytest.raises(ValueError, match=r"plain.onnx: missing output\(s\)"):
+        Detector(tmp_path / "plain.onnx")
+
+
+def test_engine_without_sidecar_is_refused(tmp_path):
+    from runtime.backends.tensorrt_backend import read_sidecar
+
+    (tmp_path / "m.engine").write_bytes(b"plan")
+    with pytest.raises(FileNotFoundError, match="m.engine: no sidecar m.json"):
+        read_sidecar(tmp_path / "m.engine")
+
+
+def test_buffer_sizes_follow_the_profile_and_refuse_dynamic_shapes():
+    from runtime.backends.tensorrt_backend import TensorSpec, buffer_bytes
+
+    specs = [TensorSpec("images", True, np.dtype(np.float32), (8, 3, 300, 300)),
+             TensorSpec("num_dets", False, np.dtype(np.int32), (8, 1))]
+    assert buffer_bytes(specs) == {"images": 8 * 3 * 300 * 300 * 4, "num_dets": 32}
+    with pytest.raises(ValueError, match="'images' has a dynamic shape"):
+        buffer_bytes([TensorSpec("images", True, np.dtype(np.float32), (-1, 3, 300, 300))])
