@@ -6,13 +6,14 @@ import argparse
 import logging
 import sys
 
+import benchmarks.cli
 import export.cli
 import export.deploy_cli
 import models.cli
 import runtime.cli
 import train.cli
 
-STAGES = (models.cli, train.cli, export.cli, export.deploy_cli, runtime.cli)
+STAGES = (models.cli, train.cli, export.cli, export.deploy_cli, runtime.cli, benchmarks.cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,11 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        args.run(args)
+        return args.run(args) or 0
     except (ValueError, OSError, RuntimeError, ImportError) as error:
         logging.getLogger("scratchdet").error("%s", error)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

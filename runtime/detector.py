@@ -32,11 +32,17 @@ class Result:
 
 @dataclass
 class Timing:
-    """Milliseconds spent per stage, accumulated over calls."""
+    """Milliseconds per stage of each call. `network` is the backend's run: for ONNX and TensorRT it
+    includes the in-graph decoding and NMS; the PyTorch backend reports its decode + NMS as postprocess."""
 
     preprocess: list[float] = field(default_factory=list)
     network: list[float] = field(default_factory=list)
     postprocess: list[float] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.preprocess.clear()
+        self.network.clear()
+        self.postprocess.clear()
 
 
 def open_backend(path: str | Path, **options):
@@ -80,9 +86,10 @@ class Detector:
         raw = self.backend.infer(batch)
         inferred = time.perf_counter()
         results = [self._result(r, size) for r, size in zip(raw, sizes)]
+        backend_post = getattr(self.backend, "postprocess_ms", 0.0)
         self.timing.preprocess.append((prepared - started) * 1e3)
-        self.timing.network.append((inferred - prepared) * 1e3)
-        self.timing.postprocess.append((time.perf_counter() - inferred) * 1e3)
+        self.timing.network.append((inferred - prepared) * 1e3 - backend_post)
+        self.timing.postprocess.append((time.perf_counter() - inferred) * 1e3 + backend_post)
         return results
 
     def _result(self, raw, size: np.ndarray) -> Result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,14 @@ class TorchBackend:
         self.input_size = model.config.input_size
         self.precision = "fp32"
         self.provider = str(self.device)
+        self.postprocess_ms = 0.0  # of the last call: decode + NMS, which here run outside the network
 
     @torch.no_grad()
     def infer(self, batch: np.ndarray) -> list[RawDetections]:
         offsets, logits = self.model(torch.from_numpy(batch).to(self.device))
+        started = time.perf_counter()
         detections = postprocess(offsets, logits, self.model.priors, self.model.box_coder, self.nms)
-        return [RawDetections(d.boxes.cpu().numpy() * self.input_size, d.scores.cpu().numpy(),
-                              d.labels.cpu().numpy() - 1) for d in detections]
+        results = [RawDetections(d.boxes.cpu().numpy() * self.input_size, d.scores.cpu().numpy(),
+                                 d.labels.cpu().numpy() - 1) for d in detections]
+        self.postprocess_ms = (time.perf_counter() - started) * 1e3
+        return results

@@ -1,0 +1,77 @@
+"""`scratchdet bench` and `scratchdet check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.gate import (
+    GateResult,
+    ab_speed,
+    accuracy_checks,
+    baseline_speed_checks,
+    compare_configs,
+    speed_check,
+)
+from benchmarks.harness import run_benchmark
+from benchmarks.report import markdown, read_report, write_report
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="latency, FPS, throughput and accuracy per model format")
+    bench.add_argument("--model", nargs="+", required=True, help=".pt, .onnx and .engine files")
+    bench.add_argument("--data", help="dataset for accuracy (its val split) and a real timing image")
+    bench.add_argument("--out", default="runs/bench")
+    bench.add_argument("--batch", default="1,8", help="batch sizes, e.g. 1,8 (1 = latency, others = throughput)")
+    bench.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    bench.add_argument("--per-round", type=int, default=10, help="calls per model per round")
+    bench.add_argument("--threads", type=int, default=2)
+    bench.set_defaults(run=run_bench)
+
+    check = commands.add_parser("check", help="the accuracy and speed regression gate")
+    check.add_argument("--report", help="a candidate report.json from `scratchdet bench`")
+    check.add_argument("--baseline", help="committed baseline report (benchmarks/baselines/*.json)")
+    check.add_argument("--baseline-config", help="A/B speed: the baseline architecture (config)")
+    check.add_argument("--candidate-config", help="A/B speed: the candidate architecture (config)")
+    check.add_argument("--baseline-onnx", help="A/B speed: baseline ONNX (instead of configs)")
+    check.add_argument("--candidate-onnx", help="A/B speed: candidate ONNX")
+    check.add_argument("--map-tolerance", type=float, default=0.002, help="mAP drop allowed (0.002 = 0.2 points)")
+    check.add_argument("--speed-tolerance", type=float, default=0.05, help="A/B speed drop allowed (0.05 = 5%%)")
+    check.add_argument("--baseline-speed-tolerance", type=float, default=0.10,
+                       help="speed drop allowed against a committed baseline (other runs are noisier)")
+    check.add_argument("--threads", type=int, default=2)
+    check.add_argument("--json", help="write the gate result here (for CI)")
+    check.set_defaults(run=run_check)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    batches = tuple(int(b) for b in args.batch.split(","))
+    report = run_benchmark(args.model, args.data, batches, args.repeats, args.per_round, args.threads)
+    out = write_report(report, args.out)
+    print(markdown(report))
+    print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'fps_vs_map.png'}")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    result = GateResult()
+    if args.report:
+        report = read_report(args.report)
+        baseline = read_report(args.baseline) if args.baseline else None
+        result.checks += accuracy_checks(report, baseline, args.map_tolerance)
+        if baseline:
+            result.checks += baseline_speed_checks(report, baseline, args.baseline_speed_tolerance)
+    if args.baseline_config and args.candidate_config:
+        result.checks.append(compare_configs(args.baseline_config, args.candidate_config, args.speed_tolerance,
+                                             args.threads))
+    if args.baseline_onnx and args.candidate_onnx:
+        ratios = ab_speed(Path(args.baseline_onnx), Path(args.candidate_onnx), args.threads)
+        result.checks.append(speed_check(f"speed {args.candidate_onnx} vs {args.baseline_onnx}", ratios,
+                                         args.speed_tolerance))
+    if not result.checks:
+        raise ValueError("check needs --report [--baseline], --baseline-config/--candidate-config, "
+                         "or --baseline-onnx/--candidate-onnx")
+    print(result.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2))
+    return 0 if result.passed else 1

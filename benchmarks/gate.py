@@ -1,0 +1,127 @@
+"""`scratchdet check`: the regression gate a user runs after changing the architecture.
+
+  accuracy  each format's mAP >= the baseline's - tolerance (default 0.2 points, as mmdeploy's
+            regression test), and each exported format within a tolerance of its own checkpoint;
+  speed     candidate vs baseline timed A/B-interleaved in one run: fail when the median speed
+            ratio drops below 1 - tolerance (default 5%);
+  baseline  against a committed report, speed is compared through the same-run reference workload
+            (`relative_speed`), so a machine of another speed does not fail the gate by itself.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.timing import interleave, speed_ratios
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    measured: float
+    target: float
+    detail: str = ""
+
+
+@dataclass
+class GateResult:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def summary(self) -> str:
+        lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.measured:.4f} vs target {c.target:.4f}"
+                 + (f"  ({c.detail})" if c.detail else "") for c in self.checks]
+        lines.append(f"gate {'PASSED' if self.passed else 'FAILED'}: {sum(c.passed for c in self.checks)}/"
+                     f"{len(self.checks)} checks")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+def _key(row: dict) -> tuple[str, str]:
+    return row["format"], row["precision"]
+
+
+def accuracy_checks(report: dict, baseline: dict | None, tolerance: float = 0.002,
+                    export_tolerance: dict[str, float] | None = None) -> list[Check]:
+    """mAP per format against the baseline report, and exported formats against the report's checkpoint."""
+    export_tolerance = export_tolerance or {"fp32": 0.001, "fp16": 0.005, "int8": 0.01}
+    rows = [r for r in report["rows"] if r["status"] == "ok" and r["map50"] is not None]
+    checks = []
+    if baseline is not None:
+        reference = {_key(r): r for r in baseline["rows"] if r["status"] == "ok" and r["map50"] is not None}
+        for row in rows:
+            if _key(row) in reference:
+                target = reference[_key(row)]["map50"] - tolerance
+                checks.append(Check(f"mAP {row['name']} vs baseline", row["map50"] >= target, row["map50"], target,
+                                    f"baseline {reference[_key(row)]['map50']:.4f} - {tolerance}"))
+    checkpoint = next((r for r in rows if r["format"] == "pytorch"), None)
+    if checkpoint is not None:
+        for row in (r for r in rows if r["format"] != "pytorch"):
+            allowed = export_tolerance[row["precision"].split("-")[0]]
+            gap = abs(row["map50"] - checkpoint["map50"])
+            checks.append(Check(f"mAP {row['name']} vs its checkpoint", gap <= allowed, gap, allowed,
+                                f"{row['map50']:.4f} vs {checkpoint['map50']:.4f}"))
+    return checks
+
+
+def speed_check(name: str, ratios: list[float], tolerance: float) -> Check:
+    median = float(np.median(ratios))
+    return Check(name, median >= 1 - tolerance, median, 1 - tolerance,
+                 f"candidate/baseline speed, rounds min {min(ratios):.3f} max {max(ratios):.3f}")
+
+
+def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.10) -> list[Check]:
+    """Each format's speed relative to the same-run reference convolution, against the baseline's."""
+    reference = {_key(r): r for r in baseline["rows"] if r["status"] == "ok" and r["relative_speed"]}
+    checks = []
+    for row in (r for r in report["rows"] if r["status"] == "ok" and r["relative_speed"]):
+        if _key(row) in reference:
+            ratio = row["relative_speed"] / reference[_key(row)]["relative_speed"]
+            checks.append(Check(f"speed {row['name']} vs baseline (reference-normalised)", ratio >= 1 - tolerance,
+                                ratio, 1 - tolerance, "network time relative to a same-run reference conv"))
+    return checks
+
+
+def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeats: int = 7,
+             per_round: int = 5) -> list[float]:
+    """Per-round speed ratios of two ONNX models (network + NMS) timed A/B-interleaved on one input."""
+    from export.contract import load_checked
+    from export.onnx_runner import create_session
+
+    sessions, inputs = {}, {}
+    for name, path in (("baseline", baseline_onnx), ("candidate", candidate_onnx)):
+        size = load_checked(path)[1]["input_size"]
+        sessions[name] = create_session(path, threads)
+        inputs[name] = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
+    rounds = interleave({n: (lambda n=n: sessions[n].run(None, {"images": inputs[n]})) for n in sessions},
+                        repeats, per_round)
+    return speed_ratios(rounds["baseline"], rounds["candidate"])
+
+
+def export_random(config: str, folder: Path) -> Path:
+    """A random-weight FP32 ONNX of a config: architecture speed does not depend on the weights."""
+    from export.onnx_export import ExportOptions, export_onnx
+    from models.config import load_model_config
+    from models.ssd import SSD
+
+    model_config = load_model_config(config)
+    names = [f"class{i}" for i in range(1, model_config.num_classes)]
+    path = folder / f"{model_config.name}.onnx"
+    export_onnx(SSD(model_config).eval(), names, path, ExportOptions())
+    return path
+
+
+def compare_configs(baseline: str, candidate: str, tolerance: float = 0.05, threads: int = 2) -> Check:
+    with tempfile.TemporaryDirectory() as folder:
+        a, b = export_random(baseline, Path(folder)), export_random(candidate, Path(folder))
+        return speed_check(f"speed {candidate} vs {baseline}", ab_speed(a, b, threads), tolerance)

@@ -1,0 +1,176 @@
+"""`scratchdet bench`: one row per model file: size, GFLOPs, latency split, FPS, throughput, accuracy.
+
+Every model is timed end to end (image in, detections out) through the same Detector API, on the
+same real image, interleaved with the others; a model that fails to load or run becomes a row with
+its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks.peak import Peak, measure_peak
+from benchmarks.timing import interleave, latency_stats
+from export.contract import load_checked
+from models.checkpoint import read_checkpoint
+from models.config import ModelConfig, from_dict
+from models.info import count_gflops
+from models.ssd import SSD
+from runtime.detector import Detector
+from train.data.load import load_dataset
+from train.data.records import DetectionSet
+from train.evaluate import ImageDetections, evaluate
+
+log = logging.getLogger(__name__)
+
+PAPER_FPS = 25.0  # ScratchDet300 (Root-ResNet-34) on a GPU, VOC07 test (paper, Table 5)
+LIBRARIES = ("torch", "onnxruntime", "onnx", "numpy", "opencv-python-headless", "tensorrt")
+
+
+@dataclass
+class Row:
+    name: str
+    path: str
+    format: str
+    precision: str = ""
+    runtime: str = ""
+    size_mb: float = 0.0
+    gflops: float = 0.0
+    latency_ms: dict = field(default_factory=dict)  # end to end at batch 1: LatencyStats
+    stages_p50_ms: dict = field(default_factory=dict)  # preprocess / network / postprocess
+    fps: float = 0.0  # 1000 / p50 end-to-end at batch 1
+    network_fps: float = 0.0  # 1000 / p50 of the network stage alone
+    throughput: dict = field(default_factory=dict)  # batch -> images/s
+    map50: float | None = None
+    coco_ap: float | None = None
+    roofline_fps: float | None = None  # GFLOPs / measured peak of this precision's path
+    roofline_fraction: float | None = None  # network FPS / roofline FPS
+    relative_speed: float | None = None  # reference-conv ms / network ms: comparable across machines
+    status: str = "ok"
+
+
+def environment(threads: int) -> dict:
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+            "platform": platform.platform(), "libraries": versions, "gpu": _gpu()}
+
+
+def _gpu() -> str | None:
+    try:
+        from export.cuda_device import gpu_info
+
+        return "{} (sm_{})".format(*gpu_info())
+    except Exception:  # no cuda-python, no driver, no GPU: all mean "none here"
+        return None
+
+
+def model_config_of(path: Path) -> ModelConfig:
+    """The architecture behind a model file, to count its GFLOPs from the network itself."""
+    if path.suffix == ".pt":
+        values = read_checkpoint(path)["model_config"]
+    elif path.suffix == ".onnx":
+        values = load_checked(path)[1]["model_config"]
+    else:
+        import json
+
+        values = json.loads(path.with_suffix(".json").read_text())["model_metadata"]["model_config"]
+    return from_dict(ModelConfig, values, str(path))
+
+
+def accuracy(detector: Detector, data: DetectionSet, batch: int = 8) -> tuple[float, float]:
+    detections = []
+    images = [cv2.imread(str(r.path), cv2.IMREAD_UNCHANGED) for r in data.records]
+    for start in tqdm(range(0, len(images), batch), desc=f"accuracy {detector.backend.name}", leave=False):
+        for result in detector.detect(images[start : start + batch]):
+            detections.append(ImageDetections(result.boxes, result.scores, result.class_ids + 1))
+    result = evaluate(data.records, detections, data.class_names)
+    return result.map50, result.coco_ap
+
+
+def _open(path: Path, threads: int) -> tuple[Row, Detector | None]:
+    row = Row(path.name, str(path),
+              {".pt": "pytorch", ".onnx": "onnx", ".engine": "tensorrt"}.get(path.suffix, path.suffix))
+    try:
+        torch_threads(threads)
+        detector = Detector(path, conf=0.0, threads=threads)
+        backend = detector.backend
+        row.precision, row.runtime = backend.precision, f"{backend.name} ({backend.provider})"
+        row.size_mb = path.stat().st_size / 1e6
+        config = model_config_of(path)
+        row.gflops = count_gflops(SSD(config), config.input_size)
+        return row, detector
+    except Exception as error:  # a broken model is a failed row, not a failed benchmark
+        row.status = f"failed to load: {type(error).__name__}: {error}"
+        return row, None
+
+
+def torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tuple[int, ...] = (1, 8),
+                  repeats: int = 5, per_round: int = 10, threads: int = 2, peak: Peak | None = None) -> dict:
+    """The report as a dict (see `Row`), with environment and peak; timing interleaves all models."""
+    paths = [Path(m) for m in models]
+    val = load_dataset(data, "val") if data else None
+    image = cv2.imread(str(val.records[0].path)) if val else np.random.default_rng(0).integers(
+        0, 255, (480, 640, 3), dtype=np.uint8)
+    opened = [_open(p, threads) for p in paths]
+    live = {row.path: (row, detector) for row, detector in opened if detector is not None}
+    peak = peak or measure_peak(threads)
+    rounds = interleave({key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}, repeats, per_round)
+    for key, (row, detector) in live.items():
+        _fill_speed(row, detector, rounds[key], peak, image, batches, repeats * per_round)
+        if val is not None:
+            try:
+                row.map50, row.coco_ap = accuracy(detector, val)
+            except Exception as error:
+                row.status = f"accuracy failed: {type(error).__name__}: {error}"
+    return {"environment": environment(threads), "peak": asdict(peak), "paper_fps": PAPER_FPS,
+            "data": str(data) if data else None, "batches": list(batches),
+            "rows": [asdict(row) for row, _ in opened]}
+
+
+def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], peak: Peak, image: np.ndarray,
+                batches: tuple[int, ...], calls: int) -> None:
+    stats = latency_stats(rounds)
+    row.latency_ms = stats.as_dict()
+    timing = detector.timing
+    recent = slice(-calls, None)  # the timed calls, not the warm-up
+    row.stages_p50_ms = {stage: float(np.median(getattr(timing, stage)[recent]))
+                         for stage in ("preprocess", "network", "postprocess")}
+    row.fps = 1000.0 / stats.p50
+    row.network_fps = 1000.0 / row.stages_p50_ms["network"]
+    peak_rate = peak.int8_gops if row.precision.startswith("int8") else peak.fp32_gflops
+    row.roofline_fps = peak_rate / row.gflops if row.gflops else None
+    row.roofline_fraction = row.network_fps / row.roofline_fps if row.roofline_fps else None
+    row.relative_speed = peak.reference_ms / row.stages_p50_ms["network"]
+    for batch in (b for b in batches if b > 1):
+        images = [image] * batch
+        detector.detect(images)
+        timing.clear()
+        for _ in range(3):
+            detector.detect(images)
+        row.throughput[str(batch)] = batch * 1000.0 / float(np.median(
+            np.add(np.add(timing.preprocess, timing.network), timing.postprocess)))

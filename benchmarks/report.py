@@ -1,0 +1,109 @@
+"""Bench outputs: report.json (validated schema), report.md (the table), fps_vs_map.png."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from benchmarks.harness import Row
+
+TOP_KEYS = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str, type(None)), "batches": list,
+            "rows": list}
+
+
+class ReportError(ValueError):
+    """A report file that does not follow the schema."""
+
+
+def validate_report(report: dict, source: str = "report") -> dict:
+    """Check the top-level keys and every row's fields; returns the report."""
+    for key, kind in TOP_KEYS.items():
+        if key not in report or not isinstance(report[key], kind):
+            raise ReportError(f"{source}: key '{key}' missing or not {kind}")
+    names = {f.name for f in fields(Row)}
+    for index, row in enumerate(report["rows"]):
+        missing, extra = names - set(row), set(row) - names
+        if missing or extra:
+            raise ReportError(f"{source}: row {index} missing {sorted(missing)}, unknown {sorted(extra)}")
+        if row["status"] == "ok" and not (row["fps"] > 0 and row["latency_ms"].get("p50", 0) > 0):
+            raise ReportError(f"{source}: row {index} ({row['name']}) is ok but has no timing")
+    return report
+
+
+def read_report(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: report not found (make one with `scratchdet bench`)")
+    try:
+        return validate_report(json.loads(path.read_text()), str(path))
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path}: not JSON: {error}") from None
+
+
+def _cell(value, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report: dict) -> str:
+    env = report["environment"]
+    lines = [
+        f"Machine: {env['cpu']}, {env['threads']} threads; GPU: {env['gpu'] or 'none'}; "
+        f"measured peak FP32 {report['peak']['fp32_gflops']:.0f} GFLOP/s, INT8 {report['peak']['int8_gops']:.0f} "
+        f"GOP/s. Libraries: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v),
+        f"Batch 1 latency is end to end (image in, detections out); reference: the paper's {report['paper_fps']:.0f} "
+        "FPS (ScratchDet300, GPU).",
+        "",
+        "| model | format | precision | runtime | MB | GFLOPs | p50 ms (pre/net/post) | p90 | p99 | FPS "
+        "(round min-max) | net FPS | % roofline | " + " | ".join(f"b{b} img/s" for b in report["batches"] if b > 1)
+        + " | mAP@0.5 | COCO AP | status |",
+        "|" + "---|" * (15 + sum(b > 1 for b in report["batches"])),
+    ]
+    for row in report["rows"]:
+        lat, stages = row["latency_ms"], row["stages_p50_ms"]
+        split = "/".join(_cell(stages.get(k)) for k in ("preprocess", "network", "postprocess")) if stages else "-"
+        fps_range = (f"{row['fps']:.1f} ({1000 / lat['round_median_max']:.1f}-{1000 / lat['round_median_min']:.1f})"
+                     if lat else "-")
+        roof = _cell(row["roofline_fraction"] * 100 if row["roofline_fraction"] else None, ".0f")
+        lines.append(" | ".join([
+            f"| {row['name']}", row["format"], row["precision"], row["runtime"], _cell(row["size_mb"], ".2f"),
+            _cell(row["gflops"], ".2f"), f"{_cell(lat.get('p50'))} ({split})", _cell(lat.get("p90")),
+            _cell(lat.get("p99")), fps_range, _cell(row["network_fps"]), roof,
+            *[_cell(row["throughput"].get(str(b))) for b in report["batches"] if b > 1],
+            _cell(row["map50"], ".4f"), _cell(row["coco_ap"], ".4f"), ("ok" if row["status"] == "ok" else "❌ "
+                                                                       + row["status"][:80]) + " |"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    for row in rows:
+        axis.scatter(row["fps"], row["map50"] if row["map50"] is not None else 0.0, s=50)
+        axis.annotate(f"{row['name']} ({row['precision']})", (row["fps"], row["map50"] or 0.0),
+                      textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axis.axvline(report["paper_fps"], color="grey", linestyle="--", label=f"paper: {report['paper_fps']:.0f} FPS (GPU)")
+    axis.set(xlabel="end-to-end FPS at batch 1 (this machine)", ylabel="VOC mAP@0.5 (val)",
+             title="speed vs accuracy per format")
+    axis.set_xlim(left=0, right=max([report["paper_fps"], *[r["fps"] for r in rows]]) * 1.15)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(report: dict, out: str | Path) -> Path:
+    """report.json, report.md and fps_vs_map.png in `out`; returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    validate_report(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown(report))
+    plot(report, out / "fps_vs_map.png")
+    return out
