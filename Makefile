@@ -1,19 +1,23 @@
-# ScratchDet Edge: every target creates the venv it needs (.venv) on first use.
+# ScratchDet Edge. Every target creates the venv it needs (.venv) on first use.
+#   make demo   the whole pipeline on the built-in synthetic data (train -> export -> quantize -> bench -> check -> bundle)
+#   make test   lint + the test suite (what CI runs)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-RUNS   := runs
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SD     := $(BIN)/scratchdet
 
-DATA   ?= $(RUNS)/data/synth
+DATA   ?= runs/data/synth
 CONFIG ?= tiny
-RUN    ?= $(RUNS)/$(CONFIG)
+RUN    ?= runs/$(CONFIG)
+DEMO   := runs/demo
+BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: setup test test-all lint demo train val clean
+.PHONY: setup test test-all lint demo train val export quantize bench check engine bundle clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
@@ -23,23 +27,62 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m "not tensorrt and not arm"
 
+test-all: $(STAMP)
+	$(BIN)/pytest -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 $(DATA)/annotations.json: | $(STAMP)
-	$(BIN)/scratchdet data synth --out $(DATA) --images 240
+	$(SD) data synth --out $(DATA) --images 300
 
 train: $(STAMP) $(DATA)/annotations.json
-	$(BIN)/scratchdet train --config $(CONFIG) --data $(DATA) --out $(RUN)
+	$(SD) train --config $(CONFIG) --data $(DATA) --out $(RUN)
 
 val: $(STAMP)
-	$(BIN)/scratchdet val --weights $(RUN)/best.pt --data $(DATA)
+	$(SD) val --weights $(RUN)/best.pt --data $(DATA)
+
+export: $(STAMP)
+	$(SD) export --weights $(RUN)/best.pt --data $(DATA)
+
+quantize: $(STAMP)
+	$(SD) quantize --onnx $(RUN)/export/model.onnx --data $(DATA) --target ort
+	$(SD) quantize --onnx $(RUN)/export/model.onnx --data $(DATA) --target tensorrt
+	$(SD) quantize --onnx $(RUN)/export/model.onnx --precision fp16
+
+bench: $(STAMP)
+	$(SD) bench --model $(RUN)/best.pt $(RUN)/export/model.onnx $(RUN)/export/model-int8-ort.onnx \
+		--data $(DATA) --out $(RUN)/bench
+
+check: $(STAMP)
+	$(SD) check --report $(RUN)/bench/report.json --baseline $(BASELINE)
+
+# Where TensorRT and a GPU exist: FP16 and INT8 engines; elsewhere it says what is missing and the trtexec lines.
+engine: $(STAMP)
+	$(SD) engine --onnx $(RUN)/export/model-fp16.onnx --precision fp16
+	$(SD) engine --onnx $(RUN)/export/model-int8-tensorrt.onnx --precision int8
+
+bundle: $(STAMP)
+	$(SD) bundle --onnx $(RUN)/export/model.onnx --data $(DATA)
 
 demo: $(STAMP) $(DATA)/annotations.json
-	$(BIN)/scratchdet train --config tiny --data $(DATA) --out $(RUNS)/demo
-	$(BIN)/scratchdet val --weights $(RUNS)/demo/best.pt --data $(DATA) --json $(RUNS)/demo/val.json
-	@echo "demo finished: run folder $(RUNS)/demo (best.pt, metrics.jsonl, loss.png, grad_norm.png, grad_fluctuation.png, map.png, val.json)"
+	$(SD) train --config tiny --data $(DATA) --out $(DEMO)
+	$(SD) val --weights $(DEMO)/best.pt --data $(DATA) --json $(DEMO)/val.json
+	$(SD) export --weights $(DEMO)/best.pt --data $(DATA)
+	$(SD) quantize --onnx $(DEMO)/export/model.onnx --data $(DATA) --target ort
+	$(SD) bench --model $(DEMO)/best.pt $(DEMO)/export/model.onnx $(DEMO)/export/model-int8-ort.onnx \
+		--data $(DATA) --out $(DEMO)/bench
+	$(SD) check --report $(DEMO)/bench/report.json --baseline $(BASELINE) --json $(DEMO)/bench/check.json
+	$(SD) bundle --onnx $(DEMO)/export/model.onnx --data $(DATA) --out $(DEMO)/bundle
+	@echo
+	@echo "demo finished. Artefacts:"
+	@echo "  training   $(DEMO)/best.pt, last.pt, metrics.jsonl, loss.png, grad_norm.png, grad_fluctuation.png, map.png"
+	@echo "  accuracy   $(DEMO)/val.json"
+	@echo "  export     $(DEMO)/export/model.onnx, model-int8-ort.onnx"
+	@echo "  benchmark  $(DEMO)/bench/report.md, report.json, fps_vs_map.png, check.json"
+	@echo "  bundle     $(DEMO)/bundle/ and $(DEMO)/bundle.tar.gz"
+	@echo
+	@cat $(DEMO)/bench/report.md
 
 clean:
-	rm -rf $(RUNS) .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache
