@@ -13,7 +13,7 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: setup test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: test-arm setup test test-all lint demo train val export quantize bench check engine bundle clean
 
 setup: $(STAMP)
 
@@ -86,3 +86,7 @@ demo: $(STAMP) $(DATA)/annotations.json
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+# aarch64 ONNX Runtime under qemu-user: host vs emulated cores (set-up cached in .cache/arm-sysroot)
+test-arm: $(STAMP)
+	$(BIN)/pytest -q -m arm -s tests/benchmarks/test_arm_parity.py

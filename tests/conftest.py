@@ -47,3 +47,17 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) 
 def bccd_checkpoint(tmp_path_factory: pytest.TempPathFactory, bccd: Path) -> Path:
     """The tiny config trained one epoch on BCCD: weights that have seen real images."""
     return train_tiny(bccd, tmp_path_factory.mktemp("bccd_run"), epochs=1)
+
+
+@pytest.fixture(scope="session")
+def bccd_models(bccd_checkpoint: Path, bccd: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The BCCD-trained tiny model as checkpoint, FP32 ONNX and INT8 (ort flavour) ONNX."""
+    from export.onnx_export import ExportOptions, export_onnx
+    from export.quantize import CalibrationOptions, quantize_int8
+    from models.checkpoint import load_model
+
+    model, checkpoint = load_model(bccd_checkpoint)
+    folder = tmp_path_factory.mktemp("bccd_models")
+    fp32 = export_onnx(model, checkpoint["class_names"], folder / "model.onnx", ExportOptions()).path
+    int8 = quantize_int8(fp32, bccd, "ort", folder / "model-int8-ort.onnx", CalibrationOptions(images=32))
+    return {"pt": bccd_checkpoint, "fp32": fp32, "int8": int8}

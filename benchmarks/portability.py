@@ -1,0 +1,38 @@
+"""Do two runs of the same ONNX model (host vs an emulated ARM core) give the same detections?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FP32_BOX_TOLERANCE_PX = 1e-3  # float32 rounding of other kernels, in input pixels
+FP32_SCORE_TOLERANCE = 1e-5
+
+
+def parity_problems(host: dict[str, np.ndarray], other: dict[str, np.ndarray], exact: bool) -> list[str]:
+    """What differs, per image: detection counts, class order, then boxes and scores beyond tolerance
+    (or at all, when `exact`); empty when the runs agree."""
+    problems = []
+    for image, (a, b) in enumerate(zip(host["num_dets"][:, 0], other["num_dets"][:, 0])):
+        if a != b:
+            problems.append(f"image {image}: {a} vs {b} detections")
+            continue
+        if not np.array_equal(host["det_classes"][image, :a], other["det_classes"][image, :a]):
+            problems.append(f"image {image}: classes differ in order")
+            continue
+        box = float(np.abs(host["det_boxes"][image, :a] - other["det_boxes"][image, :a]).max(initial=0))
+        score = float(np.abs(host["det_scores"][image, :a] - other["det_scores"][image, :a]).max(initial=0))
+        box_limit, score_limit = (0.0, 0.0) if exact else (FP32_BOX_TOLERANCE_PX, FP32_SCORE_TOLERANCE)
+        if box > box_limit or score > score_limit:
+            problems.append(f"image {image}: max box diff {box:.3g} px, max score diff {score:.3g}")
+    return problems
+
+
+def max_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Largest box and score differences over the valid rows of every image."""
+    box = score = 0.0
+    for image, count in enumerate(host["num_dets"][:, 0]):
+        rows = slice(0, min(count, other["num_dets"][image, 0]))
+        boxes = np.abs(host["det_boxes"][image, rows] - other["det_boxes"][image, rows])
+        scores = np.abs(host["det_scores"][image, rows] - other["det_scores"][image, rows])
+        box, score = max(box, float(boxes.max(initial=0))), max(score, float(scores.max(initial=0)))
+    return box, score

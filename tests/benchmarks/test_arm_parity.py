@@ -1,0 +1,63 @@
+"""The shipped ONNX models give the same detections on emulated aarch64 cores as on this host.
+
+Run with `make test-arm` (pytest -m arm). Set-up failures (no qemu package, no network) skip with the
+reason; a mismatch fails.
+"""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from benchmarks.arm_emulation import CORES, ArmSetupError, ensure_qemu, ensure_sysroot, run_emulated
+from benchmarks.portability import max_differences, parity_problems
+from export.onnx_runner import create_session
+from export.verify import dataset_images
+from train.data.load import load_dataset
+
+pytestmark = pytest.mark.arm
+
+
+@pytest.fixture(scope="module")
+def emulation():
+    try:
+        ensure_qemu()
+        ensure_sysroot()
+    except ArmSetupError as error:
+        pytest.skip(f"aarch64 emulation unavailable: {error}")
+
+
+@pytest.fixture(scope="module")
+def images(bccd):
+    return dataset_images(load_dataset(bccd, "val"), 128, count=4)
+
+
+def host_outputs(model, images):
+    session = create_session(model, threads=1)
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": images})))
+
+
+@pytest.mark.parametrize("core", list(CORES))
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_emulated_core_matches_host(emulation, bccd_models, images, core, kind):
+    host = host_outputs(bccd_models[kind], images)
+    arm = run_emulated(bccd_models[kind], images, core)
+    box, score = max_differences(host, arm)
+    print(f"{kind} {core}: detections {host['num_dets'].ravel().tolist()}, max box diff {box:.2e} px, "
+          f"max score diff {score:.2e}")
+    # U8S8 Q/DQ is integer arithmetic: bit-exact on VNNI x86 and ARM dot-product/NEON alike.
+    assert parity_problems(host, arm, exact=kind == "int8") == []
+
+
+def test_a_perturbed_model_fails_the_parity_check(emulation, bccd_models, images, tmp_path):
+    model = onnx.load(str(bccd_models["fp32"]))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and "classification" in n.name)
+    weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] += 0.5  # one weight changed
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    perturbed = tmp_path / "perturbed.onnx"
+    onnx.save(model, str(perturbed))
+    arm = run_emulated(perturbed, images, "cortex-a72")
+    assert parity_problems(host_outputs(bccd_models["fp32"], images), arm, exact=False) != []
+    assert np.array_equal(arm["num_dets"], host_outputs(perturbed, images)["num_dets"])
