@@ -109,3 +109,12 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, option
     graph.output.extend(helper.make_tensor_value_info(name, dtype, ["batch", *shape(max_det)])
                         for name, (dtype, shape) in OUTPUTS.items())
     return model
+
+
+def nms_tail_model(num_priors: int, num_classes: int, options: NMSOptions, opset: int = 17) -> onnx.ModelProto:
+    """The NMS tail as a model of its own (inputs `boxes` [B, P, 4], `scores` [B, P, C]), for timing it alone."""
+    graph = helper.make_graph([], "nms_tail", [
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", num_priors, 4]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", num_priors, num_classes])], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+    return append_nms(model, num_priors, num_classes, options)

@@ -56,13 +56,24 @@ class DecodedSSD(nn.Module):
         return boxes, scores
 
 
-def _torch_export(model: nn.Module, path: Path, input_size: int, opset: int) -> None:
+def _torch_export(model: nn.Module, path: Path, input_size: int, opset: int,
+                  outputs: tuple[str, str] = ("boxes", "scores")) -> None:
     dummy = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT], output_names=["boxes", "scores"],
-                          dynamic_axes={INPUT: {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
+        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT], output_names=list(outputs),
+                          dynamic_axes={name: {0: "batch"} for name in (INPUT, *outputs)},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
+
+
+def export_network_only(model: SSD, out: str | Path, opset: int = 17) -> Path:
+    """The folded network alone (raw offsets and logits, no decoding or NMS), simplified: the A/B
+    reference for what the in-graph decoding and NMS cost."""
+    out = Path(out)
+    ensure_writable(out)
+    _torch_export(fold_batchnorm(model), out, model.config.input_size, opset, ("offsets", "logits"))
+    onnx.save(simplify(onnx.load(str(out)), out), str(out))
+    return out
 
 
 def ensure_writable(out: Path) -> None:
