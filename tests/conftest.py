@@ -45,8 +45,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) 
 
 @pytest.fixture(scope="session")
 def bccd_checkpoint(tmp_path_factory: pytest.TempPathFactory, bccd: Path) -> Path:
-    """The tiny config trained one epoch on BCCD: weights that have seen real images."""
-    return train_tiny(bccd, tmp_path_factory.mktemp("bccd_run"), epochs=1)
+    """The tiny config trained three epochs on BCCD: weights that have seen real images."""
+    return train_tiny(bccd, tmp_path_factory.mktemp("bccd_run"), epochs=3)
 
 
 @pytest.fixture(scope="session")

@@ -258,12 +258,20 @@ class Trainer:
         started = time.perf_counter()
         for epoch in range(self.start_epoch, self.config.epochs):
             loss, speed = self.train_epoch(epoch)
+            self._sync_buffers()
             if self.rank == 0:
                 self.evaluate_and_save(epoch, loss, speed, time.perf_counter() - started)
             if self.world > 1:
                 dist.barrier()
         self._check_ranks_agree()
         return self.out
+
+    def _sync_buffers(self) -> None:
+        """BN running statistics from rank 0 to all: each rank's last forward updated them with its own
+        batch (SyncBatchNorm, which would share them, refuses CPU tensors)."""
+        if self.world > 1:
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
 
     def _check_ranks_agree(self) -> None:
         """Under DDP every rank must end with the same weights; record the digests, fail if not."""
