@@ -18,11 +18,12 @@ import numpy as np
 import onnx
 
 from benchmarks.timing import interleave, latency_stats, speed_ratios
-from export.nms_graph import NMSOptions, nms_tail_model
+from export.nms_graph import nms_tail_model
 from export.onnx_export import ExportOptions, export_network_only, export_onnx
 from export.onnx_runner import create_session
 from models.checkpoint import load_model
 from models.config import load_model_config
+from models.postprocess import NMSConfig
 from models.ssd import SSD
 
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     priors, classes, size = int(model.priors.shape[0]), len(names), model.config.input_size
     with tempfile.TemporaryDirectory() as folder:
         tail_path = Path(folder) / "tail.onnx"
-        onnx.save(nms_tail_model(priors, classes, NMSOptions()), str(tail_path))
+        onnx.save(nms_tail_model(priors, classes, NMSConfig()), str(tail_path))
         tail = create_session(tail_path, args.threads)
         feeds = {kind: tail_inputs(priors, classes, kind == "uniform") for kind in ("realistic", "uniform")}
         rounds = interleave({k: (lambda f=f: tail.run(None, f)) for k, f in feeds.items()}, args.repeats, 10)

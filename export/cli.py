@@ -9,13 +9,13 @@ from pathlib import Path
 import onnx
 
 from export.contract import load_checked
-from export.nms_graph import NMSOptions
 from export.onnx_export import ExportOptions, export_onnx
 from export.onnx_runner import create_session
 from export.tensorrt_check import check_tensorrt_compatibility
 from export.verify import dataset_images, verify_onnx
 from models.checkpoint import file_sha256, load_model
 from models.config import load_model_config
+from models.postprocess import NMSConfig
 from models.ssd import SSD
 from train.data.load import load_dataset
 
@@ -29,10 +29,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "with --weights: the config the checkpoint must have been trained with")
     parser.add_argument("--out", help="ONNX path (default: RUN/export/model.onnx next to the checkpoint)")
     parser.add_argument("--data", help="dataset whose val images check ONNX vs PyTorch parity")
-    parser.add_argument("--max-det", type=int, default=NMSOptions.max_det)
-    parser.add_argument("--score-thr", type=float, default=NMSOptions.score_threshold)
-    parser.add_argument("--iou-thr", type=float, default=NMSOptions.iou_threshold)
-    parser.add_argument("--pre-nms-topk", type=int, default=NMSOptions.pre_nms_topk)
+    parser.add_argument("--max-det", type=int, default=NMSConfig.max_det)
+    parser.add_argument("--score-thr", type=float, default=NMSConfig.score_threshold)
+    parser.add_argument("--iou-thr", type=float, default=NMSConfig.iou_threshold)
+    parser.add_argument("--pre-nms-topk", type=int, default=NMSConfig.pre_nms_topk)
     parser.add_argument("--opset", type=int, default=ExportOptions.opset)
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     parser.add_argument("--onnx", help="an existing ONNX file, for --verify or --check-tensorrt")
@@ -56,7 +56,7 @@ def _source_model(args: argparse.Namespace) -> tuple[SSD, list[str], str | None,
     return SSD(config).eval(), names, None, Path("runs") / config.name / "export"
 
 
-def _parity(model: SSD, onnx_path: Path, data: str | None, nms: NMSOptions) -> str:
+def _parity(model: SSD, onnx_path: Path, data: str | None, nms: NMSConfig) -> str:
     import numpy as np
 
     if data:
@@ -83,11 +83,11 @@ def run_export(args: argparse.Namespace) -> None:
         if not args.onnx:
             raise ValueError("--verify needs --onnx FILE (and --weights CKPT)")
         _, metadata = load_checked(args.onnx)
-        nms = NMSOptions(metadata["score_threshold"], metadata["iou_threshold"], metadata["pre_nms_topk"],
+        nms = NMSConfig(metadata["score_threshold"], metadata["iou_threshold"], metadata["pre_nms_topk"],
                          metadata["max_det"])
         print(_parity(model, Path(args.onnx), args.data, nms))
         return
-    nms = NMSOptions(args.score_thr, args.iou_thr, args.pre_nms_topk, args.max_det)
+    nms = NMSConfig(args.score_thr, args.iou_thr, args.pre_nms_topk, args.max_det)
     out = Path(args.out) if args.out else default_dir / "model.onnx"
     report = export_onnx(model, class_names, out, ExportOptions(args.opset, nms, not args.no_simplify), sha256)
     findings = check_tensorrt_compatibility(onnx.load(str(out)))

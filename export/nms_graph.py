@@ -14,21 +14,12 @@ Every op here is in TensorRT's ONNX parser (NonMaxSuppression maps to INMSLayer)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.contract import OUTPUTS
-
-
-@dataclass(frozen=True)
-class NMSOptions:
-    score_threshold: float = 0.01
-    iou_threshold: float = 0.45
-    pre_nms_topk: int = 200
-    max_det: int = 200
+from models.postprocess import NMSConfig
 
 
 class _Builder:
@@ -52,7 +43,7 @@ class _Builder:
         return names
 
 
-def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, options: NMSOptions) -> onnx.ModelProto:
+def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, options: NMSConfig) -> onnx.ModelProto:
     """Replace the graph outputs `boxes` and `scores` with the four fixed detection outputs.
 
     Args:
@@ -111,7 +102,7 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, option
     return model
 
 
-def nms_tail_model(num_priors: int, num_classes: int, options: NMSOptions, opset: int = 17) -> onnx.ModelProto:
+def nms_tail_model(num_priors: int, num_classes: int, options: NMSConfig, opset: int = 17) -> onnx.ModelProto:
     """The NMS tail as a model of its own (inputs `boxes` [B, P, 4], `scores` [B, P, C]), for timing it alone."""
     graph = helper.make_graph([], "nms_tail", [
         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", num_priors, 4]),

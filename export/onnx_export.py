@@ -14,8 +14,9 @@ from torch import nn
 
 from export.contract import INPUT, check_contract, exporter_version, write_metadata
 from export.fold_bn import fold_batchnorm, max_output_difference
-from export.nms_graph import NMSOptions, append_nms
+from export.nms_graph import append_nms
 from models.config import to_dict
+from models.postprocess import NMSConfig
 from models.ssd import SSD
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ OPSETS = range(13, 21)
 @dataclass(frozen=True)
 class ExportOptions:
     opset: int = 17
-    nms: NMSOptions = field(default_factory=NMSOptions)
+    nms: NMSConfig = field(default_factory=NMSConfig)
     simplify: bool = True
 
 

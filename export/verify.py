@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from export.nms_graph import NMSOptions
 from export.onnx_runner import RawDetections, run_onnx
 from models.postprocess import NMSConfig, postprocess
 from models.ssd import SSD
@@ -47,14 +46,13 @@ class ParityReport:
                 f"(tol {BOX_TOLERANCE_PX}), max score diff {self.max_score_diff:.2e} (tol {SCORE_TOLERANCE})")
 
 
-def torch_detections(model: SSD, images: np.ndarray, nms: NMSOptions) -> list[RawDetections]:
+def torch_detections(model: SSD, images: np.ndarray, nms: NMSConfig) -> list[RawDetections]:
     """The PyTorch reference: unfolded model, models.postprocess, boxes in input pixels."""
-    config = NMSConfig(nms.score_threshold, nms.iou_threshold, nms.pre_nms_topk, nms.max_det)
     with torch.no_grad():
         offsets, logits = model.eval()(torch.from_numpy(images))
     size = model.config.input_size
     return [RawDetections(d.boxes.numpy() * size, d.scores.numpy(), d.labels.numpy() - 1)
-            for d in postprocess(offsets, logits, model.priors, model.box_coder, config)]
+            for d in postprocess(offsets, logits, model.priors, model.box_coder, nms)]
 
 
 def compare(reference: list[RawDetections], candidate: list[RawDetections]) -> ParityReport:
@@ -77,7 +75,7 @@ def compare(reference: list[RawDetections], candidate: list[RawDetections]) -> P
     return report
 
 
-def verify_onnx(model: SSD, session, images: np.ndarray, nms: NMSOptions) -> ParityReport:
+def verify_onnx(model: SSD, session, images: np.ndarray, nms: NMSConfig) -> ParityReport:
     """PyTorch (unfolded, with its own decode + NMS) vs the ONNX model on the same images."""
     return compare(torch_detections(model, images, nms), run_onnx(session, images))
 

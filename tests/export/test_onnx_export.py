@@ -3,13 +3,13 @@ import onnx
 import pytest
 
 from export.contract import ContractError, check_contract, load_checked
-from export.nms_graph import NMSOptions
 from export.onnx_export import ExportOptions, export_onnx
 from export.onnx_runner import create_session, run_onnx
 from export.tensorrt_check import check_tensorrt_compatibility
 from export.verify import compare, dataset_images, onnx_predictions, torch_detections, verify_onnx
 from models.checkpoint import load_model
 from models.config import load_model_config
+from models.postprocess import NMSConfig
 from models.ssd import SSD
 from train.data.load import load_dataset
 from train.evaluate import evaluate
@@ -41,7 +41,7 @@ def test_onnx_runtime_matches_pytorch_on_real_images(bccd_checkpoint, bccd, tmp_
     path = tmp_path / "bccd.onnx"
     export_onnx(model, checkpoint["class_names"], path, ExportOptions())
     images = dataset_images(load_dataset(bccd, "val"), model.config.input_size, count=6)
-    report = verify_onnx(model, create_session(path), images, NMSOptions())
+    report = verify_onnx(model, create_session(path), images, NMSConfig())
     assert report.detections > 0
     assert report.ok, report.summary()
 
@@ -68,7 +68,7 @@ def test_dynamic_batch_gives_the_same_per_image_results(exported, synth_data):
 
 def test_untrained_model_output_stays_bounded(tmp_path):
     model = SSD(load_model_config("tiny")).eval()
-    options = ExportOptions(nms=NMSOptions(score_threshold=0.0, pre_nms_topk=50, max_det=30))
+    options = ExportOptions(nms=NMSConfig(score_threshold=0.0, pre_nms_topk=50, max_det=30))
     path = tmp_path / "random.onnx"
     export_onnx(model, ["a", "b", "c"], path, options)
     outputs = run_onnx(create_session(path), np.full((2, 3, 128, 128), 100, np.float32))
