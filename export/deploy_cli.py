@@ -1,4 +1,4 @@
-"""`scratchdet quantize`, `scratchdet engine` and `scratchdet bundle`."""
+"""`scratchdet quantize` and `scratchdet engine`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from export.bundle import make_bundle
 from export.contract import load_checked
 from export.engine_plan import PRECISIONS, make_plan, trtexec_command
 from export.quantize import METHODS, TARGETS, CalibrationOptions, convert_fp16, quantization_summary, quantize_int8
@@ -14,7 +13,7 @@ from export.quantize import METHODS, TARGETS, CalibrationOptions, convert_fp16, 
 log = logging.getLogger(__name__)
 
 
-def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
+def calibration_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-images", type=int, default=CalibrationOptions.images)
     parser.add_argument("--calib-method", choices=METHODS, default=CalibrationOptions.method)
     parser.add_argument("--seed", type=int, default=0)
@@ -29,7 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     quantize.add_argument("--target", choices=TARGETS, default="ort",
                           help="ort: U8S8 for CPUs; tensorrt: symmetric S8S8 for engines")
     quantize.add_argument("--out", help="default: beside the ONNX, model-int8-TARGET.onnx or model-fp16.onnx")
-    _calibration_arguments(quantize)
+    calibration_arguments(quantize)
     quantize.set_defaults(run=run_quantize)
 
     engine = commands.add_parser("engine", help="build a TensorRT engine (10.x or 11.x) from an ONNX")
@@ -43,15 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     engine.add_argument("--out", help="engine path (default: RUN/engines/NAME-PRECISION-trtMAJOR.engine)")
     engine.set_defaults(run=run_engine)
 
-    bundle = commands.add_parser("bundle", help="folder + tarball for a Jetson or ARM board")
-    bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
-    bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
-    bundle.add_argument("--out", help="default: RUN/bundle")
-    _calibration_arguments(bundle)
-    bundle.set_defaults(run=run_bundle)
 
-
-def _calibration(args: argparse.Namespace) -> CalibrationOptions:
+def calibration_options(args: argparse.Namespace) -> CalibrationOptions:
     return CalibrationOptions(args.calib_images, args.calib_method, args.seed, args.reduce_range)
 
 
@@ -63,7 +55,7 @@ def run_quantize(args: argparse.Namespace) -> None:
         if not args.data:
             raise ValueError("INT8 quantisation needs --data DATASET (its training images calibrate the ranges)")
         out = Path(args.out) if args.out else source.with_name(f"{source.stem}-int8-{args.target}.onnx")
-        quantize_int8(source, args.data, args.target, out, _calibration(args))
+        quantize_int8(source, args.data, args.target, out, calibration_options(args))
     summary = quantization_summary(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {summary['precision']}): "
           f"{summary['QuantizeLinear']} QuantizeLinear, {summary['DequantizeLinear']} DequantizeLinear nodes")
@@ -91,12 +83,3 @@ def run_engine(args: argparse.Namespace) -> None:
     print(f"trtexec equivalent: {trtexec_command(plan)}")
     engine = build_engine(plan, metadata)
     print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB), sidecar {plan.sidecar}")
-
-
-def run_bundle(args: argparse.Namespace) -> None:
-    source = Path(args.onnx)
-    out = Path(args.out) if args.out else source.parent.parent / "bundle"
-    folder = make_bundle(source, args.data, out, _calibration(args))
-    print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
-    for path in sorted(folder.iterdir()):
-        print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

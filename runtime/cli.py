@@ -1,9 +1,12 @@
-"""`scratchdet predict`."""
+"""`scratchdet predict` and `scratchdet bundle`."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from export.deploy_cli import calibration_arguments, calibration_options
+from runtime.bundle import make_bundle
 from runtime.detector import Detector
 from runtime.predict import predict
 
@@ -18,9 +21,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     parser.set_defaults(run=run_predict)
 
+    bundle = commands.add_parser("bundle", help="folder + tarball for a Jetson or ARM board")
+    bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
+    bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
+    bundle.add_argument("--out", help="default: RUN/bundle")
+    calibration_arguments(bundle)
+    bundle.set_defaults(run=run_bundle)
+
 
 def run_predict(args: argparse.Namespace) -> None:
     detector = Detector(args.model, conf=args.conf, classes=args.classes, threads=args.threads)
     count, seconds = predict(detector, args.source, args.save_dir)
     print(f"{count} image(s)/frame(s) in {seconds:.1f} s: {count / max(seconds, 1e-9):.1f} FPS end to end "
           f"({detector.backend.name}, {detector.backend.precision}); results in {args.save_dir}")
+
+
+def run_bundle(args: argparse.Namespace) -> None:
+    source = Path(args.onnx)
+    out = Path(args.out) if args.out else source.parent.parent / "bundle"
+    folder = make_bundle(source, args.data, out, calibration_options(args))
+    print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
+    for path in sorted(folder.iterdir()):
+        print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 
-from export.bundle import build_script, deepstream_config
 from export.engine_plan import (
     EngineMismatchError,
     EnginePlanError,
@@ -74,12 +73,3 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command
         check_engine_compatible("m.engine", values, "11.0.0", "Orin", "8.7")
     with pytest.raises(EngineMismatchError, match=r"GPU Orin sm_8.7 \(running RTX 4090 sm_8.9\)"):
         check_engine_compatible("m.engine", values, "10.3.0", "RTX 4090", "8.9")
-
-
-def test_deepstream_config_and_build_script():
-    config = deepstream_config(METADATA, "model-fp16.onnx", 2)
-    assert "num-detected-classes=2" in config and "NvDsInferParseCustomEfficientNMS" in config
-    assert "net-scale-factor=1.0" in config
-    script = build_script(METADATA, Path("."))
-    assert script.count("trtexec --onnx=") == 6  # 3 precisions x 2 majors
-    assert '[ "$MAJOR" = "11" ] && trtexec --onnx=model-int8-tensorrt.onnx' in script

@@ -81,10 +81,17 @@ int32 (0-based into labels.txt).
 | model-int8-ort.onnx | U8S8 Q/DQ INT8: ONNX Runtime on x86 and ARM CPUs |
 | config_infer_primary.txt | DeepStream nvinfer config (FP16 engine) |
 | build_engine.sh | builds the engines with trtexec on the device |
+| board_runner.py | runs any of the ONNX models with numpy + onnxruntime only |
 
 Jetson: `./build_engine.sh`, then run the engines (or point DeepStream at config_infer_primary.txt).
-ARM board (ONNX Runtime): `pip install onnxruntime numpy opencv-python-headless`, then
-`scratchdet predict IMAGE --model model-int8-ort.onnx`.
+ARM board (aarch64, ONNX Runtime: Raspberry Pi class, Jetson CPU, Graviton):
+
+    pip install onnxruntime numpy opencv-python-headless
+    python board_runner.py model-int8-ort.onnx photo.jpg detections.json
+
+`board_runner.py` needs only numpy and onnxruntime (opencv for image files). With the whole project
+installed, `scratchdet predict IMAGE --model model-int8-ort.onnx` draws the boxes too. The INT8 model
+was quantised with reduce_range={reduce_range} (see metadata.json): {portability}
 """
 
 
@@ -107,8 +114,12 @@ def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibr
     script = out / "build_engine.sh"
     script.write_text(build_script(metadata, out))
     script.chmod(0o755)
+    shutil.copyfile(Path(__file__).with_name("board_runner.py"), out / "board_runner.py")
+    portability = ("7-bit weights, identical detections on every x86 and ARM CPU." if calibration.reduce_range
+                   else "8-bit weights; x86 CPUs without VNNI (AVX2 only) may give slightly different detections.")
     (out / "README.md").write_text(README.format(name=metadata["config_name"], size=metadata["input_size"],
-                                                 classes=", ".join(metadata["class_names"])))
+                                                 classes=", ".join(metadata["class_names"]),
+                                                 reduce_range=calibration.reduce_range, portability=portability))
     for calibration_file in out.glob("calibration-*.json"):
         calibration_file.unlink()
     if tarball:
