@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.contract import load_checked, read_metadata, write_metadata
+from export.contract import check_contract, load_checked, read_metadata, write_metadata
 from export.onnx_export import ensure_writable
 from models.checkpoint import file_sha256
 from train.data.load import load_dataset
@@ -141,9 +141,27 @@ def convert_fp16(onnx_path: str | Path, out: str | Path) -> Path:
     ensure_writable(out)
     keep_float32 = [n.name for n in model.graph.node if not n.name.startswith(NETWORK_PREFIXES)]
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_float32)
+    _restore_float32_outputs(converted)
+    check_contract(converted, out)
     write_metadata(converted, {**metadata, "precision": "fp16"})
     onnx.save(converted, str(out))
     return out
+
+
+def _restore_float32_outputs(model: onnx.ModelProto) -> None:
+    """onnxconverter-common casts outputs made by blocked (float32) nodes to float16 despite
+    keep_io_types; turn those final Casts back to float32, as the ONNX contract requires."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    for output in model.graph.output:
+        if output.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        cast = producers.get(output.name)
+        if cast is None or cast.op_type != "Cast":
+            raise QuantizationError(f"FP16 conversion left output '{output.name}' in float16")
+        for attribute in cast.attribute:
+            if attribute.name == "to":
+                attribute.i = onnx.TensorProto.FLOAT
+        output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
 
 
 def quantization_summary(path: str | Path) -> dict:
