@@ -92,8 +92,8 @@ def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.10)
     return checks
 
 
-def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeats: int = 7,
-             per_round: int = 5) -> list[float]:
+def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeats: int = 9,
+             per_round: int = 20) -> list[float]:
     """Per-round speed ratios of two ONNX models (network + NMS) timed A/B-interleaved on one input."""
     from export.contract import load_checked
     from export.onnx_runner import create_session
@@ -101,7 +101,7 @@ def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeat
     sessions, inputs = {}, {}
     for name, path in (("baseline", baseline_onnx), ("candidate", candidate_onnx)):
         size = load_checked(path)[1]["input_size"]
-        sessions[name] = create_session(path, threads)
+        sessions[name] = create_session(path, threads, spinning=False)
         inputs[name] = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
     rounds = interleave({n: (lambda n=n: sessions[n].run(None, {"images": inputs[n]})) for n in sessions},
                         repeats, per_round)

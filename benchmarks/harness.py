@@ -111,7 +111,8 @@ def _open(path: Path, threads: int) -> tuple[Row, Detector | None]:
               {".pt": "pytorch", ".onnx": "onnx", ".engine": "tensorrt"}.get(path.suffix, path.suffix))
     try:
         torch_threads(threads)
-        detector = Detector(path, conf=0.0, threads=threads)
+        # No spinning: interleaved sessions would otherwise steal each other's cores between calls.
+        detector = Detector(path, conf=0.0, threads=threads, spinning=False)
         backend = detector.backend
         row.precision, row.runtime = backend.precision, f"{backend.name} ({backend.provider})"
         row.size_mb = path.stat().st_size / 1e6

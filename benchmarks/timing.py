@@ -38,8 +38,12 @@ def latency_stats(rounds: list[list[float]]) -> LatencyStats:
 
 
 def interleave(calls: dict[str, Callable[[], object]], repeats: int = 5, per_round: int = 10,
-               warmup: int = 3, progress: bool = True) -> dict[str, list[list[float]]]:
-    """Per name, `repeats` rounds of `per_round` latencies (ms); the order rotates every round."""
+               warmup: int = 3, progress: bool = True, round_warmup: int = 2) -> dict[str, list[list[float]]]:
+    """Per name, `repeats` rounds of `per_round` latencies (ms); the order rotates every round.
+
+    The first `round_warmup` calls of each round are not recorded: the previous model's thread pool
+    may still be spinning and caches hold its weights, which would bias whoever comes second.
+    """
     names = list(calls)
     for name in names:
         for _ in range(warmup):
@@ -49,6 +53,8 @@ def interleave(calls: dict[str, Callable[[], object]], repeats: int = 5, per_rou
     for repeat in range(repeats):
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:
             samples = []
+            for _ in range(round_warmup):
+                calls[name]()
             for _ in range(per_round):
                 started = time.perf_counter()
                 calls[name]()

@@ -17,8 +17,13 @@ class RawDetections:
     classes: np.ndarray
 
 
-def create_session(path: str | Path, threads: int | None = None, providers: list[str] | None = None):
-    """An onnxruntime InferenceSession with full graph optimisation and the given intra-op threads."""
+def create_session(path: str | Path, threads: int | None = None, providers: list[str] | None = None,
+                   spinning: bool = True):
+    """An onnxruntime InferenceSession with full graph optimisation and the given intra-op threads.
+
+    `spinning=False` stops idle worker threads from busy-waiting after a run: needed when several
+    sessions are timed interleaved, or one session's spinning threads steal the next one's cores.
+    """
     try:
         import onnxruntime as ort
     except ImportError as error:
@@ -27,6 +32,8 @@ def create_session(path: str | Path, threads: int | None = None, providers: list
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
 

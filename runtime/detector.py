@@ -59,7 +59,8 @@ def open_backend(path: str | Path, **options):
     if path.suffix == ".onnx":
         from runtime.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend(path, threads=options.get("threads"), providers=options.get("providers"))
+        return OnnxBackend(path, threads=options.get("threads"), providers=options.get("providers"),
+                           spinning=options.get("spinning", True))
     from runtime.backends.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(path, cuda_graph=options.get("cuda_graph", False))
@@ -69,7 +70,7 @@ class Detector:
     def __init__(self, model, conf: float = 0.25, classes: list[int] | None = None, **options) -> None:
         """`model`: a model file, or a backend object (infer, class_names, input_size, name, precision).
         `conf`: minimum score kept; `classes`: 0-based class ids kept (all when None);
-        options: device (PyTorch), threads and providers (ONNX Runtime), cuda_graph (TensorRT)."""
+        options: device (PyTorch), threads, providers and spinning (ONNX Runtime), cuda_graph (TensorRT)."""
         self.backend = model if hasattr(model, "infer") else open_backend(model, **options)
         self.class_names: list[str] = self.backend.class_names
         self.input_size: int = self.backend.input_size

@@ -42,7 +42,7 @@ def write_plots(run: str | Path) -> list[Path]:
         written.append(run / name)
     if epochs:
         figure, axis = plt.subplots(figsize=(7, 4))
-        x = [e["epoch"] for e in epochs]
+        x = [e["epoch"] + 1 for e in epochs]  # 1-based, as the progress bar counts
         axis.plot(x, [e["map50"] for e in epochs], marker="o", label="VOC mAP@0.5")
         axis.plot(x, [e["coco_ap"] for e in epochs], marker="s", label="COCO AP")
         axis.set(xlabel="epoch", ylabel="accuracy on val", title="validation accuracy", ylim=(0, 1))

@@ -32,13 +32,14 @@ def available_providers(requested: list[str] | None = None) -> list[str]:
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None,
+                 spinning: bool = True) -> None:
         _, metadata = load_checked(path)
         self.metadata = metadata
         self.class_names: list[str] = metadata["class_names"]
         self.input_size: int = metadata["input_size"]
         self.precision: str = metadata["precision"]
-        self.session = create_session(path, threads, available_providers(providers))
+        self.session = create_session(path, threads, available_providers(providers), spinning)
         self.provider = self.session.get_providers()[0]
         log.info("%s: %s on %s", path, self.precision, self.provider)
 
