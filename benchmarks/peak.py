@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.timing import interleave, latency_stats
 from export.onnx_runner import create_session
+from export.quantize import quiet_quantizer_logging
 
 CHANNELS, SIZE = 256, 38
 GFLOPS = 2 * CHANNELS * CHANNELS * 9 * SIZE * SIZE / 1e9
@@ -55,8 +56,9 @@ def measure_peak(threads: int | None = None, repeats: int = 3) -> Peak:
     with tempfile.TemporaryDirectory() as folder:
         fp32, int8 = Path(folder) / "conv.onnx", Path(folder) / "conv-int8.onnx"
         _conv_model(fp32)
-        quantize_static(fp32, int8, _Reader(4), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with quiet_quantizer_logging():
+            quantize_static(fp32, int8, _Reader(4), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         sessions = {name: create_session(p, threads) for name, p in (("fp32", fp32), ("int8", int8))}
         x = np.random.default_rng(1).uniform(0, 4, (1, CHANNELS, SIZE, SIZE)).astype(np.float32)
         rounds = interleave({name: (lambda s=s: s.run(None, {"x": x})) for name, s in sessions.items()},

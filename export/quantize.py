@@ -11,9 +11,11 @@ method), so a second run with the same inputs reuses them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,19 @@ class _Reader:
         self.images = self.images[start_index:end_index]
 
 
+@contextlib.contextmanager
+def quiet_quantizer_logging() -> Iterator[None]:
+    """onnxruntime's quantiser logs a 'consider pre-processing' warning on the root logger at every call;
+    that shape-inference pre-processing does not apply to graphs with NMS, so here it is noise."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def network_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the network's quantisable nodes (everything else stays float)."""
     nodes = [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name.startswith(NETWORK_PREFIXES)]
@@ -114,15 +129,16 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     cache = Path(cache_dir or out.parent) / f"calibration-{key}.json"
     log.info("calibration ranges: %s (%s)", cache, "reused" if cache.is_file() else "computing")
     symmetric = target == "tensorrt"
-    quantize_static(
-        model, out, _Reader(images), quant_format=QuantFormat.QDQ, nodes_to_quantize=network_nodes(model),
-        per_channel=True, reduce_range=options.reduce_range,
-        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                          "percentile": CalibrationMethod.Percentile}[options.method],
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-        calibration_cache_path=cache,
-    )
+    with quiet_quantizer_logging():
+        quantize_static(
+            model, out, _Reader(images), quant_format=QuantFormat.QDQ, nodes_to_quantize=network_nodes(model),
+            per_channel=True, reduce_range=options.reduce_range,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[options.method],
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            calibration_cache_path=cache,
+        )
     quantized = onnx.load(str(out))
     write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {
         "target": target, "calibration_images": options.images, "calibration_method": options.method,
