@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         full = export_onnx(model, names, Path(folder) / "full.onnx", ExportOptions()).path
         network = export_network_only(model, Path(folder) / "network.onnx")
         images = _images(args.data, size)
-        sessions = {"network": create_session(network, args.threads), "full": create_session(full, args.threads)}
+        sessions = {"network": create_session(network, args.threads, spinning=False),
+                    "full": create_session(full, args.threads, spinning=False)}
         state = {"i": 0}
 
         def runner(name: str):

@@ -4,6 +4,7 @@ Input tensors: `boxes` [B, P, 4] x1, y1, x2, y2 in input pixels and `scores` [B,
 background). The tail is the algorithm of models.postprocess.postprocess:
 
   per class TopK(pre_nms_topk)  -> bounded cost even when every score passes (an untrained model)
+  GatherND of their boxes       -> [B, C * k, 4]
   NonMaxSuppression             -> each (image, class) is its own NMS batch, so only a class suppresses itself
   ScatterND of kept scores      -> a dense [B, C * k] score table, zero where suppressed or below threshold
   TopK(max_det)                 -> det_scores, and the class and box of every detection
@@ -54,17 +55,12 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, option
     g = _Builder("nms/")
     (scores_by_class,) = g.op("Transpose", ["scores"], perm=[0, 2, 1])  # [B, C, P]
     top_scores, top_index = g.op("TopK", [scores_by_class, g.const([k])], outputs=2, axis=-1)  # [B, C, k]
-    # Boxes of each class's candidates: [B, 1, P, 4] broadcast to [B, C, P, 4], gathered to [B, C, k, 4].
-    (boxes_b1p4,) = g.op("Unsqueeze", ["boxes", g.const([1])])
-    (shape_bcp,) = g.op("Shape", [scores_by_class])
-    (shape_bcp4,) = g.op("Concat", [shape_bcp, g.const([4])], axis=0)
-    (boxes_bcp4,) = g.op("Expand", [boxes_b1p4, shape_bcp4])
-    (index_bck1,) = g.op("Unsqueeze", [top_index, g.const([3])])
-    (shape_bck4,) = g.op("Concat", [g.op("Shape", [top_index])[0], g.const([4])], axis=0)
-    (index_bck4,) = g.op("Expand", [index_bck1, shape_bck4])
-    (class_boxes,) = g.op("GatherElements", [boxes_bcp4, index_bck4], axis=2)  # [B, C, k, 4]
+    # Boxes of each class's candidates: GatherND over the batch gives [B, C*k, 4] without copying the
+    # boxes once per class.
+    (flat_index,) = g.op("Reshape", [top_index, g.const([0, -1, 1])])  # [B, C*k, 1]
+    (table_boxes,) = g.op("GatherND", ["boxes", flat_index], batch_dims=1)  # [B, C*k, 4]
     # One NMS batch per (image, class).
-    (nms_boxes,) = g.op("Reshape", [class_boxes, g.const([-1, k, 4])])  # [B*C, k, 4]
+    (nms_boxes,) = g.op("Reshape", [table_boxes, g.const([-1, k, 4])])  # [B*C, k, 4]
     (flat_scores,) = g.op("Reshape", [top_scores, g.const([-1, k])])  # [B*C, k]
     (nms_scores,) = g.op("Unsqueeze", [flat_scores, g.const([1])])  # [B*C, 1, k]
     (selected,) = g.op("NonMaxSuppression", [
@@ -85,7 +81,6 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, option
     (class_i32,) = g.op("Cast", [class_index], to=TensorProto.INT32)
     (zero_i32,) = g.op("Cast", [g.const(0)], to=TensorProto.INT32)
     g.op("Where", [valid, class_i32, zero_i32], name="det_classes")
-    (table_boxes,) = g.op("Reshape", [class_boxes, g.const([0, num_classes * k, 4])])  # [B, C*k, 4]
     (det_index_k1,) = g.op("Unsqueeze", [det_index, g.const([2])])
     (shape_bk4,) = g.op("Concat", [g.op("Shape", [det_index])[0], g.const([4])], axis=0)
     (det_index_k4,) = g.op("Expand", [det_index_k1, shape_bk4])
