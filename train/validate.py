@@ -27,8 +27,8 @@ def predict(model: SSD, data: DetectionSet, nms: NMSConfig | None = None, batch_
         for index, dets in zip(indices, postprocess(offsets, logits, model.priors, model.box_coder, nms)):
             record = data.records[index]
             scale = torch.tensor([record.width, record.height] * 2, dtype=torch.float32)
-            results.append(ImageDetections((dets.boxes.cpu() * scale).numpy(), dets.scores.cpu().numpy(),
-                                           dets.labels.cpu().numpy()))
+            boxes = torch.min((dets.boxes.cpu() * scale).clamp(min=0), scale)  # inside the image, as the runtime
+            results.append(ImageDetections(boxes.numpy(), dets.scores.cpu().numpy(), dets.labels.cpu().numpy()))
     return results
 
 
