@@ -36,6 +36,18 @@ def test_graph_follows_the_contract(exported):
     assert check_tensorrt_compatibility(model) == []
 
 
+def test_onnx_runtime_optimised_graph_has_no_batchnorm(exported, tmp_path):
+    import onnxruntime as ort
+
+    _, path, _ = exported
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "optimised.onnx")).graph.node}
+    assert "BatchNormalization" not in ops and "Conv" in ops | {"FusedConv"}
+
+
 def test_onnx_runtime_matches_pytorch_on_real_images(bccd_checkpoint, bccd, tmp_path):
     model, checkpoint = load_model(bccd_checkpoint)
     path = tmp_path / "bccd.onnx"
@@ -118,6 +130,8 @@ def test_export_cli_refuses_a_checkpoint_of_another_config(tiny_checkpoint, tmp_
                  "--out", str(tmp_path / "m.onnx")]) == 1
     assert not (tmp_path / "m.onnx").exists()
     assert main(["export", "--weights", str(tmp_path / "missing.pt")]) == 1
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main(["export", "--weights", str(tmp_path / "junk.pt")]) == 1
 
 
 def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_data, capsys):
