@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 TARGETS = ("ort", "tensorrt")
 METHODS = ("minmax", "entropy", "percentile")
 NETWORK_PREFIXES = ("/model/backbone/", "/model/head/")  # node-name scopes of the exported network
-QUANTIZED_OPS = ("Conv", "Add", "MaxPool")
+QUANTIZED_OPS = ("Conv", "Relu", "Add", "MaxPool")
 
 
 class QuantizationError(ValueError):
