@@ -38,8 +38,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--candidate-onnx", help="A/B speed: candidate ONNX")
     check.add_argument("--map-tolerance", type=float, default=0.002, help="mAP drop allowed (0.002 = 0.2 points)")
     check.add_argument("--speed-tolerance", type=float, default=0.05, help="A/B speed drop allowed (0.05 = 5%%)")
-    check.add_argument("--baseline-speed-tolerance", type=float, default=0.10,
-                       help="speed drop allowed against a committed baseline (other runs are noisier)")
+    check.add_argument("--baseline-speed-tolerance", type=float, default=0.30,
+                       help="speed drop allowed against a committed baseline: runs on other days differ by up "
+                            "to 25%% here even after normalising, so this catches only large regressions; use "
+                            "--baseline-config/--candidate-config (A/B in one run, 5%%) for small ones")
     check.add_argument("--threads", type=int, default=2)
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)

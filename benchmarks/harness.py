@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.peak import Peak, measure_peak
+from benchmarks.peak import Peak, peak_from_rounds, reference_calls
 from benchmarks.timing import interleave, latency_stats
 from export.contract import load_checked
 from models.checkpoint import read_checkpoint
@@ -139,8 +139,11 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
         0, 255, (480, 640, 3), dtype=np.uint8)
     opened = [_open(p, threads) for p in paths]
     live = {row.path: (row, detector) for row, detector in opened if detector is not None}
-    peak = peak or measure_peak(threads)
-    rounds = interleave({key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}, repeats, per_round)
+    calls = {key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}
+    if peak is None:  # the reference convs run interleaved with the models, under the same conditions
+        calls.update(reference_calls(threads))
+    rounds = interleave(calls, repeats, per_round)
+    peak = peak or peak_from_rounds(rounds)
     for key, (row, detector) in live.items():
         _fill_speed(row, detector, rounds[key], peak, image, batches, repeats * per_round)
         if val is not None:

@@ -8,6 +8,7 @@ roofline FPS limit; the same workload is the reference that makes speed comparab
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.timing import interleave, latency_stats
+from benchmarks.timing import latency_stats
 from export.onnx_runner import create_session
 from export.quantize import quiet_quantizer_logging
 
@@ -50,7 +51,9 @@ class _Reader:
         return self.items.pop() if self.items else None
 
 
-def measure_peak(threads: int | None = None, repeats: int = 3) -> Peak:
+def reference_calls(threads: int | None = None) -> dict[str, Callable[[], object]]:
+    """The FP32 and INT8 reference convolutions as timed calls ("reference_fp32", "reference_int8"), so
+    they can be interleaved with the models and measured under the same conditions."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory() as folder:
@@ -59,9 +62,13 @@ def measure_peak(threads: int | None = None, repeats: int = 3) -> Peak:
         with quiet_quantizer_logging():
             quantize_static(fp32, int8, _Reader(4), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        sessions = {name: create_session(p, threads) for name, p in (("fp32", fp32), ("int8", int8))}
-        x = np.random.default_rng(1).uniform(0, 4, (1, CHANNELS, SIZE, SIZE)).astype(np.float32)
-        rounds = interleave({name: (lambda s=s: s.run(None, {"x": x})) for name, s in sessions.items()},
-                            repeats=repeats, per_round=10, progress=False)
-    fp32_ms, int8_ms = (latency_stats(rounds[n]).p50 for n in ("fp32", "int8"))
+        sessions = {f"reference_{name}": create_session(p, threads, spinning=False)
+                    for name, p in (("fp32", fp32), ("int8", int8))}
+    x = np.random.default_rng(1).uniform(0, 4, (1, CHANNELS, SIZE, SIZE)).astype(np.float32)
+    return {name: (lambda s=s: s.run(None, {"x": x})) for name, s in sessions.items()}
+
+
+def peak_from_rounds(rounds: dict[str, list[list[float]]]) -> Peak:
+    fp32_ms, int8_ms = (latency_stats(rounds[f"reference_{n}"]).p50 for n in ("fp32", "int8"))
     return Peak(GFLOPS / (fp32_ms / 1e3), GFLOPS / (int8_ms / 1e3), fp32_ms)
+

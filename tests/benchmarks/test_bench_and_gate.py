@@ -65,7 +65,7 @@ def test_baseline_speed_gate_uses_reference_normalised_speed(report):
     slower = copy.deepcopy(report)
     for row in slower["rows"]:
         if row["relative_speed"]:
-            row["relative_speed"] *= 0.8
+            row["relative_speed"] *= 0.6  # 40% slower: past the 30% cross-run tolerance
     assert all(c.passed for c in baseline_speed_checks(report, report))
     assert not any(c.passed for c in baseline_speed_checks(slower, report))
 
