@@ -36,3 +36,23 @@ def max_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]) -
         scores = np.abs(host["det_scores"][image, rows] - other["det_scores"][image, rows])
         box, score = max(box, float(boxes.max(initial=0))), max(score, float(scores.max(initial=0)))
     return box, score
+
+
+def near_match_fraction(host: dict[str, np.ndarray], other: dict[str, np.ndarray], box_tolerance: float = 1.0,
+                        score_tolerance: float = 0.02) -> float:
+    """Share of host detections with a partner in `other` (same image and class, box within
+    `box_tolerance` px, score within `score_tolerance`), pairing each at most once."""
+    matched = total = 0
+    for image, count in enumerate(host["num_dets"][:, 0]):
+        rows = slice(0, other["num_dets"][image, 0])
+        boxes, scores = other["det_boxes"][image, rows], other["det_scores"][image, rows]
+        classes, used = other["det_classes"][image, rows], np.zeros(len(scores), dtype=bool)
+        for i in range(count):
+            close = ((classes == host["det_classes"][image, i]) & ~used
+                     & (np.abs(boxes - host["det_boxes"][image, i]).max(axis=1) <= box_tolerance)
+                     & (np.abs(scores - host["det_scores"][image, i]) <= score_tolerance))
+            if close.any():
+                used[np.argmax(close)] = True
+                matched += 1
+        total += count
+    return matched / max(total, 1)
