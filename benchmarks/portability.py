@@ -38,6 +38,9 @@ def max_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]) -
     return box, score
 
 
+
+
+
 def near_match_fraction(host: dict[str, np.ndarray], other: dict[str, np.ndarray], box_tolerance: float = 1.0,
                         score_tolerance: float = 0.02) -> float:
     """Share of host detections with a partner in `other` (same image and class, box within
