@@ -39,9 +39,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--map-tolerance", type=float, default=0.002, help="mAP drop allowed (0.002 = 0.2 points)")
     check.add_argument("--speed-tolerance", type=float, default=0.05, help="A/B speed drop allowed (0.05 = 5%%)")
     check.add_argument("--baseline-speed-tolerance", type=float, default=0.30,
-                       help="speed drop allowed against a committed baseline: runs on other days differ by up "
-                            "to 25%% here even after normalising, so this catches only large regressions; use "
-                            "--baseline-config/--candidate-config (A/B in one run, 5%%) for small ones")
+                       help="speed drop tolerated against a committed baseline (reported as WARN unless "
+                            "--enforce-baseline-speed): runs at other times differ by up to 45%% on a shared "
+                            "machine; use --baseline-config/--candidate-config (A/B in one run, 5%%) to gate speed")
+    check.add_argument("--enforce-baseline-speed", action="store_true",
+                       help="fail, not warn, on a speed drop against the committed baseline")
     check.add_argument("--threads", type=int, default=2)
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
@@ -62,7 +64,8 @@ def run_check(args: argparse.Namespace) -> int:
         baseline = read_report(args.baseline) if args.baseline else None
         result.checks += accuracy_checks(report, baseline, args.map_tolerance)
         if baseline:
-            result.checks += baseline_speed_checks(report, baseline, args.baseline_speed_tolerance)
+            result.checks += baseline_speed_checks(report, baseline, args.baseline_speed_tolerance,
+                                                   advisory=not args.enforce_baseline_speed)
     if args.baseline_config and args.candidate_config:
         result.checks.append(compare_configs(args.baseline_config, args.candidate_config, args.speed_tolerance,
                                              args.threads))

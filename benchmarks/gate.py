@@ -26,6 +26,7 @@ class Check:
     measured: float
     target: float
     detail: str = ""
+    advisory: bool = False  # reported, but does not fail the gate
 
 
 @dataclass
@@ -34,10 +35,11 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed or c.advisory for c in self.checks)
 
     def summary(self) -> str:
-        lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.measured:.4f} vs target {c.target:.4f}"
+        lines = [f"{'PASS' if c.passed else 'WARN' if c.advisory else 'FAIL'}  {c.name}: {c.measured:.4f} vs "
+                 f"target {c.target:.4f}"
                  + (f"  ({c.detail})" if c.detail else "") for c in self.checks]
         lines.append(f"gate {'PASSED' if self.passed else 'FAILED'}: {sum(c.passed for c in self.checks)}/"
                      f"{len(self.checks)} checks")
@@ -80,15 +82,19 @@ def speed_check(name: str, ratios: list[float], tolerance: float) -> Check:
                  f"candidate/baseline speed, rounds min {min(ratios):.3f} max {max(ratios):.3f}")
 
 
-def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30) -> list[Check]:
-    """Each format's speed relative to the same-run reference convolution, against the baseline's."""
+def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30, advisory: bool = True) -> list[Check]:
+    """Each format's speed relative to the same-run reference convolution, against the baseline's.
+
+    Advisory by default: on this shared machine, runs at other times differed by up to 45% (PyTorch
+    eager under load) even after normalising, while A/B in one run holds 5%."""
     reference = {_key(r): r for r in baseline["rows"] if r["status"] == "ok" and r["relative_speed"]}
     checks = []
     for row in (r for r in report["rows"] if r["status"] == "ok" and r["relative_speed"]):
         if _key(row) in reference:
             ratio = row["relative_speed"] / reference[_key(row)]["relative_speed"]
             checks.append(Check(f"speed {row['name']} vs baseline (reference-normalised)", ratio >= 1 - tolerance,
-                                ratio, 1 - tolerance, "network time relative to a same-run reference conv"))
+                                ratio, 1 - tolerance, "network time relative to a same-run reference conv",
+                                advisory))
     return checks
 
 
