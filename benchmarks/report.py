@@ -92,7 +92,8 @@ def plot(report: dict, path: Path) -> None:
              title="speed vs accuracy per format")
     axis.set_xlim(left=0, right=max([report["paper_fps"], *[r["fps"] for r in rows]]) * 1.15)
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.margins(y=0.2)  # room for the labels
+    axis.legend(loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
