@@ -11,7 +11,7 @@ import onnx
 from export.contract import load_checked
 from export.onnx_export import ExportOptions, export_onnx
 from export.onnx_runner import create_session
-from export.tensorrt_check import check_tensorrt_compatibility
+from export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
 from export.verify import dataset_images, verify_onnx
 from models.checkpoint import file_sha256, load_model
 from models.config import load_model_config
@@ -73,9 +73,7 @@ def _parity(model: SSD, onnx_path: Path, data: str | None, nms: NMSConfig) -> st
 
 def run_export(args: argparse.Namespace) -> None:
     if args.check_tensorrt and not args.verify and args.onnx:
-        findings = check_tensorrt_compatibility(onnx.load(args.onnx))
-        if findings:
-            raise ValueError(f"{args.onnx}: not TensorRT-ready:\n  " + "\n  ".join(map(str, findings)))
+        require_tensorrt_compatible(onnx.load(args.onnx), args.onnx)
         print(f"{args.onnx}: TensorRT 10/11 parser rules OK")
         return
     model, class_names, sha256, default_dir = _source_model(args)

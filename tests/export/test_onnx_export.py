@@ -123,6 +123,18 @@ def test_tensorrt_check_names_the_node_that_breaks_a_rule(exported):
     assert "NonZero 'odd': operator not in the TensorRT 10/11 support table" in findings
 
 
+def test_check_tensorrt_cli_fails_on_a_graph_that_breaks_a_rule(exported, tmp_path):
+    from scratchdet import main
+
+    _, path, _ = exported
+    model = onnx.load(str(path))
+    model.graph.node.append(onnx.helper.make_node("NonZero", ["images"], ["nz"], name="odd"))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    assert main(["export", "--check-tensorrt", "--onnx", str(broken)]) == 1
+    assert main(["export", "--check-tensorrt", "--onnx", str(path)]) == 0
+
+
 def test_export_cli_refuses_a_checkpoint_of_another_config(tiny_checkpoint, tmp_path):
     from scratchdet import main
 
