@@ -7,6 +7,7 @@ its error and the run goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -90,8 +91,6 @@ def model_config_of(path: Path) -> ModelConfig:
     elif path.suffix == ".onnx":
         values = load_checked(path)[1]["model_config"]
     else:
-        import json
-
         values = json.loads(path.with_suffix(".json").read_text())["model_metadata"]["model_config"]
     return from_dict(ModelConfig, values, str(path))
 
