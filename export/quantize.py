@@ -4,9 +4,10 @@ Two INT8 flavours (DESIGN section 5), both Q/DQ with per-channel weights, throug
 onnxruntime.quantization:
   ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
   tensorrt  signed symmetric activations and weights, zero point 0: what TensorRT's Q/DQ parser takes.
-Only the network is quantised (its Conv, Add and MaxPool nodes); normalisation, box decoding and NMS stay
-float32. Calibration ranges are cached under a key of everything they depend on (ONNX bytes, images,
-method), so a second run with the same inputs reuses them.
+Only the network is quantised (its Conv, Relu, Add and MaxPool nodes); normalisation, box decoding and NMS
+stay float32. For `ort` the 3-channel first conv is zero-padded to 4 input channels first (channel_pad.py).
+Calibration ranges are cached under a key of everything they depend on (ONNX bytes, images, method,
+layout), so a second run with the same inputs reuses them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
 from export.contract import check_contract, load_checked, read_metadata, write_metadata
 from export.onnx_export import ensure_writable
 from models.checkpoint import file_sha256
@@ -127,7 +129,11 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     model, metadata = load_checked(onnx_path)
     ensure_writable(out)
     images, images_hash = calibration_images(data, metadata["input_size"], options)
-    key = hashlib.sha256(f"{file_sha256(onnx_path)}|{images_hash}|{options}|{target}".encode()).hexdigest()[:16]
+    # ONNX Runtime's fast INT8 conv needs input channels in fours; TensorRT has its own kernels.
+    padded = pad_conv_input_channels(model) if target == "ort" else []
+    layout = f"channels%{CHANNEL_MULTIPLE}" if padded else "as-exported"
+    inputs = f"{file_sha256(onnx_path)}|{images_hash}|{options}|{target}|{layout}"
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     cache = Path(cache_dir or out.parent) / f"calibration-{key}.json"
     log.info("calibration ranges: %s (%s)", cache, "reused" if cache.is_file() else "computing")
     symmetric = target == "tensorrt"
@@ -146,6 +152,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {
         "target": target, "calibration_images": options.images, "calibration_method": options.method,
         "calibration_seed": options.seed, "calibration_data_hash": images_hash, "reduce_range": reduce_range,
+        "channel_padded_convs": padded,
         "source_onnx_sha256": file_sha256(onnx_path), "config_name": metadata["config_name"]}})
     onnx.save(quantized, str(out))
     return out

@@ -101,3 +101,26 @@ def test_unreadable_calibration_image_is_named(fp32, synth_data, tmp_path):
         image.write_bytes(b"broken")
     with pytest.raises(ValueError, match="cannot decode the image"):
         quantize_int8(fp32, copy, "ort", tmp_path / "x.onnx", CalibrationOptions(images=4))
+
+
+def test_channel_padding_keeps_outputs_and_reaches_the_fast_int8_layout(fp32, synth_data, tmp_path):
+    from export.channel_pad import pad_conv_input_channels
+
+    model, _ = load_checked(fp32)
+    padded = pad_conv_input_channels(model)
+    assert padded == ["/model/backbone/stem/stem.0/stem.0.0/Conv"]
+    assert pad_conv_input_channels(model) == []  # already padded: nothing left to do
+    onnx.checker.check_model(model)
+    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    conv_weights = [initializers[n.input[1]] for n in model.graph.node if n.op_type == "Conv"]
+    assert all(w.shape[1] % 4 == 0 for w in conv_weights)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 3, 128, 128)).astype(np.float32)
+    before = create_session(fp32).run(None, {"images": images})
+    onnx.save(model, tmp_path / "padded.onnx")
+    after = create_session(tmp_path / "padded.onnx").run(None, {"images": images})
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    quantized, metadata = load_checked(quantize_int8(fp32, synth_data, "ort", tmp_path / "ort.onnx",
+                                                     CalibrationOptions(images=8)))
+    assert metadata["quantization"]["channel_padded_convs"] == padded
+    assert "Pad" in {n.op_type for n in quantized.graph.node}
