@@ -105,8 +105,19 @@ def accuracy(detector: Detector, data: DetectionSet, batch: int = 8) -> tuple[fl
     return result.map50, result.coco_ap
 
 
-def _open(path: Path, threads: int) -> tuple[Row, Detector | None]:
-    row = Row(path.name, str(path),
+def display_names(paths: list[Path]) -> list[str]:
+    """File names, lengthened by parent folders where models share one (bccd_cpu/export/model.onnx)."""
+    names = []
+    for path in paths:
+        depth = 1
+        while depth < len(path.parts) and sum(p.parts[-depth:] == path.parts[-depth:] for p in paths) > 1:
+            depth += 1
+        names.append("/".join(path.parts[-depth:]))
+    return names
+
+
+def _open(path: Path, name: str, threads: int) -> tuple[Row, Detector | None]:
+    row = Row(name, str(path),
               {".pt": "pytorch", ".onnx": "onnx", ".engine": "tensorrt"}.get(path.suffix, path.suffix))
     try:
         torch_threads(threads)
@@ -136,7 +147,7 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
     val = load_dataset(data, "val") if data else None
     image = cv2.imread(str(val.records[0].path)) if val else np.random.default_rng(0).integers(
         0, 255, (480, 640, 3), dtype=np.uint8)
-    opened = [_open(p, threads) for p in paths]
+    opened = [_open(p, name, threads) for p, name in zip(paths, display_names(paths))]
     live = {row.path: (row, detector) for row, detector in opened if detector is not None}
     calls = {key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}
     if peak is None:  # the reference convs run interleaved with the models, under the same conditions

@@ -83,10 +83,11 @@ def markdown(report: dict) -> str:
 def plot(report: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     rows = [r for r in report["rows"] if r["status"] == "ok"]
-    for row in rows:
+    for index, row in enumerate(sorted(rows, key=lambda r: r["fps"])):
         axis.scatter(row["fps"], row["map50"] if row["map50"] is not None else 0.0, s=50)
+        # Formats of one model share a height: alternate labels above and below so neighbours stay legible.
         axis.annotate(f"{row['name']} ({row['precision']})", (row["fps"], row["map50"] or 0.0),
-                      textcoords="offset points", xytext=(5, 5), fontsize=8)
+                      textcoords="offset points", xytext=(5, 6 if index % 2 == 0 else -13), fontsize=8)
     axis.axvline(report["paper_fps"], color="grey", linestyle="--", label=f"paper: {report['paper_fps']:.0f} FPS (GPU)")
     axis.set(xlabel="end-to-end FPS at batch 1 (this machine)", ylabel="VOC mAP@0.5 (val)",
              title="speed vs accuracy per format")

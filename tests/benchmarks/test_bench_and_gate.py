@@ -4,7 +4,7 @@ import json
 import pytest
 
 from benchmarks.gate import GateResult, accuracy_checks, baseline_speed_checks, compare_configs
-from benchmarks.harness import run_benchmark
+from benchmarks.harness import display_names, run_benchmark
 from benchmarks.peak import Peak
 from benchmarks.report import ReportError, read_report, validate_report, write_report
 from export.onnx_export import ExportOptions, export_onnx
@@ -81,3 +81,11 @@ def test_ab_gate_fails_a_twice_wider_candidate_and_passes_an_identical_one(tmp_p
     assert not slower.passed and slower.measured < 0.8, slower
     same = compare_configs("tiny", "tiny", tolerance=0.05)
     assert same.passed, same
+
+
+def test_models_sharing_a_file_name_get_distinct_row_names():
+    from pathlib import Path
+
+    paths = [Path("runs/a/export/model.onnx"), Path("runs/b/export/model.onnx"), Path("runs/a/best.pt")]
+    assert display_names(paths) == ["a/export/model.onnx", "b/export/model.onnx", "best.pt"]
+    assert display_names([Path("runs/demo/best.pt")]) == ["best.pt"]
