@@ -81,20 +81,19 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(10, 4.5))
     rows = [r for r in report["rows"] if r["status"] == "ok"]
-    for index, row in enumerate(sorted(rows, key=lambda r: r["fps"])):
-        axis.scatter(row["fps"], row["map50"] if row["map50"] is not None else 0.0, s=50)
-        # Formats of one model share a height: alternate labels above and below so neighbours stay legible.
-        axis.annotate(f"{row['name']} ({row['precision']})", (row["fps"], row["map50"] or 0.0),
-                      textcoords="offset points", xytext=(5, 6 if index % 2 == 0 else -13), fontsize=8)
+    # One legend entry per point, beside the axes: formats of one model often sit on top of each other.
+    for row in rows:
+        axis.scatter(row["fps"], row["map50"] if row["map50"] is not None else 0.0, s=50,
+                     label=f"{row['name']} ({row['precision']})")
     axis.axvline(report["paper_fps"], color="grey", linestyle="--", label=f"paper: {report['paper_fps']:.0f} FPS (GPU)")
     axis.set(xlabel="end-to-end FPS at batch 1 (this machine)", ylabel="VOC mAP@0.5 (val)",
              title="speed vs accuracy per format")
-    axis.set_xlim(left=0, right=max([report["paper_fps"], *[r["fps"] for r in rows]]) * 1.15)
+    axis.set_xlim(left=0, right=max([report["paper_fps"], *[r["fps"] for r in rows]]) * 1.1)
     axis.grid(alpha=0.3)
-    axis.margins(y=0.2)  # room for the labels
-    axis.legend(loc="best")
+    axis.margins(y=0.2)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
