@@ -143,8 +143,8 @@ def ensure_sysroot(sysroot: Path = DEFAULT_SYSROOT) -> tuple[Path, float]:
 
 
 def run_emulated(model: Path, batch: np.ndarray, core: str, sysroot: Path = DEFAULT_SYSROOT,
-                 timeout: float = 600) -> dict[str, np.ndarray]:
-    """The board runner's raw outputs for `batch` on an emulated `core`."""
+                 timeout: float = 600, all_outputs: bool = False) -> dict[str, np.ndarray]:
+    """The board runner's raw outputs for `batch` on an emulated `core` (every graph output if `all_outputs`)."""
     if core not in CORES:
         raise ValueError(f"unknown core '{core}': choose {', '.join(CORES)}")
     qemu = ensure_qemu()
@@ -156,7 +156,8 @@ def run_emulated(model: Path, batch: np.ndarray, core: str, sysroot: Path = DEFA
         env = {"QEMU_CPU": core, "PYTHONPATH": str(sysroot / "site"), "PYTHONNOUSERSITE": "1",
                "PATH": os.environ.get("PATH", "")}
         result = subprocess.run([str(qemu), "-L", str(sysroot), str(python), str(RUNNER), str(model), str(inputs),
-                                 str(outputs), "--threads", "1"], capture_output=True, text=True, env=env,
+                                 str(outputs), "--threads", "1", *(["--all-outputs"] if all_outputs else [])],
+                                capture_output=True, text=True, env=env,
                                 timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(f"{model} on emulated {core} failed (exit {result.returncode}): "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import onnx
 
 FP32_BOX_TOLERANCE_PX = 1e-3  # float32 rounding of other kernels, in input pixels
 FP32_SCORE_TOLERANCE = 1e-5
@@ -59,3 +62,36 @@ def near_match_fraction(host: dict[str, np.ndarray], other: dict[str, np.ndarray
                 matched += 1
         total += count
     return matched / max(total, 1)
+
+
+def with_quantized_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of a Q/DQ model whose every QuantizeLinear output is also a graph output, in graph order.
+
+    Those uint8 tensors are exactly what ONNX Runtime's fused INT8 kernels (QLinearConv, QLinearAdd) read and
+    write, so comparing them between two machines finds the first kernel whose results differ.
+    """
+    debug = onnx.ModelProto()
+    debug.CopyFrom(model)
+    names = [node.output[0] for node in debug.graph.node if node.op_type == "QuantizeLinear"]
+    if not names:
+        raise ValueError("the model has no QuantizeLinear nodes: not an INT8 Q/DQ model")
+    debug.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in names)
+    return debug, names
+
+
+@dataclass(frozen=True)
+class TensorDifference:
+    name: str
+    differing: int  # elements that differ
+    size: int
+    max_difference: int  # in quantisation steps
+
+
+def tensor_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray],
+                       names: list[str]) -> list[TensorDifference]:
+    """Per named integer tensor: how many elements differ between the two runs, and by how many steps."""
+    differences = []
+    for name in names:
+        steps = np.abs(host[name].astype(np.int32) - other[name].astype(np.int32))
+        differences.append(TensorDifference(name, int((steps > 0).sum()), steps.size, int(steps.max(initial=0))))
+    return differences

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help=".npy batch or an image file")
     parser.add_argument("output", help=".npz (raw outputs) or .json (detections)")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--all-outputs", action="store_true",
+                        help="with .npz: save every graph output, not only the detections (for debugging)")
     args = parser.parse_args(argv)
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         batch, original = np.load(args.input).astype(np.float32), None
     else:
         batch, original = load_image(Path(args.input), metadata["input_size"])
-    outputs = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"images": batch})))
+    names = [o.name for o in session.get_outputs()] if args.all_outputs else list(OUTPUTS)
+    outputs = dict(zip(names, session.run(names, {"images": batch})))
     if args.output.endswith(".npz"):
         np.savez(args.output, **outputs)
         return 0
