@@ -1,6 +1,6 @@
 """Where an INT8 model's results on an emulated ARM core first differ from this host's, layer by layer.
 
-    python -m benchmarks.arm_divergence runs/bccd_cpu/export/model-int8-ort.onnx --data ../shared/datasets/bccd
+    python -m scratchdet.benchmarks.arm_divergence RUN/export/model-int8-ort.onnx --data ../shared/datasets/bccd
 
 Every quantised tensor (each QuantizeLinear output, i.e. what ONNX Runtime's fused INT8 kernels write) is
 compared between the host and the emulated core on a few val images; the first one that differs names the
@@ -14,13 +14,12 @@ import tempfile
 from pathlib import Path
 
 import onnx
-
-from benchmarks.arm_emulation import CORES, run_emulated
-from benchmarks.portability import TensorDifference, tensor_differences, with_quantized_outputs
-from export.contract import read_metadata
-from export.onnx_runner import create_session
-from export.verify import dataset_images
-from train.data.load import load_dataset
+from scratchdet.benchmarks.arm_emulation import CORES, run_emulated
+from scratchdet.benchmarks.portability import TensorDifference, tensor_differences, with_quantized_outputs
+from scratchdet.export.contract import read_metadata
+from scratchdet.export.onnx_runner import create_session
+from scratchdet.export.verify import dataset_images
+from scratchdet.train.data.load import load_dataset
 
 
 def layer_divergence(model_path: str | Path, data: str | Path, core: str, images: int = 4) -> list[TensorDifference]:

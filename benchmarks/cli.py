@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.gate import (
+from scratchdet.benchmarks.gate import (
     GateResult,
     ab_speed,
     accuracy_checks,
@@ -14,12 +14,16 @@ from benchmarks.gate import (
     compare_configs,
     speed_check,
 )
-from benchmarks.harness import run_benchmark
-from benchmarks.report import markdown, read_report, write_report
+from scratchdet.benchmarks.harness import run_benchmark
+from scratchdet.benchmarks.report import markdown, read_report, write_report
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="latency, FPS, throughput and accuracy per model format")
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Adds the arguments of `scratchdet bench` or `check`."""
+    {"bench": _bench_arguments, "check": _check_arguments}[command](parser)
+
+
+def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--model", nargs="+", required=True, help=".pt, .onnx and .engine files")
     bench.add_argument("--data", help="dataset for accuracy (its val split) and a real timing image")
     bench.add_argument("--out", default="runs/bench")
@@ -29,7 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--threads", type=int, default=2)
     bench.set_defaults(run=run_bench)
 
-    check = commands.add_parser("check", help="the accuracy and speed regression gate")
+
+def _check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--report", help="a candidate report.json from `scratchdet bench`")
     check.add_argument("--baseline", help="committed baseline report (benchmarks/baselines/*.json)")
     check.add_argument("--baseline-config", help="A/B speed: the baseline architecture (config)")

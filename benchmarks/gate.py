@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from benchmarks.timing import interleave, speed_ratios
+from scratchdet.benchmarks.timing import interleave, speed_ratios
 
 
 @dataclass
@@ -101,8 +100,8 @@ def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30,
 def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeats: int = 9,
              per_round: int = 20) -> list[float]:
     """Per-round speed ratios of two ONNX models (network + NMS) timed A/B-interleaved on one input."""
-    from export.contract import load_checked
-    from export.onnx_runner import create_session
+    from scratchdet.export.contract import load_checked
+    from scratchdet.export.onnx_runner import create_session
 
     sessions, inputs = {}, {}
     for name, path in (("baseline", baseline_onnx), ("candidate", candidate_onnx)):
@@ -116,9 +115,9 @@ def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeat
 
 def export_random(config: str, folder: Path) -> Path:
     """A random-weight FP32 ONNX of a config: architecture speed does not depend on the weights."""
-    from export.onnx_export import ExportOptions, export_onnx
-    from models.config import load_model_config
-    from models.ssd import SSD
+    from scratchdet.export.onnx_export import ExportOptions, export_onnx
+    from scratchdet.models.config import load_model_config
+    from scratchdet.models.ssd import SSD
 
     model_config = load_model_config(config)
     names = [f"class{i}" for i in range(1, model_config.num_classes)]

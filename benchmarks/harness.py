@@ -17,19 +17,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scratchdet.benchmarks.peak import Peak, peak_from_rounds, reference_calls
+from scratchdet.benchmarks.timing import interleave, latency_stats
+from scratchdet.export.contract import load_checked
+from scratchdet.models.checkpoint import read_checkpoint
+from scratchdet.models.config import ModelConfig, from_dict
+from scratchdet.models.info import count_gflops
+from scratchdet.models.ssd import SSD
+from scratchdet.runtime.detector import Detector
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.data.records import DetectionSet
+from scratchdet.train.evaluate import ImageDetections, evaluate
 from tqdm import tqdm
-
-from benchmarks.peak import Peak, peak_from_rounds, reference_calls
-from benchmarks.timing import interleave, latency_stats
-from export.contract import load_checked
-from models.checkpoint import read_checkpoint
-from models.config import ModelConfig, from_dict
-from models.info import count_gflops
-from models.ssd import SSD
-from runtime.detector import Detector
-from train.data.load import load_dataset
-from train.data.records import DetectionSet
-from train.evaluate import ImageDetections, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ def environment(threads: int) -> dict:
 
 def _gpu() -> str | None:
     try:
-        from export.cuda_device import gpu_info
+        from scratchdet.export.cuda_device import gpu_info
 
         return "{} (sm_{})".format(*gpu_info())
     except Exception:  # no cuda-python, no driver, no GPU: all mean "none here"

@@ -1,6 +1,6 @@
 """Where INT8 gains and where it does not: per-layer ONNX Runtime kernel times of two exports of one model.
 
-    python -m benchmarks.layer_profile runs/bccd_cpu/export/model.onnx runs/bccd_cpu/export/model-int8-ort.onnx
+    python -m scratchdet.benchmarks.layer_profile RUN/export/model.onnx RUN/export/model-int8-ort.onnx
 
 Both models run under ORT's profiler on the same random image; each convolution kernel is mapped back to
 the module that exported it (ORT renames fused nodes: ".../conv1.2/Relu_output_0_nchwc" in FP32,

@@ -1,7 +1,7 @@
 """What box decoding and NMS in the graph cost, on ONNX Runtime CPU.
 
-    python -m benchmarks.nms_overhead --config ssd300_root_resnet34        # random weights
-    python -m benchmarks.nms_overhead --weights runs/bccd_cpu/best.pt --data ../shared/datasets/bccd
+    python -m scratchdet.benchmarks.nms_overhead --config ssd300_root_resnet34        # random weights
+    python -m scratchdet.benchmarks.nms_overhead --weights runs/bccd_cpu/best.pt --data ../shared/datasets/bccd
 
 Prints (1) the NMS tail alone on realistic scores (few candidates pass 0.01) and on uniform scores (every
 candidate passes: an untrained model; bounded by the per-class top-k), (2) the full exported graph vs
@@ -16,15 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from benchmarks.timing import interleave, latency_stats, speed_ratios
-from export.nms_graph import nms_tail_model
-from export.onnx_export import ExportOptions, export_network_only, export_onnx
-from export.onnx_runner import create_session
-from models.checkpoint import load_model
-from models.config import load_model_config
-from models.postprocess import NMSConfig
-from models.ssd import SSD
+from scratchdet.benchmarks.timing import interleave, latency_stats, speed_ratios
+from scratchdet.export.nms_graph import nms_tail_model
+from scratchdet.export.onnx_export import ExportOptions, export_network_only, export_onnx
+from scratchdet.export.onnx_runner import create_session
+from scratchdet.models.checkpoint import load_model
+from scratchdet.models.config import load_model_config
+from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.ssd import SSD
 
 
 def tail_inputs(num_priors: int, num_classes: int, uniform: bool, seed: int = 0) -> dict[str, np.ndarray]:
@@ -90,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _images(data: str | None, size: int) -> np.ndarray:
     if data:
-        from export.verify import dataset_images
-        from train.data.load import load_dataset
+        from scratchdet.export.verify import dataset_images
+        from scratchdet.train.data.load import load_dataset
 
         return dataset_images(load_dataset(data, "val"), size, count=8)
     return np.random.default_rng(0).uniform(0, 255, (8, 3, size, size)).astype(np.float32)

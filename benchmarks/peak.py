@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from benchmarks.timing import latency_stats
-from export.onnx_runner import create_session
-from export.quantize import quiet_quantizer_logging
+from scratchdet.benchmarks.timing import latency_stats
+from scratchdet.export.onnx_runner import create_session
+from scratchdet.export.quantize import quiet_quantizer_logging
 
 CHANNELS, SIZE = 256, 38
 GFLOPS = 2 * CHANNELS * CHANNELS * 9 * SIZE * SIZE / 1e9

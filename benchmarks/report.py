@@ -10,8 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-from benchmarks.harness import Row
+from scratchdet.benchmarks.harness import Row
 
 TOP_KEYS = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str, type(None)), "batches": list,
             "rows": list}

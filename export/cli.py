@@ -7,23 +7,22 @@ import logging
 from pathlib import Path
 
 import onnx
-
-from export.contract import load_checked
-from export.onnx_export import ExportOptions, export_onnx
-from export.onnx_runner import create_session
-from export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
-from export.verify import dataset_images, verify_onnx
-from models.checkpoint import file_sha256, load_model
-from models.config import load_model_config
-from models.postprocess import NMSConfig
-from models.ssd import SSD
-from train.data.load import load_dataset
+from scratchdet.export.contract import load_checked
+from scratchdet.export.onnx_export import ExportOptions, export_onnx
+from scratchdet.export.onnx_runner import create_session
+from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
+from scratchdet.export.verify import dataset_images, verify_onnx
+from scratchdet.models.checkpoint import file_sha256, load_model
+from scratchdet.models.config import load_model_config
+from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.ssd import SSD
+from scratchdet.train.data.load import load_dataset
 
 log = logging.getLogger(__name__)
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("export", help="export ONNX with box decoding and NMS in the graph")
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Adds the arguments of `scratchdet export`."""
     parser.add_argument("--weights", help="checkpoint (.pt)")
     parser.add_argument("--config", help="alone: export random weights of a config (speed work before training); "
                         "with --weights: the config the checkpoint must have been trained with")

@@ -6,9 +6,16 @@ import argparse
 import logging
 from pathlib import Path
 
-from export.contract import load_checked
-from export.engine_plan import PRECISIONS, make_plan, trtexec_command
-from export.quantize import METHODS, TARGETS, CalibrationOptions, convert_fp16, quantization_summary, quantize_int8
+from scratchdet.export.contract import load_checked
+from scratchdet.export.engine_plan import PRECISIONS, make_plan, trtexec_command
+from scratchdet.export.quantize import (
+    METHODS,
+    TARGETS,
+    CalibrationOptions,
+    convert_fp16,
+    quantization_summary,
+    quantize_int8,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +29,12 @@ def calibration_arguments(parser: argparse.ArgumentParser) -> None:
                              "without VNNI)")
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    quantize = commands.add_parser("quantize", help="INT8 Q/DQ (calibrated) or FP16 ONNX")
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Adds the arguments of `scratchdet quantize` or `engine`."""
+    {"quantize": _quantize_arguments, "engine": _engine_arguments}[command](parser)
+
+
+def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
     quantize.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
     quantize.add_argument("--precision", choices=("int8", "fp16"), default="int8")
     quantize.add_argument("--data", help="dataset whose training images calibrate INT8")
@@ -33,7 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     calibration_arguments(quantize)
     quantize.set_defaults(run=run_quantize)
 
-    engine = commands.add_parser("engine", help="build a TensorRT engine (10.x or 11.x) from an ONNX")
+
+def _engine_arguments(engine: argparse.ArgumentParser) -> None:
     engine.add_argument("--onnx", required=True)
     engine.add_argument("--precision", choices=PRECISIONS, required=True)
     engine.add_argument("--min-batch", type=int, default=1)
@@ -64,8 +76,8 @@ def run_quantize(args: argparse.Namespace) -> None:
 
 
 def run_engine(args: argparse.Namespace) -> None:
-    from export.cuda_device import CudaError, gpu_info
-    from export.tensorrt_build import build_engine, import_tensorrt
+    from scratchdet.export.cuda_device import CudaError, gpu_info
+    from scratchdet.export.tensorrt_build import build_engine, import_tensorrt
 
     onnx_path = Path(args.onnx)
     _, metadata = load_checked(onnx_path)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from export.contract import OUTPUTS
-from models.postprocess import NMSConfig
+from scratchdet.export.contract import OUTPUTS
+from scratchdet.models.postprocess import NMSConfig
 
 
 class _Builder:

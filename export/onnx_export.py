@@ -10,14 +10,13 @@ from pathlib import Path
 
 import onnx
 import torch
+from scratchdet.export.contract import INPUT, check_contract, exporter_version, write_metadata
+from scratchdet.export.fold_bn import fold_batchnorm, max_output_difference
+from scratchdet.export.nms_graph import append_nms
+from scratchdet.models.config import to_dict
+from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.ssd import SSD
 from torch import nn
-
-from export.contract import INPUT, check_contract, exporter_version, write_metadata
-from export.fold_bn import fold_batchnorm, max_output_difference
-from export.nms_graph import append_nms
-from models.config import to_dict
-from models.postprocess import NMSConfig
-from models.ssd import SSD
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
-from export.contract import check_contract, load_checked, read_metadata, write_metadata
-from export.onnx_export import ensure_writable
-from models.checkpoint import file_sha256
-from train.data.load import load_dataset
-from train.dataset import DetectionDataset
+from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
+from scratchdet.export.contract import check_contract, load_checked, read_metadata, write_metadata
+from scratchdet.export.onnx_export import ensure_writable
+from scratchdet.models.checkpoint import file_sha256
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.dataset import DetectionDataset
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import logging
 import time
 from pathlib import Path
 
-from export.cuda_device import gpu_info
-from export.engine_plan import EnginePlan, sidecar, write_sidecar
-from models.checkpoint import file_sha256
+from scratchdet.export.cuda_device import gpu_info
+from scratchdet.export.engine_plan import EnginePlan, sidecar, write_sidecar
+from scratchdet.models.checkpoint import file_sha256
 
 log = logging.getLogger(__name__)
 

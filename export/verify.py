@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from export.fold_bn import fold_batchnorm
-from export.onnx_runner import RawDetections, run_onnx
-from models.postprocess import NMSConfig, postprocess
-from models.ssd import SSD
-from train.data.records import DetectionSet
-from train.dataset import DetectionDataset
-from train.evaluate import ImageDetections
+from scratchdet.export.fold_bn import fold_batchnorm
+from scratchdet.export.onnx_runner import RawDetections, run_onnx
+from scratchdet.models.postprocess import NMSConfig, postprocess
+from scratchdet.models.ssd import SSD
+from scratchdet.train.data.records import DetectionSet
+from scratchdet.train.dataset import DetectionDataset
+from scratchdet.train.evaluate import ImageDetections
 
 SCORE_TOLERANCE = 1e-4
 BOX_TOLERANCE_PX = 0.1

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+from scratchdet.models.config import ModelConfig
+from scratchdet.models.layers import BasicBlock, conv_bn, resnet_stage, scaled
 from torch import nn
-
-from models.config import ModelConfig
-from models.layers import BasicBlock, conv_bn, resnet_stage, scaled
 
 RESNET_CHANNELS = (64, 128, 256, 512)
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from models.config import ConfigError, ModelConfig, from_dict, to_dict
-from models.ssd import SSD
+from scratchdet.models.config import ConfigError, ModelConfig, from_dict, to_dict
+from scratchdet.models.ssd import SSD
 
 FORMAT = "scratchdet-checkpoint"
 FORMAT_VERSION = 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from models.config import load_model_config
-from models.info import model_info
-from models.ssd import SSD
+from scratchdet.models.config import load_model_config
+from scratchdet.models.info import model_info
+from scratchdet.models.ssd import SSD
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("info", help="parameters, GFLOPs, feature maps and priors of a config")
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Adds the arguments of `scratchdet info`."""
     parser.add_argument("--config", required=True, help="config file or shipped config name")
     parser.set_defaults(run=run_info)
 

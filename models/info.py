@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from scratchdet.models.ssd import SSD
 from torch.utils.flop_counter import FlopCounterMode
-
-from models.ssd import SSD
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from models.box_coder import BoxCoder
+from scratchdet.models.box_coder import BoxCoder
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from models.config import PriorConfig
+from scratchdet.models.config import PriorConfig
 
 
 class Priors:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
+from scratchdet.models.backbones import build_backbone
+from scratchdet.models.box_coder import BoxCoder
+from scratchdet.models.config import ModelConfig
+from scratchdet.models.head import SSDHead
+from scratchdet.models.priors import Priors
 from torch import nn
-
-from models.backbones import build_backbone
-from models.box_coder import BoxCoder
-from models.config import ModelConfig
-from models.head import SSDHead
-from models.priors import Priors
 
 
 class SSD(nn.Module):

@@ -13,9 +13,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from export.contract import load_checked
-from export.engine_plan import make_plan, trtexec_command
-from export.quantize import CalibrationOptions, convert_fp16, quantize_int8
+from scratchdet.export.contract import load_checked
+from scratchdet.export.engine_plan import make_plan, trtexec_command
+from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
 
 MODELS = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8-tensorrt": "model-int8-tensorrt.onnx",
           "int8-ort": "model-int8-ort.onnx"}

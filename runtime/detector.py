@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from runtime.preprocess import prepare, to_original
+from scratchdet.runtime.preprocess import prepare, to_original
 
 SUFFIXES = (".pt", ".onnx", ".engine")
 
@@ -53,15 +52,15 @@ def open_backend(path: str | Path, **options):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     if path.suffix == ".pt":
-        from runtime.backends.torch_backend import TorchBackend
+        from scratchdet.runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend(path, device=options.get("device"))
     if path.suffix == ".onnx":
-        from runtime.backends.onnx_backend import OnnxBackend
+        from scratchdet.runtime.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads=options.get("threads"), providers=options.get("providers"),
                            spinning=options.get("spinning", True))
-    from runtime.backends.tensorrt_backend import TensorRTBackend
+    from scratchdet.runtime.backends.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(path, cuda_graph=options.get("cuda_graph", False))
 

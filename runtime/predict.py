@@ -9,9 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scratchdet.runtime.detector import Detector, Result
 from tqdm import tqdm
-
-from runtime.detector import Detector, Result
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
-from train.data.images import to_rgb8
+from scratchdet.train.data.images import to_rgb8
 
 COLOR_ORDERS = ("bgr", "rgb")
 

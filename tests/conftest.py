@@ -13,7 +13,7 @@ BCCD = SHARED / "datasets" / "bccd"
 
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from train.data.synth import make_synthetic_dataset
+    from scratchdet.train.data.synth import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=60, seed=0)
 
@@ -28,8 +28,8 @@ def bccd() -> Path:
 def train_tiny(data: Path, out: Path, epochs: int) -> Path:
     from dataclasses import replace
 
-    from train.config import load_config
-    from train.trainer import Trainer
+    from scratchdet.train.config import load_config
+    from scratchdet.train.trainer import Trainer
 
     model_config, train_config = load_config("tiny")
     train_config = replace(train_config, epochs=epochs, batch_size=8, eval_every=epochs)
@@ -52,9 +52,9 @@ def bccd_checkpoint(tmp_path_factory: pytest.TempPathFactory, bccd: Path) -> Pat
 @pytest.fixture(scope="session")
 def bccd_models(bccd_checkpoint: Path, bccd: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The BCCD-trained tiny model as checkpoint, FP32 ONNX and INT8 (ort flavour) ONNX."""
-    from export.onnx_export import ExportOptions, export_onnx
-    from export.quantize import CalibrationOptions, quantize_int8
-    from models.checkpoint import load_model
+    from scratchdet.export.onnx_export import ExportOptions, export_onnx
+    from scratchdet.export.quantize import CalibrationOptions, quantize_int8
+    from scratchdet.models.checkpoint import load_model
 
     model, checkpoint = load_model(bccd_checkpoint)
     folder = tmp_path_factory.mktemp("bccd_models")

@@ -7,24 +7,30 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from models.checkpoint import load_model
-from models.config import to_dict
-from train.config import load_config
-from train.data.load import load_dataset
-from train.data.synth import make_synthetic_dataset
-from train.trainer import Trainer
-from train.validate import validate
+from scratchdet.models.checkpoint import load_model
+from scratchdet.models.config import to_dict
+from scratchdet.train.config import load_config
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.data.synth import make_synthetic_dataset
+from scratchdet.train.trainer import Trainer
+from scratchdet.train.validate import validate
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    data = commands.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Adds the arguments of `scratchdet data`, `train` or `val`."""
+    {"data": _data_arguments, "train": _train_arguments, "val": _val_arguments}[command](parser)
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the deterministic synthetic COCO dataset")
     synth.add_argument("--out", required=True)
     synth.add_argument("--images", type=int, default=200)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=run_synth)
 
-    train = commands.add_parser("train", help="train an SSD from scratch")
+
+def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--config", required=True, help="config file or shipped config name")
     train.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
     train.add_argument("--out", required=True, help="run folder, e.g. runs/bccd")
@@ -35,7 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.set_defaults(run=run_train)
 
-    val = commands.add_parser("val", help="VOC mAP@0.5 and COCO AP of a checkpoint")
+
+def _val_arguments(val: argparse.ArgumentParser) -> None:
     val.add_argument("--weights", required=True)
     val.add_argument("--data", required=True)
     val.add_argument("--split", default="val")

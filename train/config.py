@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.config import ModelConfig, from_dict, load_model_config, read_yaml, resolve_config_path
+from scratchdet.models.config import ModelConfig, from_dict, load_model_config, read_yaml, resolve_config_path
 
 SCHEDULES = ("step", "cosine")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from train.data.images import read_rgb
-from train.data.records import DatasetError, DetectionSet
-from train.transforms import augment, resize
+from scratchdet.train.data.images import read_rgb
+from scratchdet.train.data.records import DatasetError, DetectionSet
+from scratchdet.train.transforms import augment, resize
 
 
 class DetectionDataset(torch.utils.data.Dataset):

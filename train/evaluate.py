@@ -11,8 +11,7 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from train.data.records import ImageRecord
+from scratchdet.train.data.records import ImageRecord
 
 
 @dataclass

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from models.box_coder import BoxCoder, cxcywh_to_xyxy
-from models.postprocess import box_iou
+from scratchdet.models.box_coder import BoxCoder, cxcywh_to_xyxy
+from scratchdet.models.postprocess import box_iou
 
 
 def match(

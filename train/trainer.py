@@ -19,19 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from scratchdet.models.checkpoint import CheckpointError, config_differences, read_checkpoint, save_checkpoint
+from scratchdet.models.config import ModelConfig, from_dict, to_dict
+from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.ssd import SSD
+from scratchdet.train.config import TrainConfig
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.dataset import DetectionDataset, collate
+from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
+from scratchdet.train.loss import MultiBoxLoss
+from scratchdet.train.plots import write_plots
+from scratchdet.train.validate import validate
 from tqdm import tqdm
-
-from models.checkpoint import CheckpointError, config_differences, read_checkpoint, save_checkpoint
-from models.config import ModelConfig, from_dict, to_dict
-from models.postprocess import NMSConfig
-from models.ssd import SSD
-from train.config import TrainConfig
-from train.data.load import load_dataset
-from train.dataset import DetectionDataset, collate
-from train.diagnostics import GradientMonitor, gradient_norm
-from train.loss import MultiBoxLoss
-from train.plots import write_plots
-from train.validate import validate
 
 log = logging.getLogger(__name__)
 

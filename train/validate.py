@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
+from scratchdet.models.postprocess import NMSConfig, postprocess
+from scratchdet.models.ssd import SSD
+from scratchdet.train.data.records import DetectionSet
+from scratchdet.train.dataset import DetectionDataset, collate
+from scratchdet.train.evaluate import EvalResult, ImageDetections, evaluate
 from tqdm import tqdm
-
-from models.postprocess import NMSConfig, postprocess
-from models.ssd import SSD
-from train.data.records import DetectionSet
-from train.dataset import DetectionDataset, collate
-from train.evaluate import EvalResult, ImageDetections, evaluate
 
 
 @torch.no_grad()

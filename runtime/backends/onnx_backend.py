@@ -6,9 +6,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from export.contract import load_checked
-from export.onnx_runner import RawDetections, create_session, run_onnx
+from scratchdet.export.contract import load_checked
+from scratchdet.export.onnx_runner import RawDetections, create_session, run_onnx
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from export.cuda_device import cuda_call, cudart, gpu_info
-from export.engine_plan import check_engine_compatible
-from export.onnx_runner import RawDetections, unpack
-from export.tensorrt_build import import_tensorrt
+from scratchdet.export.cuda_device import cuda_call, cudart, gpu_info
+from scratchdet.export.engine_plan import check_engine_compatible
+from scratchdet.export.onnx_runner import RawDetections, unpack
+from scratchdet.export.tensorrt_build import import_tensorrt
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from export.onnx_runner import RawDetections
-from models.checkpoint import load_model
-from models.postprocess import NMSConfig, postprocess
+from scratchdet.export.onnx_runner import RawDetections
+from scratchdet.models.checkpoint import load_model
+from scratchdet.models.postprocess import NMSConfig, postprocess
 
 
 class TorchBackend:

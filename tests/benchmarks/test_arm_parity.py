@@ -7,12 +7,11 @@ reason; a mismatch fails.
 import onnx
 import pytest
 from onnx import numpy_helper
-
-from benchmarks.arm_emulation import CORES, ArmSetupError, ensure_qemu, ensure_sysroot, run_emulated
-from benchmarks.portability import max_differences, near_match_fraction, parity_problems
-from export.onnx_runner import create_session
-from export.verify import dataset_images
-from train.data.load import load_dataset
+from scratchdet.benchmarks.arm_emulation import CORES, ArmSetupError, ensure_qemu, ensure_sysroot, run_emulated
+from scratchdet.benchmarks.portability import max_differences, near_match_fraction, parity_problems
+from scratchdet.export.onnx_runner import create_session
+from scratchdet.export.verify import dataset_images
+from scratchdet.train.data.load import load_dataset
 
 pytestmark = pytest.mark.arm
 
@@ -71,7 +70,7 @@ def test_a_perturbed_model_fails_the_parity_check(emulation, bccd_models, images
 
 
 def test_int8_differences_are_traced_to_the_first_differing_layer(emulation, bccd_models, bccd, images):
-    from benchmarks.arm_divergence import layer_divergence
+    from scratchdet.benchmarks.arm_divergence import layer_divergence
 
     differences = layer_divergence(bccd_models["int8"], bccd, "cortex-a76", images=len(images))
     model = onnx.load(str(bccd_models["int8"]))

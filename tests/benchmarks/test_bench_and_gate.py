@@ -2,14 +2,13 @@ import copy
 import json
 
 import pytest
-
-from benchmarks.gate import GateResult, accuracy_checks, baseline_speed_checks, compare_configs
-from benchmarks.harness import display_names, run_benchmark
-from benchmarks.peak import Peak
-from benchmarks.report import ReportError, read_report, validate_report, write_report
-from export.onnx_export import ExportOptions, export_onnx
-from models.checkpoint import load_model
-from models.config import CONFIG_DIR
+from scratchdet.benchmarks.gate import GateResult, accuracy_checks, baseline_speed_checks, compare_configs
+from scratchdet.benchmarks.harness import display_names, run_benchmark
+from scratchdet.benchmarks.peak import Peak
+from scratchdet.benchmarks.report import ReportError, read_report, validate_report, write_report
+from scratchdet.export.onnx_export import ExportOptions, export_onnx
+from scratchdet.models.checkpoint import load_model
+from scratchdet.models.config import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 import onnx
-
-from benchmarks.layer_profile import compare, conv_module, format_table, kernel_times
+from scratchdet.benchmarks.layer_profile import compare, conv_module, format_table, kernel_times
 
 
 def test_fused_kernel_names_map_back_to_their_module():

@@ -1,12 +1,11 @@
 import numpy as np
 import onnx
 import pytest
-
-from benchmarks.portability import tensor_differences, with_quantized_outputs
+from scratchdet.benchmarks.portability import tensor_differences, with_quantized_outputs
 
 
 def test_every_quantised_tensor_becomes_an_output_and_runs(bccd_models, tmp_path):
-    from export.onnx_runner import create_session
+    from scratchdet.export.onnx_runner import create_session
 
     model = onnx.load(str(bccd_models["int8"]))
     debug, names = with_quantized_outputs(model)

@@ -2,8 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from export.engine_plan import (
+from scratchdet.export.engine_plan import (
     EngineMismatchError,
     EnginePlanError,
     check_engine_compatible,

@@ -1,10 +1,9 @@
 import pytest
 import torch
+from scratchdet.export.fold_bn import fold_batchnorm, max_output_difference
+from scratchdet.models.config import load_model_config
+from scratchdet.models.ssd import SSD
 from torch import nn
-
-from export.fold_bn import fold_batchnorm, max_output_difference
-from models.config import load_model_config
-from models.ssd import SSD
 
 
 def randomise_batchnorm(model: nn.Module) -> None:

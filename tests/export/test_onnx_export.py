@@ -1,19 +1,18 @@
 import numpy as np
 import onnx
 import pytest
-
-from export.contract import ContractError, check_contract, load_checked
-from export.onnx_export import ExportOptions, export_onnx
-from export.onnx_runner import create_session, run_onnx
-from export.tensorrt_check import check_tensorrt_compatibility
-from export.verify import compare, dataset_images, onnx_predictions, torch_detections, verify_onnx
-from models.checkpoint import load_model
-from models.config import load_model_config
-from models.postprocess import NMSConfig
-from models.ssd import SSD
-from train.data.load import load_dataset
-from train.evaluate import evaluate
-from train.validate import predict
+from scratchdet.export.contract import ContractError, check_contract, load_checked
+from scratchdet.export.onnx_export import ExportOptions, export_onnx
+from scratchdet.export.onnx_runner import create_session, run_onnx
+from scratchdet.export.tensorrt_check import check_tensorrt_compatibility
+from scratchdet.export.verify import compare, dataset_images, onnx_predictions, torch_detections, verify_onnx
+from scratchdet.models.checkpoint import load_model
+from scratchdet.models.config import load_model_config
+from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.ssd import SSD
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import evaluate
+from scratchdet.train.validate import predict
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,7 @@ def test_tensorrt_check_names_the_node_that_breaks_a_rule(exported):
 
 
 def test_check_tensorrt_cli_fails_on_a_graph_that_breaks_a_rule(exported, tmp_path):
-    from scratchdet import main
+    from scratchdet.cli import main
 
     _, path, _ = exported
     model = onnx.load(str(path))
@@ -136,7 +135,7 @@ def test_check_tensorrt_cli_fails_on_a_graph_that_breaks_a_rule(exported, tmp_pa
 
 
 def test_export_cli_refuses_a_checkpoint_of_another_config(tiny_checkpoint, tmp_path):
-    from scratchdet import main
+    from scratchdet.cli import main
 
     assert main(["export", "--weights", str(tiny_checkpoint), "--config", "ssd300_root_resnet34",
                  "--out", str(tmp_path / "m.onnx")]) == 1
@@ -147,7 +146,7 @@ def test_export_cli_refuses_a_checkpoint_of_another_config(tiny_checkpoint, tmp_
 
 
 def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_data, capsys):
-    from scratchdet import main
+    from scratchdet.cli import main
 
     out = tmp_path / "cli.onnx"
     assert main(["export", "--weights", str(tiny_checkpoint), "--out", str(out), "--data", str(synth_data)]) == 0

@@ -2,15 +2,14 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-
-from export.contract import ContractError, load_checked
-from export.onnx_export import ExportOptions, export_onnx
-from export.onnx_runner import create_session
-from export.quantize import CalibrationOptions, QuantizationError, convert_fp16, quantize_int8
-from export.verify import onnx_predictions
-from models.checkpoint import load_model
-from train.data.load import load_dataset
-from train.evaluate import evaluate
+from scratchdet.export.contract import ContractError, load_checked
+from scratchdet.export.onnx_export import ExportOptions, export_onnx
+from scratchdet.export.onnx_runner import create_session
+from scratchdet.export.quantize import CalibrationOptions, QuantizationError, convert_fp16, quantize_int8
+from scratchdet.export.verify import onnx_predictions
+from scratchdet.models.checkpoint import load_model
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +103,7 @@ def test_unreadable_calibration_image_is_named(fp32, synth_data, tmp_path):
 
 
 def test_channel_padding_keeps_outputs_and_reaches_the_fast_int8_layout(fp32, synth_data, tmp_path):
-    from export.channel_pad import pad_conv_input_channels
+    from scratchdet.export.channel_pad import pad_conv_input_channels
 
     model, _ = load_checked(fp32)
     padded = pad_conv_input_channels(model)

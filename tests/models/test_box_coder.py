@@ -1,6 +1,5 @@
 import torch
-
-from models.box_coder import BoxCoder, cxcywh_to_xyxy
+from scratchdet.models.box_coder import BoxCoder, cxcywh_to_xyxy
 
 
 def test_box_equal_to_its_prior_encodes_to_zeros():

@@ -1,6 +1,5 @@
 import pytest
-
-from models.config import ConfigError, load_model_config
+from scratchdet.models.config import ConfigError, load_model_config
 
 
 def write(tmp_path, text):

@@ -1,7 +1,6 @@
 import torch
-
-from models.box_coder import BoxCoder
-from models.postprocess import NMSConfig, box_iou, nms, postprocess
+from scratchdet.models.box_coder import BoxCoder
+from scratchdet.models.postprocess import NMSConfig, box_iou, nms, postprocess
 
 
 def test_box_iou_of_half_overlapping_boxes():

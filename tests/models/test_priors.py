@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
-
-from models.config import PriorConfig, load_model_config
-from models.priors import Priors
-from models.ssd import SSD
+from scratchdet.models.config import PriorConfig, load_model_config
+from scratchdet.models.priors import Priors
+from scratchdet.models.ssd import SSD
 
 
 def test_one_cell_priors_match_hand_computed_values():

@@ -1,9 +1,8 @@
 import pytest
 import torch
-
-from models.config import CONFIG_DIR, load_model_config
-from models.info import model_info
-from models.ssd import SSD
+from scratchdet.models.config import CONFIG_DIR, load_model_config
+from scratchdet.models.info import model_info
+from scratchdet.models.ssd import SSD
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from runtime.bundle import build_script, deepstream_config
+from scratchdet.runtime.bundle import build_script, deepstream_config
 
 METADATA = {"input_size": 300, "precision": "fp32", "class_names": ["a", "b"], "score_threshold": 0.01,
             "max_det": 200}
@@ -19,11 +19,11 @@ def test_bundle_holds_every_model_and_the_device_files(tiny_checkpoint, synth_da
     import json
     import tarfile
 
-    from export.contract import load_checked
-    from export.onnx_export import ExportOptions, export_onnx
-    from export.quantize import CalibrationOptions
-    from models.checkpoint import load_model
-    from runtime.bundle import MODELS, make_bundle
+    from scratchdet.export.contract import load_checked
+    from scratchdet.export.onnx_export import ExportOptions, export_onnx
+    from scratchdet.export.quantize import CalibrationOptions
+    from scratchdet.models.checkpoint import load_model
+    from scratchdet.runtime.bundle import MODELS, make_bundle
 
     model, checkpoint = load_model(tiny_checkpoint)
     fp32 = export_onnx(model, checkpoint["class_names"], tmp_path / "export" / "model.onnx", ExportOptions()).path

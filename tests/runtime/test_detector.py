@@ -1,12 +1,11 @@
 import cv2
 import numpy as np
 import pytest
-
-from export.onnx_runner import RawDetections
-from export.verify import compare
-from runtime.detector import Detector
-from train.data.load import load_dataset
-from train.evaluate import ImageDetections, evaluate
+from scratchdet.export.onnx_runner import RawDetections
+from scratchdet.export.verify import compare
+from scratchdet.runtime.detector import Detector
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import ImageDetections, evaluate
 
 
 def val_images(bccd, count):
@@ -90,7 +89,7 @@ def test_unknown_suffix_and_contract_violations_are_refused(tmp_path):
 
 
 def test_engine_without_sidecar_is_refused(tmp_path):
-    from runtime.backends.tensorrt_backend import read_sidecar
+    from scratchdet.runtime.backends.tensorrt_backend import read_sidecar
 
     (tmp_path / "m.engine").write_bytes(b"plan")
     with pytest.raises(FileNotFoundError, match="m.engine: no sidecar m.json"):
@@ -98,7 +97,7 @@ def test_engine_without_sidecar_is_refused(tmp_path):
 
 
 def test_buffer_sizes_follow_the_profile_and_refuse_dynamic_shapes():
-    from runtime.backends.tensorrt_backend import TensorSpec, buffer_bytes
+    from scratchdet.runtime.backends.tensorrt_backend import TensorSpec, buffer_bytes
 
     specs = [TensorSpec("images", True, np.dtype(np.float32), (8, 3, 300, 300)),
              TensorSpec("num_dets", False, np.dtype(np.int32), (8, 1))]

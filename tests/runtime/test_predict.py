@@ -3,9 +3,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
-from runtime.detector import Detector
-from runtime.predict import predict
+from scratchdet.runtime.detector import Detector
+from scratchdet.runtime.predict import predict
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.tensorrt
 
 
 def gpu_or_skip():
-    from export.cuda_device import CudaError, gpu_info
+    from scratchdet.export.cuda_device import CudaError, gpu_info
 
     try:
         return gpu_info()
@@ -17,13 +17,13 @@ def gpu_or_skip():
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_path):
-    from export.contract import load_checked
-    from export.engine_plan import make_plan
-    from export.quantize import CalibrationOptions, convert_fp16, quantize_int8
-    from export.tensorrt_build import build_engine
-    from runtime.detector import Detector
-    from train.data.load import load_dataset
-    from train.evaluate import ImageDetections, evaluate
+    from scratchdet.export.contract import load_checked
+    from scratchdet.export.engine_plan import make_plan
+    from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
+    from scratchdet.export.tensorrt_build import build_engine
+    from scratchdet.runtime.detector import Detector
+    from scratchdet.train.data.load import load_dataset
+    from scratchdet.train.evaluate import ImageDetections, evaluate
 
     gpu_or_skip()
     fp32 = bccd_models["fp32"]

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-
-from train.data.records import ImageRecord
-from train.evaluate import ImageDetections, class_pr, coco_metrics, evaluate, voc_ap
+from scratchdet.train.data.records import ImageRecord
+from scratchdet.train.evaluate import ImageDetections, class_pr, coco_metrics, evaluate, voc_ap
 
 
 def record(boxes, labels, difficult=None):

@@ -1,7 +1,6 @@
 import torch
-
-from models.box_coder import BoxCoder
-from train.loss import MultiBoxLoss, match
+from scratchdet.models.box_coder import BoxCoder
+from scratchdet.train.loss import MultiBoxLoss, match
 
 PRIORS = torch.tensor([  # cx, cy, w, h
     [0.25, 0.25, 0.5, 0.5],

@@ -8,11 +8,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-
-from models.checkpoint import CheckpointError, load_model, read_checkpoint
-from models.config import load_model_config
-from train.config import TrainConfig, load_config
-from train.trainer import NonFiniteLossError, Trainer, lr_factor, parameter_groups
+from scratchdet.models.checkpoint import CheckpointError, load_model, read_checkpoint
+from scratchdet.models.config import load_model_config
+from scratchdet.train.config import TrainConfig, load_config
+from scratchdet.train.trainer import NonFiniteLossError, Trainer, lr_factor, parameter_groups
 
 CONFIG = """model:
   name: tiny_test

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from train.data.records import DatasetError, DetectionSet, ImageRecord, clean_boxes, finish
+from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, clean_boxes, finish
 
 log = logging.getLogger(__name__)
 

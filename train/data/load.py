@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.data.coco import load_coco
-from train.data.records import DatasetError, DetectionSet
-from train.data.voc import load_voc
+from scratchdet.train.data.coco import load_coco
+from scratchdet.train.data.records import DatasetError, DetectionSet
+from scratchdet.train.data.voc import load_voc
 
 
 def load_dataset(root: str | Path, split: str) -> DetectionSet:

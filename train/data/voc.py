@@ -11,8 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-
-from train.data.records import DatasetError, DetectionSet, ImageRecord, clean_boxes, finish
+from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, clean_boxes, finish
 
 log = logging.getLogger(__name__)
 

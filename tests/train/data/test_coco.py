@@ -3,11 +3,10 @@ import json
 import cv2
 import numpy as np
 import pytest
-
-from train.data.coco import load_coco
-from train.data.load import load_dataset
-from train.data.records import DatasetError
-from train.dataset import DetectionDataset
+from scratchdet.train.data.coco import load_coco
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.data.records import DatasetError
+from scratchdet.train.dataset import DetectionDataset
 
 
 def make_dataset(root, annotations, images=("a.png", "b.png", "c.png"), splits=None):

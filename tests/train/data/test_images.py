@@ -1,8 +1,7 @@
 import cv2
 import numpy as np
 import pytest
-
-from train.data.images import ImageReadError, read_rgb
+from scratchdet.train.data.images import ImageReadError, read_rgb
 
 
 def test_grayscale_rgba_and_16_bit_images_become_8_bit_rgb(tmp_path):

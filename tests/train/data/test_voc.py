@@ -1,9 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-
-from train.data.load import load_dataset
-from train.data.records import DatasetError
+from scratchdet.train.data.load import load_dataset
+from scratchdet.train.data.records import DatasetError
 
 XML = """<annotation><size><width>60</width><height>40</height><depth>3</depth></size>
 <object><name>dog</name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object>
