@@ -40,10 +40,10 @@ train: $(STAMP) $(DATA)/annotations.json
 	$(SD) train --config $(CONFIG) --data $(DATA) --out $(RUN)
 
 val: $(STAMP)
-	$(SD) val --weights $(RUN)/best.pt --data $(DATA)
+	$(SD) val --model $(RUN)/best.pt --data $(DATA)
 
 export: $(STAMP)
-	$(SD) export --weights $(RUN)/best.pt --data $(DATA)
+	$(SD) export --model $(RUN)/best.pt --data $(DATA)
 
 quantize: $(STAMP)
 	$(SD) quantize --onnx $(RUN)/export/model.onnx --data $(DATA) --target ort
@@ -67,7 +67,7 @@ bundle: $(STAMP)
 
 demo: $(STAMP) $(DATA)/annotations.json
 	$(SD) train --config tiny --data $(DATA) --out $(DEMO)
-	$(SD) val --weights $(DEMO)/best.pt --data $(DATA) --json $(DEMO)/val.json
+	$(SD) val --model $(DEMO)/best.pt --data $(DATA) --json $(DEMO)/val.json
 	$(SD) export --weights $(DEMO)/best.pt --data $(DATA)
 	$(SD) quantize --onnx $(DEMO)/export/model.onnx --data $(DATA) --target ort
 	$(SD) bench --model $(DEMO)/best.pt $(DEMO)/export/model.onnx $(DEMO)/export/model-int8-ort.onnx \

@@ -17,16 +17,16 @@ import onnx
 from scratchdet.benchmarks.arm_emulation import CORES, run_emulated
 from scratchdet.benchmarks.portability import TensorDifference, tensor_differences, with_quantized_outputs
 from scratchdet.export.contract import read_metadata
-from scratchdet.export.onnx_runner import create_session
-from scratchdet.export.verify import dataset_images
+from scratchdet.export.onnx_backend import create_session
 from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import dataset_batch
 
 
 def layer_divergence(model_path: str | Path, data: str | Path, core: str, images: int = 4) -> list[TensorDifference]:
     """Per quantised tensor in graph order: host vs emulated `core` on `images` val images."""
     model = onnx.load(str(model_path))
     debug, names = with_quantized_outputs(model)
-    batch = dataset_images(load_dataset(data, "val"), read_metadata(model)["input_size"], count=images)
+    batch = dataset_batch(load_dataset(data, "val").records[:images], read_metadata(model)["input_size"])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "debug.onnx"
         onnx.save(debug, str(path))

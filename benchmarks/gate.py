@@ -101,7 +101,7 @@ def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeat
              per_round: int = 20) -> list[float]:
     """Per-round speed ratios of two ONNX models (network + NMS) timed A/B-interleaved on one input."""
     from scratchdet.export.contract import load_checked
-    from scratchdet.export.onnx_runner import create_session
+    from scratchdet.export.onnx_backend import create_session
 
     sessions, inputs = {}, {}
     for name, path in (("baseline", baseline_onnx), ("candidate", candidate_onnx)):

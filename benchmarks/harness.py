@@ -23,12 +23,12 @@ from scratchdet.export.contract import load_checked
 from scratchdet.models.checkpoint import read_checkpoint
 from scratchdet.models.config import ModelConfig, from_dict
 from scratchdet.models.info import count_gflops
+from scratchdet.models.predictor import StageTimes
 from scratchdet.models.ssd import SSD
 from scratchdet.runtime.detector import Detector
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.data.records import DetectionSet
-from scratchdet.train.evaluate import ImageDetections, evaluate
-from tqdm import tqdm
+from scratchdet.train.evaluate import validate
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,7 @@ def model_config_of(path: Path) -> ModelConfig:
 
 
 def accuracy(detector: Detector, data: DetectionSet, batch: int = 8) -> tuple[float, float]:
-    detections = []
-    images = [cv2.imread(str(r.path), cv2.IMREAD_UNCHANGED) for r in data.records]
-    for start in tqdm(range(0, len(images), batch), desc=f"accuracy {detector.backend.name}", leave=False):
-        for result in detector.detect(images[start : start + batch]):
-            detections.append(ImageDetections(result.boxes, result.scores, result.class_ids + 1))
-    result = evaluate(data.records, detections, data.class_names)
+    result = validate(detector, data, batch)
     return result.map50, result.coco_ap
 
 
@@ -148,13 +143,14 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
         0, 255, (480, 640, 3), dtype=np.uint8)
     opened = [_open(p, name, threads) for p, name in zip(paths, display_names(paths))]
     live = {row.path: (row, detector) for row, detector in opened if detector is not None}
-    calls = {key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}
+    stage_times: dict[str, list[StageTimes]] = {key: [] for key in live}
+    calls = {key: (lambda d=d, times=stage_times[key]: times.append(_timed(d, image))) for key, (_, d) in live.items()}
     if peak is None:  # the reference convs run interleaved with the models, under the same conditions
         calls.update(reference_calls(threads))
     rounds = interleave(calls, repeats, per_round)
     peak = peak or peak_from_rounds(rounds)
     for key, (row, detector) in live.items():
-        _fill_speed(row, detector, rounds[key], peak, image, batches, repeats * per_round)
+        _fill_speed(row, detector, rounds[key], stage_times[key][-repeats * per_round :], peak, image, batches)
         if val is not None:
             try:
                 row.map50, row.coco_ap = accuracy(detector, val)
@@ -165,14 +161,20 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
             "rows": [asdict(row) for row, _ in opened]}
 
 
-def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], peak: Peak, image: np.ndarray,
-                batches: tuple[int, ...], calls: int) -> None:
+def _timed(detector: Detector, image: np.ndarray) -> StageTimes:
+    detector.detect(image)
+    return detector.last_times
+
+
+def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], stage_times: list[StageTimes],
+                peak: Peak, image: np.ndarray, batches: tuple[int, ...]) -> None:
+    """`stage_times`: the timed calls' stages (not the warm-up's)."""
     stats = latency_stats(rounds)
     row.latency_ms = stats.as_dict()
-    timing = detector.timing
-    recent = slice(-calls, None)  # the timed calls, not the warm-up
-    row.stages_p50_ms = {stage: float(np.median(getattr(timing, stage)[recent]))
-                         for stage in ("preprocess", "network", "postprocess")}
+    # "network" is the backend's run, including decoding and NMS (in the graph, or PyTorch's own)
+    row.stages_p50_ms = {name: float(np.median([getattr(t, stage) for t in stage_times]))
+                         for name, stage in (("preprocess", "preprocess"), ("network", "backend"),
+                                             ("postprocess", "postprocess"))}
     row.fps = 1000.0 / stats.p50
     row.network_fps = 1000.0 / row.stages_p50_ms["network"]
     peak_rate = peak.int8_gops if row.precision.startswith("int8") else peak.fp32_gflops
@@ -181,9 +183,6 @@ def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], peak: P
     row.relative_speed = peak.reference_ms / row.stages_p50_ms["network"]
     for batch in (b for b in batches if b > 1):
         images = [image] * batch
-        detector.detect(images)
-        timing.clear()
-        for _ in range(3):
-            detector.detect(images)
-        row.throughput[str(batch)] = batch * 1000.0 / float(np.median(
-            np.add(np.add(timing.preprocess, timing.network), timing.postprocess)))
+        detector.detect(images)  # warm-up at this batch size
+        totals = [_timed(detector, images).total for _ in range(3)]
+        row.throughput[str(batch)] = batch * 1000.0 / float(np.median(totals))

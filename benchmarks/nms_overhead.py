@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from scratchdet.benchmarks.timing import interleave, latency_stats, speed_ratios
 from scratchdet.export.nms_graph import nms_tail_model
+from scratchdet.export.onnx_backend import create_session
 from scratchdet.export.onnx_export import ExportOptions, export_network_only, export_onnx
-from scratchdet.export.onnx_runner import create_session
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import load_model_config
 from scratchdet.models.postprocess import NMSConfig
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _images(data: str | None, size: int) -> np.ndarray:
     if data:
-        from scratchdet.export.verify import dataset_images
         from scratchdet.train.data.load import load_dataset
+        from scratchdet.train.evaluate import dataset_batch
 
-        return dataset_images(load_dataset(data, "val"), size, count=8)
+        return dataset_batch(load_dataset(data, "val").records[:8], size)
     return np.random.default_rng(0).uniform(0, 255, (8, 3, size, size)).astype(np.float32)
 
 

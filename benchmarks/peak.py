@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from scratchdet.benchmarks.timing import latency_stats
-from scratchdet.export.onnx_runner import create_session
+from scratchdet.export.onnx_backend import create_session
 from scratchdet.export.quantize import quiet_quantizer_logging
 
 CHANNELS, SIZE = 256, 38

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 from scratchdet.export.contract import load_checked
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
-from scratchdet.export.onnx_runner import create_session
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
-from scratchdet.export.verify import dataset_images, verify_onnx
+from scratchdet.export.verify import verify_onnx
 from scratchdet.models.checkpoint import file_sha256, load_model
-from scratchdet.models.config import load_model_config
-from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.config import PostprocessConfig, load_model_config
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import dataset_batch
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,14 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
                         "with --weights: the config the checkpoint must have been trained with")
     parser.add_argument("--out", help="ONNX path (default: RUN/export/model.onnx next to the checkpoint)")
     parser.add_argument("--data", help="dataset whose val images check ONNX vs PyTorch parity")
-    parser.add_argument("--max-det", type=int, default=NMSConfig.max_det)
-    parser.add_argument("--score-thr", type=float, default=NMSConfig.score_threshold)
-    parser.add_argument("--iou-thr", type=float, default=NMSConfig.iou_threshold)
-    parser.add_argument("--pre-nms-topk", type=int, default=NMSConfig.pre_nms_topk)
+    parser.add_argument("--max-det", type=int, help="detections kept per image by the in-graph NMS "
+                        "(default: the model's postprocess.max_det)")
+    parser.add_argument("--score-thr", type=float, help="in-graph NMS score threshold; keep the evaluation "
+                        "value so every format can be evaluated (default: the model's postprocess.score_threshold)")
+    parser.add_argument("--iou-thr", type=float, help="in-graph NMS IoU threshold (default: the model's)")
+    parser.add_argument("--pre-nms-topk", type=int, help="candidates per class before NMS (default: the model's)")
+    parser.add_argument("--deploy-conf", type=float, help="score threshold recorded for deployments (predict, "
+                        "DeepStream, board runner; default: the model's postprocess.deploy_score_threshold)")
     parser.add_argument("--opset", type=int, default=ExportOptions.opset)
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     parser.add_argument("--onnx", help="an existing ONNX file, for --verify or --check-tensorrt")
@@ -45,7 +49,7 @@ def _source_model(args: argparse.Namespace) -> tuple[SSD, list[str], str | None,
     if args.weights:
         # num_classes is set from the dataset at training time, so a config file need not match it.
         expected = load_model_config(args.config) if args.config else None
-        model, checkpoint = load_model(args.weights, expected, ignore=("num_classes",))
+        model, checkpoint = load_model(args.weights, expected, ignore=("num_classes", "postprocess"))
         return model, checkpoint["class_names"], file_sha256(args.weights), Path(args.weights).parent / "export"
     if not args.config:
         raise ValueError("export needs --weights CKPT or --config CFG")
@@ -55,16 +59,23 @@ def _source_model(args: argparse.Namespace) -> tuple[SSD, list[str], str | None,
     return SSD(config).eval(), names, None, Path("runs") / config.name / "export"
 
 
-def _parity(model: SSD, onnx_path: Path, data: str | None, nms: NMSConfig) -> str:
+def _postprocess(args: argparse.Namespace, model: SSD) -> PostprocessConfig:
+    """The model's post-processing settings with the command line's overrides."""
+    given = {"score_threshold": args.score_thr, "iou_threshold": args.iou_thr, "pre_nms_topk": args.pre_nms_topk,
+             "max_det": args.max_det, "deploy_score_threshold": args.deploy_conf}
+    return replace(model.config.postprocess, **{k: v for k, v in given.items() if v is not None})
+
+
+def _parity(model: SSD, class_names: list[str], onnx_path: Path, data: str | None) -> str:
     import numpy as np
 
     if data:
-        images = dataset_images(load_dataset(data, "val"), model.config.input_size, count=16)
+        images = dataset_batch(load_dataset(data, "val").records[:16], model.config.input_size)
     else:
         size = model.config.input_size
         images = np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
         log.info("no --data: parity checked on 4 random images")
-    report = verify_onnx(model, create_session(onnx_path), images, nms)
+    report = verify_onnx(model, class_names, onnx_path, images)
     if not report.ok:
         raise RuntimeError(f"{onnx_path}: ONNX Runtime disagrees with PyTorch: {report.summary()}")
     return report.summary()
@@ -80,13 +91,14 @@ def run_export(args: argparse.Namespace) -> None:
         if not args.onnx:
             raise ValueError("--verify needs --onnx FILE (and --weights CKPT)")
         _, metadata = load_checked(args.onnx)
-        nms = NMSConfig(metadata["score_threshold"], metadata["iou_threshold"], metadata["pre_nms_topk"],
-                         metadata["max_det"])
-        print(_parity(model, Path(args.onnx), args.data, nms))
+        if metadata["precision"] != "fp32":
+            raise ValueError(f"{args.onnx}: --verify checks an FP32 export against its checkpoint within float "
+                             f"rounding; this model is {metadata['precision']} (bench measures its accuracy)")
+        print(_parity(model, class_names, Path(args.onnx), args.data))
         return
-    nms = NMSConfig(args.score_thr, args.iou_thr, args.pre_nms_topk, args.max_det)
     out = Path(args.out) if args.out else default_dir / "model.onnx"
-    report = export_onnx(model, class_names, out, ExportOptions(args.opset, nms, not args.no_simplify), sha256)
+    options = ExportOptions(args.opset, _postprocess(args, model), not args.no_simplify)
+    report = export_onnx(model, class_names, out, options, sha256)
     findings = check_tensorrt_compatibility(onnx.load(str(out)))
     print(f"exported      {out} ({out.stat().st_size / 1e6:.2f} MB)")
     print(f"nodes         {report.nodes_before_simplify} -> {report.nodes_after_simplify} after onnxsim; "
@@ -94,4 +106,4 @@ def run_export(args: argparse.Namespace) -> None:
           f"NonMaxSuppression {report.op_counts.get('NonMaxSuppression', 0)}")
     print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
     print(f"TensorRT      {'parser rules OK' if not findings else '; '.join(map(str, findings))}")
-    print(_parity(model, out, args.data, nms))
+    print(_parity(model, class_names, out, args.data))

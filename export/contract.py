@@ -1,4 +1,4 @@
-"""The ONNX contract every runtime and TensorRT consume (DESIGN section 4), defined once, checked after
+"""The ONNX contract every runtime and TensorRT consume (README, "ONNX"), defined once, checked after
 every export and by every consumer.
 
 Input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside). Outputs in the
@@ -12,8 +12,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 from onnx import TensorProto
+from scratchdet.models.config import ConfigError, PostprocessConfig, from_dict
+from scratchdet.models.detections import Detections
 
 INPUT = "images"
 OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)
@@ -23,9 +26,11 @@ OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch
     "det_classes": (TensorProto.INT32, lambda k: [k]),
 }
 # Metadata stored as JSON strings in metadata_props; a model is usable without any side file.
-METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", "score_threshold",
-                 "iou_threshold", "pre_nms_topk", "max_det", "config_name", "model_config",
-                 "checkpoint_sha256", "precision", "exporter")
+# The post-processing keys are PostprocessConfig's fields, stored flat so that any consumer (DeepStream's
+# config writer, the board runner) reads them without our dataclasses.
+POSTPROCESS_KEYS = ("score_threshold", "iou_threshold", "pre_nms_topk", "max_det", "deploy_score_threshold")
+METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", *POSTPROCESS_KEYS, "config_name",
+                 "model_config", "checkpoint_sha256", "precision", "exporter")
 
 
 class ContractError(ValueError):
@@ -93,6 +98,21 @@ def check_contract(model: onnx.ModelProto, source: str | Path) -> dict[str, Any]
     if absent:
         raise ContractError(f"{source}: metadata_props lacks {absent}; re-export with `scratchdet export`")
     return metadata
+
+
+def postprocess_config(metadata: dict[str, Any], source: str | Path) -> PostprocessConfig:
+    """The post-processing settings a model carries in its metadata."""
+    try:
+        return from_dict(PostprocessConfig, {key: metadata[key] for key in POSTPROCESS_KEYS}, str(source))
+    except (KeyError, ConfigError) as error:
+        raise ContractError(f"{source}: unusable post-processing metadata: {error}") from None
+
+
+def unpack_outputs(outputs: dict[str, np.ndarray]) -> list[Detections]:
+    """The four fixed-size outputs -> per image the valid rows (input pixels, 0-based class ids)."""
+    return [Detections.from_arrays(outputs["det_boxes"][i, :count], outputs["det_scores"][i, :count],
+                                   outputs["det_classes"][i, :count])
+            for i, count in enumerate(outputs["num_dets"][:, 0])]
 
 
 def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:

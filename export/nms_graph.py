@@ -1,4 +1,5 @@
-"""Append the NMS tail to an exported graph: standard ONNX ops only, no plugins (DESIGN section 4).
+"""Append the NMS tail to an exported graph: standard ONNX ops only, no plugins
+(EfficientNMS_TRT is deprecated since TensorRT 10.12 and the SSD-era NMS plugins are gone in 11).
 
 Input tensors: `boxes` [B, P, 4] x1, y1, x2, y2 in input pixels and `scores` [B, P, C] (softmax, no
 background). The tail is the algorithm of models.postprocess.postprocess:
@@ -19,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from scratchdet.export.contract import OUTPUTS
-from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.config import PostprocessConfig
 
 
 class _Builder:
@@ -43,7 +44,8 @@ class _Builder:
         return names
 
 
-def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, options: NMSConfig) -> onnx.ModelProto:
+def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int,
+               options: PostprocessConfig) -> onnx.ModelProto:
     """Replace the graph outputs `boxes` and `scores` with the four fixed detection outputs.
 
     Args:
@@ -96,7 +98,8 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int, option
     return model
 
 
-def nms_tail_model(num_priors: int, num_classes: int, options: NMSConfig, opset: int = 17) -> onnx.ModelProto:
+def nms_tail_model(num_priors: int, num_classes: int, options: PostprocessConfig,
+                   opset: int = 17) -> onnx.ModelProto:
     """The NMS tail as a model of its own (inputs `boxes` [B, P, 4], `scores` [B, P, C]), for timing it alone."""
     graph = helper.make_graph([], "nms_tail", [
         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", num_priors, 4]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -13,8 +13,7 @@ import torch
 from scratchdet.export.contract import INPUT, check_contract, exporter_version, write_metadata
 from scratchdet.export.fold_bn import fold_batchnorm, max_output_difference
 from scratchdet.export.nms_graph import append_nms
-from scratchdet.models.config import to_dict
-from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.config import PostprocessConfig, to_dict
 from scratchdet.models.ssd import SSD
 from torch import nn
 
@@ -27,7 +26,7 @@ OPSETS = range(13, 21)
 @dataclass(frozen=True)
 class ExportOptions:
     opset: int = 17
-    nms: NMSConfig = field(default_factory=NMSConfig)
+    postprocess: PostprocessConfig | None = None  # None: the model's own (its config's) settings
     simplify: bool = True
 
 
@@ -60,7 +59,9 @@ def _torch_export(model: nn.Module, path: Path, input_size: int, opset: int,
                   outputs: tuple[str, str] = ("boxes", "scores")) -> None:
     dummy = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # only the TorchScript exporter's deprecation notice; every other warning still shows
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
+                                DeprecationWarning)
         torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT], output_names=list(outputs),
                           dynamic_axes={name: {0: "batch"} for name in (INPUT, *outputs)},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
@@ -107,7 +108,7 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
     out = Path(out)
     if options.opset not in OPSETS:
         raise ValueError(f"opset {options.opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1}")
-    config = model.config
+    config = replace(model.config, postprocess=options.postprocess or model.config.postprocess)
     if len(class_names) != config.num_classes - 1:
         raise ValueError(f"{len(class_names)} class names for a model of {config.num_classes - 1} classes")
     ensure_writable(out)
@@ -120,13 +121,12 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
         graph = onnx.load(str(temporary))
     finally:
         temporary.unlink(missing_ok=True)
-    graph = append_nms(graph, int(model.priors.shape[0]), len(class_names), options.nms)
+    graph = append_nms(graph, int(model.priors.shape[0]), len(class_names), config.postprocess)
     write_metadata(graph, {
         "class_names": class_names, "input_size": config.input_size, "mean": list(config.mean),
-        "std": list(config.std), "color_order": "RGB", "score_threshold": options.nms.score_threshold,
-        "iou_threshold": options.nms.iou_threshold, "pre_nms_topk": options.nms.pre_nms_topk,
-        "max_det": options.nms.max_det, "config_name": config.name, "model_config": to_dict(config),
-        "checkpoint_sha256": checkpoint_sha256, "precision": "fp32", "exporter": exporter_version(),
+        "std": list(config.std), "color_order": "RGB", **asdict(config.postprocess),
+        "config_name": config.name, "model_config": to_dict(config), "checkpoint_sha256": checkpoint_sha256,
+        "precision": "fp32", "exporter": exporter_version(),
     })
     before = len(graph.graph.node)
     if options.simplify:

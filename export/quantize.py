@@ -1,6 +1,6 @@
 """`scratchdet quantize`: INT8 Q/DQ ONNX calibrated on real training images, and FP16 ONNX.
 
-Two INT8 flavours (DESIGN section 5), both Q/DQ with per-channel weights, through
+Two INT8 flavours (README, "INT8"), both Q/DQ with per-channel weights, through
 onnxruntime.quantization:
   ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
   tensorrt  signed symmetric activations and weights, zero point 0: what TensorRT's Q/DQ parser takes.
@@ -27,7 +27,7 @@ from scratchdet.export.contract import check_contract, load_checked, read_metada
 from scratchdet.export.onnx_export import ensure_writable
 from scratchdet.models.checkpoint import file_sha256
 from scratchdet.train.data.load import load_dataset
-from scratchdet.train.dataset import DetectionDataset
+from scratchdet.train.evaluate import dataset_batch
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def calibration_images(data: str | Path, input_size: int, options: CalibrationOp
         raise QuantizationError(f"{data}: calibration needs {options.images} training images, "
                                 f"the train split has {len(dataset.records)} (lower --calib-images)")
     chosen = sorted(np.random.default_rng(options.seed).choice(len(dataset.records), options.images, replace=False))
-    images = DetectionDataset(dataset, input_size, augment=False)
-    batch = np.stack([images[int(i)][0].numpy() for i in chosen])
+    batch = dataset_batch([dataset.records[int(i)] for i in chosen], input_size)
     names = "\n".join(str(dataset.records[int(i)].path.name) for i in chosen)
     return batch, hashlib.sha256(names.encode()).hexdigest()[:16]
 
@@ -89,17 +88,23 @@ class _Reader:
         self.images = self.images[start_index:end_index]
 
 
+class _DropPreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def quiet_quantizer_logging() -> Iterator[None]:
     """onnxruntime's quantiser logs a 'consider pre-processing' warning on the root logger at every call;
-    that shape-inference pre-processing does not apply to graphs with NMS, so here it is noise."""
+    that shape-inference pre-processing does not apply to graphs with NMS, so here that one message is
+    noise. Only it is dropped, and only while quantising: every other record still reaches the handlers."""
+    hint = _DropPreprocessingHint()
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    root.addFilter(hint)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(hint)
 
 
 def network_nodes(model: onnx.ModelProto) -> list[str]:

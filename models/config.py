@@ -40,6 +40,32 @@ class PriorConfig:
 
 
 @dataclass(frozen=True)
+class PostprocessConfig:
+    """Decoding and NMS settings. They ride with the model (config -> checkpoint -> ONNX metadata, engine
+    sidecar), so every backend of one model applies the same ones.
+
+    `score_threshold`, `pre_nms_topk` and `max_det` are the evaluation settings (SSD's caffe/ssd_pascal.py: score 0.01,
+    keep 200) and are what the in-graph NMS runs with, so any format can be evaluated; deployments
+    (predict, DeepStream, the board runner) drop detections scoring below `deploy_score_threshold`.
+    """
+
+    score_threshold: float = 0.01
+    iou_threshold: float = 0.45
+    pre_nms_topk: int = 200  # per class, before NMS: bounds NMS cost when every score passes (untrained)
+    max_det: int = 200
+    deploy_score_threshold: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("score_threshold", "iou_threshold", "deploy_score_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # also rejects NaN
+                raise ValueError(f"postprocess.{name} must be within [0, 1], got {value}")
+        for name in ("pre_nms_topk", "max_det"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"postprocess.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """What a detector is. `num_classes` counts the background class (index 0)."""
 
@@ -58,6 +84,7 @@ class ModelConfig:
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0-255 scale
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     priors: PriorConfig = field(default_factory=PriorConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
 
 def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
@@ -117,7 +144,7 @@ def from_dict(cls: type[T], data: Any, source: str, prefix: str = "") -> T:
     values = {k: _check_type(v, hints[k], prefix + k, source) for k, v in data.items()}
     try:
         return cls(**values)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"{source}: {cls.__name__}: {error}") from None
 
 

@@ -1,55 +1,50 @@
-"""Decoding and per-class NMS in PyTorch: the reference the exported ONNX graph is checked against.
+"""Decoding and per-class NMS in PyTorch, vectorised over images and classes: the PyTorch backend's
+post-processing and the reference the exported ONNX graph is checked against.
 
-The algorithm is the one the ONNX graph runs: softmax, per class the `pre_nms_topk` best priors
-(which bounds the cost when every score passes the threshold, e.g. an untrained model), score
-threshold, NMS per class, then the `max_det` best detections of the image.
+The algorithm is the one the ONNX graph runs (export/nms_graph.py): softmax, per class the
+`pre_nms_topk` best priors (which bounds the cost when every score passes the threshold, e.g. an
+untrained model), score threshold (strictly greater, as ONNX NonMaxSuppression), greedy NMS per class
+(IoU strictly greater suppresses), then the `max_det` best detections of the image, ties ordered by
+class and then by rank, as ONNX TopK orders equal values (lower index first).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from scratchdet.models.box_coder import BoxCoder
-
-
-@dataclass(frozen=True)
-class NMSConfig:
-    score_threshold: float = 0.01
-    iou_threshold: float = 0.45
-    pre_nms_topk: int = 200
-    max_det: int = 200
-
-
-@dataclass
-class Detections:
-    """One image's detections: boxes [K, 4] x1, y1, x2, y2, scores [K], labels [K] (1-based classes)."""
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
+from scratchdet.models.config import PostprocessConfig
+from scratchdet.models.detections import Detections
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU matrix [N, M] of boxes a [N, 4] and b [M, 4], both x1, y1, x2, y2."""
-    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
-    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-    top_left = torch.max(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.min(a[:, None, 2:], b[None, :, 2:])
+    """IoU matrix [..., N, M] of boxes a [..., N, 4] and b [..., M, 4], both x1, y1, x2, y2."""
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    top_left = torch.max(a[..., :, None, :2], b[..., None, :, :2])
+    bottom_right = torch.min(a[..., :, None, 2:], b[..., None, :, 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    union = area_a[..., :, None] + area_b[..., None, :] - inter
     return inter / union.clamp(min=1e-12)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Indices of the boxes greedy NMS keeps, best score first (ONNX NonMaxSuppression semantics)."""
-    order = torch.argsort(scores, descending=True, stable=True)
-    overlaps = box_iou(boxes[order], boxes[order]) > iou_threshold
-    keep = torch.ones(len(order), dtype=torch.bool)
-    for i in range(len(order)):
-        if keep[i]:
-            keep[i + 1 :] &= ~overlaps[i, i + 1 :]
-    return order[keep]
+def greedy_nms_mask(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Which boxes greedy NMS keeps, for boxes [..., K, 4] already sorted best first; valid [..., K] bool.
+
+    Greedy NMS keeps box j unless a kept box before it overlaps it by more than the threshold. That
+    recurrence has one solution; iterating `keep = not suppressed by any kept box` from all-kept reaches
+    it, since after t rounds the first t boxes are final. Each round is one tensor operation, and the
+    rounds needed are the length of the longest suppression chain (a handful), not K.
+    """
+    k = boxes.shape[-2]
+    earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # [i, j]: i before j
+    suppresses = (box_iou(boxes, boxes) > iou_threshold) & earlier & valid[..., :, None]
+    keep = valid.clone()
+    for _ in range(k):
+        updated = valid & ~(suppresses & keep[..., :, None]).any(dim=-2)
+        if torch.equal(updated, keep):
+            break
+        keep = updated
+    return keep
 
 
 def postprocess(
@@ -57,28 +52,28 @@ def postprocess(
     logits: torch.Tensor,
     priors: torch.Tensor,
     box_coder: BoxCoder,
-    config: NMSConfig,
+    config: PostprocessConfig,
+    input_size: int,
 ) -> list[Detections]:
-    """Detections per image from raw head outputs; boxes x1, y1, x2, y2 normalised to [0, 1]."""
-    boxes = box_coder.decode(offsets, priors)  # [N, P, 4]
-    scores = torch.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # [N, C-1, P]
-    k = min(config.pre_nms_topk, scores.shape[-1])
+    """Detections per image (input pixels) from raw head outputs offsets [N, P, 4] and logits [N, P, C+1]."""
+    boxes = box_coder.decode(offsets, priors) * input_size  # [N, P, 4] x1, y1, x2, y2
+    scores = torch.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # [N, C, P], background dropped
+    n, c, p = scores.shape
+    k = min(config.pre_nms_topk, p)
     # A stable sort breaks ties towards the lower index, as ONNX TopK specifies; torch.topk does not say.
     top_scores, top_index = (t[..., :k] for t in torch.sort(scores, dim=-1, descending=True, stable=True))
+    top_boxes = torch.gather(boxes[:, None].expand(n, c, p, 4), 2, top_index[..., None].expand(n, c, k, 4))
+    valid = top_scores > config.score_threshold  # [N, C, k]
+    keep = greedy_nms_mask(top_boxes, valid, config.iou_threshold)
+    flat_scores = torch.where(keep, top_scores, torch.zeros_like(top_scores)).reshape(n, c * k)
+    flat_boxes = top_boxes.reshape(n, c * k, 4)
+    class_ids = torch.arange(c, device=scores.device).repeat_interleave(k)
     results = []
-    for image in range(boxes.shape[0]):
-        kept_boxes, kept_scores, kept_labels = [], [], []
-        for cls in range(scores.shape[1]):
-            cls_scores, index = top_scores[image, cls], top_index[image, cls]
-            passing = cls_scores > config.score_threshold
-            cls_boxes, cls_scores = boxes[image, index[passing]], cls_scores[passing]
-            keep = nms(cls_boxes, cls_scores, config.iou_threshold)
-            kept_boxes.append(cls_boxes[keep])
-            kept_scores.append(cls_scores[keep])
-            kept_labels.append(torch.full((len(keep),), cls + 1, dtype=torch.int64))
-        all_scores = torch.cat(kept_scores)
-        best = torch.argsort(all_scores, descending=True, stable=True)[: config.max_det]
-        results.append(
-            Detections(torch.cat(kept_boxes)[best], all_scores[best], torch.cat(kept_labels)[best])
-        )
+    for image in range(n):
+        kept = keep[image].reshape(-1).nonzero().squeeze(1)
+        order = torch.argsort(flat_scores[image, kept], descending=True, stable=True)[: config.max_det]
+        chosen = kept[order]
+        results.append(Detections.from_arrays(flat_boxes[image, chosen].cpu().numpy(),
+                                              flat_scores[image, chosen].cpu().numpy(),
+                                              class_ids[chosen].cpu().numpy()))
     return results

@@ -1,4 +1,4 @@
-"""`scratchdet predict` and `scratchdet bundle`."""
+"""`scratchdet val`, `scratchdet predict` and `scratchdet bundle`: what runs any model format."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ from scratchdet.export.deploy_cli import calibration_arguments, calibration_opti
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
-    """Adds the arguments of `scratchdet predict` or `bundle`."""
-    {"predict": _predict_arguments, "bundle": _bundle_arguments}[command](parser)
+    """Adds the arguments of `scratchdet val`, `predict` or `bundle`."""
+    {"val": _val_arguments, "predict": _predict_arguments, "bundle": _bundle_arguments}[command](parser)
+
+
+def _val_arguments(val: argparse.ArgumentParser) -> None:
+    val.add_argument("--model", "--weights", dest="model", required=True,
+                     help="model to evaluate: .pt checkpoint, .onnx (any precision) or .engine")
+    val.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
+    val.add_argument("--split", default="val", help="dataset split evaluated")
+    val.add_argument("--batch", type=int, default=16, help="images per call to the model")
+    val.add_argument("--runtime", help="runtime for the format (default: pytorch, onnxruntime or tensorrt)")
+    val.add_argument("--json", help="write the metrics to this file")
+    val.set_defaults(run=run_val)
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +40,27 @@ def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
     bundle.add_argument("--out", help="default: RUN/bundle")
     calibration_arguments(bundle)
     bundle.set_defaults(run=run_bundle)
+
+
+def run_val(args: argparse.Namespace) -> None:
+    import json
+
+    from scratchdet.models.config import to_dict
+    from scratchdet.runtime.detector import Detector
+    from scratchdet.train.data.load import load_dataset
+    from scratchdet.train.evaluate import validate
+
+    data = load_dataset(args.data, args.split)
+    with Detector(args.model, conf=0.0, runtime=args.runtime) as detector:
+        result = validate(detector, data, args.batch)
+        backend = f"{detector.backend.name}, {detector.backend.precision}"
+    print(f"{args.model} ({backend}) on {args.data} [{args.split}, {len(data.records)} images]")
+    print(result.summary())
+    for name, values in result.per_class.items():
+        print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
+              f"COCO AP {values['coco_ap']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**to_dict(result), "model": str(args.model)}, indent=2))
 
 
 def run_predict(args: argparse.Namespace) -> None:

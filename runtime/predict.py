@@ -9,7 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scratchdet.runtime.detector import Detector, Result
+from scratchdet.models.detections import Detections
+from scratchdet.runtime.detector import Detector
 from tqdm import tqdm
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -22,10 +23,11 @@ def colour(class_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def draw(image: np.ndarray, result: Result) -> np.ndarray:
+def draw(image: np.ndarray, result: Detections, class_names: list[str]) -> np.ndarray:
     """A copy of a BGR image with boxes, class names and scores drawn."""
     canvas = image.copy()
-    for box, score, class_id, name in zip(result.boxes, result.scores, result.class_ids, result.class_names):
+    for box, score, class_id in zip(result.boxes, result.scores, result.class_ids):
+        name = class_names[class_id]
         x1, y1, x2, y2 = np.round(box).astype(int).tolist()
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour(int(class_id)), 2)
         label = f"{name} {score:.2f}"
@@ -35,10 +37,10 @@ def draw(image: np.ndarray, result: Result) -> np.ndarray:
     return canvas
 
 
-def as_json(result: Result) -> list[dict]:
+def as_json(result: Detections, class_names: list[str]) -> list[dict]:
     return [{"box": [round(float(v), 2) for v in box], "score": round(float(score), 5), "class_id": int(cid),
-             "class_name": name}
-            for box, score, cid, name in zip(result.boxes, result.scores, result.class_ids, result.class_names)]
+             "class_name": class_names[cid]}
+            for box, score, cid in zip(result.boxes, result.scores, result.class_ids)]
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -66,8 +68,8 @@ def predict_images(detector: Detector, paths: list[Path], save_dir: Path) -> tup
     for name, image in tqdm(_images(paths), total=len(paths), desc="predict"):
         (result,) = detector.detect(image)
         cv2.imwrite(str(save_dir / name), draw(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR),
-                                               result))
-        records[name] = as_json(result)
+                                               result, detector.class_names))
+        records[name] = as_json(result, detector.class_names)
     (save_dir / "detections.json").write_text(json.dumps(records, indent=1))
     return len(paths), time.perf_counter() - started
 
@@ -88,8 +90,8 @@ def predict_video(detector: Detector, source: str, save_dir: Path, max_frames: i
             if writer is None:
                 fourcc = cv2.VideoWriter_fourcc(*"mp4v")
                 writer = cv2.VideoWriter(str(save_dir / f"{stem}.mp4"), fourcc, fps, frame.shape[1::-1])
-            writer.write(draw(frame, result))
-            lines.write(json.dumps({"frame": frames, "detections": as_json(result)}) + "\n")
+            writer.write(draw(frame, result, detector.class_names))
+            lines.write(json.dumps({"frame": frames, "detections": as_json(result, detector.class_names)}) + "\n")
             frames += 1
             bar.update(1)
     capture.release()

@@ -1,24 +1,18 @@
-"""`scratchdet data`, `scratchdet train` and `scratchdet val`."""
+"""`scratchdet data` and `scratchdet train`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
-from pathlib import Path
 
-from scratchdet.models.checkpoint import load_model
-from scratchdet.models.config import to_dict
 from scratchdet.train.config import load_config
-from scratchdet.train.data.load import load_dataset
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.trainer import Trainer
-from scratchdet.train.validate import validate
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
-    """Adds the arguments of `scratchdet data`, `train` or `val`."""
-    {"data": _data_arguments, "train": _train_arguments, "val": _val_arguments}[command](parser)
+    """Adds the arguments of `scratchdet data` or `train`."""
+    {"data": _data_arguments, "train": _train_arguments}[command](parser)
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,14 +36,6 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.set_defaults(run=run_train)
 
 
-def _val_arguments(val: argparse.ArgumentParser) -> None:
-    val.add_argument("--weights", required=True)
-    val.add_argument("--data", required=True)
-    val.add_argument("--split", default="val")
-    val.add_argument("--json", help="write the metrics to this file")
-    val.set_defaults(run=run_val)
-
-
 def run_synth(args: argparse.Namespace) -> None:
     out = make_synthetic_dataset(args.out, args.images, args.seed)
     print(f"synthetic dataset: {out} ({args.images} images)")
@@ -65,18 +51,3 @@ def run_train(args: argparse.Namespace) -> None:
     out = trainer.fit()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")
-
-
-def run_val(args: argparse.Namespace) -> None:
-    model, checkpoint = load_model(args.weights)
-    data = load_dataset(args.data, args.split)
-    if data.class_names != checkpoint["class_names"]:
-        raise ValueError(f"{args.data}: classes {data.class_names} differ from the checkpoint's "
-                         f"{checkpoint['class_names']} ({args.weights})")
-    result = validate(model, data)
-    print(result.summary())
-    for name, values in result.per_class.items():
-        print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
-              f"COCO AP {values['coco_ap']:.4f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({**to_dict(result), "weights": str(args.weights)}, indent=2))

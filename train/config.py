@@ -1,4 +1,5 @@
-"""TrainConfig: the recipe, read from the `train:` section of a config file (DESIGN section 3)."""
+"""TrainConfig: the recipe, read from the `train:` section of a config file (SSD's caffe/ssd_pascal.py and ScratchDet's
+mmdetection config, github.com/KimSoybean/ScratchDet)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Detection accuracy: VOC AP@0.5 (11-point and all-point, as the VOC devkit) and COCO AP (pycocotools).
+"""Running a model over a dataset, and scoring it: VOC AP@0.5 (11-point and all-point, as the VOC devkit)
+and COCO AP (pycocotools).
 
-Detections come in per image as numpy arrays in original-image pixels, so every backend (PyTorch,
-ONNX Runtime, TensorRT) is scored by the same code.
+`detect_dataset` is the one loop that runs a model over a dataset split: through a `Predictor`, so every
+backend (PyTorch, ONNX Runtime, TensorRT, OpenVINO) is pre- and post-processed by the same code and its
+detections (original-image pixels, 0-based class ids) scored by the same metrics.
 """
 
 from __future__ import annotations
@@ -11,16 +13,12 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-from scratchdet.train.data.records import ImageRecord
-
-
-@dataclass
-class ImageDetections:
-    """boxes [K, 4] x1, y1, x2, y2 in original-image pixels, scores [K], labels [K] (1-based)."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
+from scratchdet.models.detections import Detections
+from scratchdet.models.predictor import Predictor
+from scratchdet.models.preprocess import prepare
+from scratchdet.train.data.images import read_rgb
+from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord
+from tqdm import tqdm
 
 
 @dataclass
@@ -34,6 +32,32 @@ class EvalResult:
     def summary(self) -> str:
         return (f"mAP@0.5 {self.map50:.4f} (11-point {self.map50_11point:.4f}), COCO AP {self.coco_ap:.4f}, "
                 f"AP50 {self.coco['AP50']:.4f}, AP75 {self.coco['AP75']:.4f}")
+
+
+def read_record_image(record: ImageRecord) -> np.ndarray:
+    """The record's image as HxWx3 uint8 RGB, checked against the annotated size."""
+    image = read_rgb(record.path)
+    if image.shape[:2] != (record.height, record.width):
+        raise DatasetError(f"{record.path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say "
+                           f"{record.width}x{record.height}")
+    return image
+
+
+def detect_dataset(predictor: Predictor, data: DetectionSet, batch_size: int = 16) -> list[Detections]:
+    """The predictor's detections for every image of `data`, in order (original-image pixels)."""
+    if predictor.class_names != data.class_names:
+        raise ValueError(f"{data.root}: classes {data.class_names} differ from the model's {predictor.class_names}")
+    results: list[Detections] = []
+    records = data.records
+    for start in tqdm(range(0, len(records), batch_size), desc=f"detect {data.split}", leave=False):
+        images = [read_record_image(r) for r in records[start : start + batch_size]]
+        results.extend(predictor.detect(images, color="rgb"))
+    return results
+
+
+def dataset_batch(records: list[ImageRecord], input_size: int) -> np.ndarray:
+    """These records' images as the model's input, prepared as the Predictor does: float32 [N, 3, S, S]."""
+    return prepare([read_record_image(r) for r in records], input_size, "rgb")[0]
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
@@ -55,14 +79,14 @@ def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
 
 
-def class_pr(records: list[ImageRecord], detections: list[ImageDetections], label: int,
+def class_pr(records: list[ImageRecord], detections: list[Detections], label: int,
              iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision over the score-ranked detections of one class (difficult boxes ignored)."""
     truths = [(r.boxes[r.labels == label], r.difficult[r.labels == label]) for r in records]
     positives = sum(int((~difficult).sum()) for _, difficult in truths)
     found = [np.zeros(len(boxes), dtype=bool) for boxes, _ in truths]
     candidates = [(s, i, b) for i, d in enumerate(detections)
-                  for b, s in zip(d.boxes[d.labels == label], d.scores[d.labels == label])]
+                  for b, s in zip(d.boxes[d.class_ids == label], d.scores[d.class_ids == label])]
     candidates.sort(key=lambda c: -c[0])
     hits = []
     for _, image, box in candidates:
@@ -88,7 +112,7 @@ def class_pr(records: list[ImageRecord], detections: list[ImageDetections], labe
     return recall, precision
 
 
-def coco_metrics(records: list[ImageRecord], detections: list[ImageDetections],
+def coco_metrics(records: list[ImageRecord], detections: list[Detections],
                  class_names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     """COCO AP figures and per-class AP from pycocotools (its printing silenced)."""
     from pycocotools.coco import COCO
@@ -101,7 +125,7 @@ def coco_metrics(records: list[ImageRecord], detections: list[ImageDetections],
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
                                 "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
-        for box, score, label in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist()):
+        for box, score, label in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.class_ids.tolist()):
             results.append({"image_id": image_id, "category_id": int(label), "score": float(score),
                             "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
     names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -110,7 +134,7 @@ def coco_metrics(records: list[ImageRecord], detections: list[ImageDetections],
     with contextlib.redirect_stdout(io.StringIO()):
         truth = COCO()
         truth.dataset = {"images": images, "annotations": annotations,
-                         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]}
+                         "categories": [{"id": i, "name": n} for i, n in enumerate(class_names)]}
         truth.createIndex()
         evaluator = COCOeval(truth, truth.loadRes(results), "bbox")
         evaluator.evaluate()
@@ -125,12 +149,14 @@ def coco_metrics(records: list[ImageRecord], detections: list[ImageDetections],
     return stats, per_class
 
 
-def evaluate(records: list[ImageRecord], detections: list[ImageDetections], class_names: list[str]) -> EvalResult:
-    """VOC and COCO metrics for detections of every record (same order)."""
+def evaluate(records: list[ImageRecord], detections: list[Detections], class_names: list[str]) -> EvalResult:
+    """VOC and COCO metrics for detections (original-image pixels) of every record (same order)."""
     if len(records) != len(detections):
         raise ValueError(f"evaluate: {len(records)} images but {len(detections)} detection lists")
+    if any(d.frame != "image" for d in detections):
+        raise ValueError("evaluate: detections must be in original-image pixels (frame 'image')")
     per_class: dict[str, dict[str, float]] = {}
-    for label, name in enumerate(class_names, start=1):
+    for label, name in enumerate(class_names):
         recall, precision = class_pr(records, detections, label)
         per_class[name] = {"ap50": voc_ap(recall, precision, False),
                            "ap50_11point": voc_ap(recall, precision, True)}
@@ -144,3 +170,8 @@ def evaluate(records: list[ImageRecord], detections: list[ImageDetections], clas
         coco=coco,
         per_class=per_class,
     )
+
+
+def validate(predictor: Predictor, data: DetectionSet, batch_size: int = 16) -> EvalResult:
+    """VOC and COCO metrics of the predictor's model on `data`."""
+    return evaluate(data.records, detect_dataset(predictor, data, batch_size), data.class_names)

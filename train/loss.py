@@ -16,7 +16,7 @@ def match(
     """Assign each prior a ground truth: every box's best prior, plus every prior with IoU >= threshold.
 
     Args:
-        boxes_xyxy: [G, 4] normalised; labels: [G] 1-based; priors: [P, 4] cx, cy, w, h.
+        boxes_xyxy: [G, 4] normalised; labels: [G] 0-based; priors: [P, 4] cx, cy, w, h.
     Returns:
         matched boxes [P, 4] (x1, y1, x2, y2) and labels [P] (0 = background).
     """
@@ -29,7 +29,7 @@ def match(
     for box, prior in enumerate(best_prior.tolist()):
         best_box[prior] = box
         best_iou[prior] = 2.0
-    matched_labels = labels[best_box].clone()
+    matched_labels = labels[best_box] + 1  # the one place the background class (0) exists
     matched_labels[best_iou < iou_threshold] = 0
     return boxes_xyxy[best_box], matched_labels
 

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,15 +20,16 @@ import torch
 import torch.distributed as dist
 from scratchdet.models.checkpoint import CheckpointError, config_differences, read_checkpoint, save_checkpoint
 from scratchdet.models.config import ModelConfig, from_dict, to_dict
-from scratchdet.models.postprocess import NMSConfig
+from scratchdet.models.predictor import Predictor
 from scratchdet.models.ssd import SSD
+from scratchdet.models.torch_backend import TorchBackend
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
+from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import write_plots
-from scratchdet.train.validate import validate
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,6 @@ def params_digest(model: torch.nn.Module) -> str:
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def numpy_rng_state() -> list:
-    """numpy's global RNG state as plain lists and numbers (what weights_only loading accepts)."""
-    _, keys, position, has_gauss, cached = np.random.get_state()
-    return [keys.tolist(), int(position), int(has_gauss), float(cached)]
 
 
 class Trainer:
@@ -140,8 +134,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": epoch, "iteration": self.iteration,
             "best_map": self.best_map, "grad_history": self.monitor.state(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state(),
-                    "python": list(random.getstate()[1])},
+            "rng": {"torch": torch.get_rng_state()},
         }
 
     def resume(self) -> None:
@@ -164,9 +157,6 @@ class Trainer:
         self.start_epoch, self.iteration, self.best_map = data["epoch"] + 1, data["iteration"], data["best_map"]
         self.monitor = GradientMonitor(self.config.grad_window, data["grad_history"])
         torch.set_rng_state(data["rng"]["torch"])
-        keys, position, has_gauss, cached = data["rng"]["numpy"]
-        np.random.set_state(("MT19937", np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-        random.setstate((3, tuple(data["rng"]["python"]), None))
         self._truncate_metrics(self.start_epoch)
         log.info("resumed from %s after epoch %d (iteration %d)", path, data["epoch"], self.iteration)
 
@@ -240,8 +230,7 @@ class Trainer:
                   "elapsed_s": elapsed}
         last = epoch + 1 == self.config.epochs
         if (epoch + 1) % self.config.eval_every == 0 or last:
-            result = validate(self.model, self.val_set, NMSConfig())
-            self.model.train()
+            result = validate(Predictor(TorchBackend(self.model, self.train_set.class_names)), self.val_set)
             record.update(map50=result.map50, map50_11point=result.map50_11point, coco_ap=result.coco_ap)
             log.info("epoch %d: %s", epoch + 1, result.summary())
             if result.map50 > self.best_map:

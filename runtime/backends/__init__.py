@@ -1,1 +1,2 @@
-"""Backends turn a preprocessed batch into detections in input pixels (export.onnx_runner.RawDetections)."""
+"""Backends of the runtime-only formats (TensorRT engines); PyTorch is models.torch_backend, ONNX Runtime
+export.onnx_backend. Each implements models.detections.Backend."""

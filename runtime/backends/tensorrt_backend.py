@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scratchdet.export.contract import postprocess_config, unpack_outputs
 from scratchdet.export.cuda_device import cuda_call, cudart, gpu_info
 from scratchdet.export.engine_plan import check_engine_compatible
-from scratchdet.export.onnx_runner import RawDetections, unpack
 from scratchdet.export.tensorrt_build import import_tensorrt
+from scratchdet.models.detections import Detections
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class TensorRTBackend:
         check_engine_compatible(self.path, values, trt.__version__, *gpu_info())
         metadata = values["model_metadata"]
         self.class_names, self.input_size = metadata["class_names"], metadata["input_size"]
+        self.postprocess = postprocess_config(metadata, values.get("onnx", self.path))
         self.precision, self.provider = values["precision"], f"TensorRT {trt.__version__}"
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
@@ -134,7 +136,7 @@ class TensorRTBackend:
             self.graphs[batch_size] = cuda_call(self.runtime.cudaGraphInstantiate(graph, 0))
         cuda_call(self.runtime.cudaGraphLaunch(self.graphs[batch_size], self.stream))
 
-    def infer(self, batch: np.ndarray) -> list[RawDetections]:
+    def infer(self, batch: np.ndarray) -> list[Detections]:
         if len(batch) > self.max_batch:
             raise ValueError(f"{self.path}: batch {len(batch)} exceeds the engine profile's max {self.max_batch}")
         (image,) = [s for s in self.specs if s.is_input]
@@ -148,7 +150,7 @@ class TensorRTBackend:
             self._copy(spec.name, int(np.prod(shape)), to_device=False)
             outputs[spec.name] = (spec, shape)
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
-        return unpack({name: self.buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
+        return unpack_outputs({name: self.buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
                        for name, (spec, shape) in outputs.items()})
 
     def close(self) -> None:

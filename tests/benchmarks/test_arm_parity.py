@@ -9,9 +9,9 @@ import pytest
 from onnx import numpy_helper
 from scratchdet.benchmarks.arm_emulation import CORES, ArmSetupError, ensure_qemu, ensure_sysroot, run_emulated
 from scratchdet.benchmarks.portability import max_differences, near_match_fraction, parity_problems
-from scratchdet.export.onnx_runner import create_session
-from scratchdet.export.verify import dataset_images
+from scratchdet.export.onnx_backend import create_session
 from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import dataset_batch
 
 pytestmark = pytest.mark.arm
 
@@ -27,7 +27,7 @@ def emulation():
 
 @pytest.fixture(scope="module")
 def images(bccd):
-    return dataset_images(load_dataset(bccd, "val"), 128, count=4)
+    return dataset_batch(load_dataset(bccd, "val").records[:4], 128)
 
 
 def host_outputs(model, images):

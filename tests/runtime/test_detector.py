@@ -1,11 +1,12 @@
 import cv2
 import numpy as np
 import pytest
-from scratchdet.export.onnx_runner import RawDetections
 from scratchdet.export.verify import compare
+from scratchdet.models.config import PostprocessConfig
+from scratchdet.models.detections import Detections
 from scratchdet.runtime.detector import Detector
 from scratchdet.train.data.load import load_dataset
-from scratchdet.train.evaluate import ImageDetections, evaluate
+from scratchdet.train.evaluate import evaluate, validate
 
 
 def val_images(bccd, count):
@@ -13,15 +14,11 @@ def val_images(bccd, count):
     return data, [cv2.imread(str(r.path)) for r in data.records[:count]]
 
 
-def as_raw(results):
-    return [RawDetections(r.boxes, r.scores, r.class_ids) for r in results]
-
-
 def test_pytorch_and_onnx_fp32_give_the_same_detections(bccd_models, bccd):
     _, images = val_images(bccd, 6)
     torch_results = Detector(bccd_models["pt"], conf=0.01).detect(images)
     onnx_results = Detector(bccd_models["fp32"], conf=0.01).detect(images)
-    report = compare(as_raw(torch_results), as_raw(onnx_results))
+    report = compare(torch_results, onnx_results)
     assert report.detections > 0
     # boxes are now in original pixels (640/input_size times larger), so the tolerance scales with them
     assert not report.count_mismatches and report.unmatched == 0
@@ -33,8 +30,7 @@ def test_int8_onnx_keeps_the_accuracy_of_fp32(bccd_models, bccd):
     scores = {}
     for name in ("fp32", "int8"):
         results = Detector(bccd_models[name], conf=0.01).detect(images)
-        detections = [ImageDetections(r.boxes, r.scores, r.class_ids + 1) for r in results]
-        scores[name] = evaluate(data.records[:30], detections, data.class_names).map50
+        scores[name] = evaluate(data.records[:30], results, data.class_names).map50
     assert scores["fp32"] > 0.05, "the fixture model should detect something"
     assert abs(scores["int8"] - scores["fp32"]) < 0.05
 
@@ -42,16 +38,25 @@ def test_int8_onnx_keeps_the_accuracy_of_fp32(bccd_models, bccd):
 class BrightBoxBackend:
     """A stand-in network for coordinate tests: 'detects' the white rectangles of its input batch."""
 
-    name, precision, class_names, input_size = "oracle", "fp32", ["box"], 300
+    name, provider, precision, class_names, input_size = "oracle", "cpu", "fp32", ["box"], 300
+    postprocess = PostprocessConfig()
+
+    def __init__(self, max_batch: int = 4) -> None:
+        self.max_batch, self.calls = max_batch, []
+
+    def close(self) -> None:
+        self.closed = True
 
     def infer(self, batch):
+        if len(batch) > self.max_batch:
+            raise AssertionError(f"batch of {len(batch)} exceeds max_batch {self.max_batch}")
+        self.calls.append(len(batch))
         results = []
         for image in batch:
             mask = (image.min(axis=0) > 200).astype(np.uint8)
             contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in map(cv2.boundingRect, contours)], np.float32)
-            results.append(RawDetections(boxes.reshape(-1, 4), np.ones(len(boxes), np.float32),
-                                         np.zeros(len(boxes), np.int32)))
+            results.append(Detections.from_arrays(boxes, np.ones(len(boxes)), np.zeros(len(boxes))))
         return results
 
 
@@ -70,7 +75,38 @@ def test_boxes_come_back_in_original_image_coordinates(size, kind):
     # one input pixel of resize blur, scaled back to the original
     tolerance = 1.5 * max(width, height) / 300
     np.testing.assert_allclose(found, truth, atol=tolerance)
-    assert result.class_names == ["box", "box"]
+    assert result.frame == "image" and result.class_ids.tolist() == [0, 0]
+
+
+def test_detector_chunks_batches_to_the_backend_maximum_and_closes_it():
+    backend = BrightBoxBackend(max_batch=3)
+    images = [np.full((100, 100, 3), 40, np.uint8)] * 8
+    with Detector(backend) as detector:
+        results = detector.detect(images)
+        assert detector.last_times.total >= detector.last_times.backend > 0
+    assert backend.calls == [3, 3, 2] and len(results) == 8 and backend.closed
+
+
+def test_detector_rejects_unknown_options_bad_conf_and_unknown_classes():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'treads'"):
+        Detector(BrightBoxBackend(), treads=2)
+    for conf in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="conf must be within"):
+            Detector(BrightBoxBackend(), conf=conf)
+    with pytest.raises(ValueError, match=r"classes \[3\] are not ids of this model"):
+        Detector(BrightBoxBackend(), classes=[0, 3])
+
+
+def test_default_conf_is_the_models_deployment_threshold():
+    assert Detector(BrightBoxBackend()).conf == PostprocessConfig().deploy_score_threshold == 0.25
+
+
+def test_onnx_and_pytorch_map_are_equal_through_the_one_dataset_path(bccd_models, bccd):
+    data = load_dataset(bccd, "val")
+    results = {name: validate(Detector(bccd_models[name], conf=0.0), data) for name in ("pt", "fp32")}
+    assert results["pt"].map50 > 0.05, "the fixture model should detect something"
+    assert results["fp32"].map50 == pytest.approx(results["pt"].map50, abs=1e-3)
+    assert results["fp32"].coco_ap == pytest.approx(results["pt"].coco_ap, abs=1e-3)
 
 
 def test_unknown_suffix_and_contract_violations_are_refused(tmp_path):

@@ -23,7 +23,7 @@ def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_
     from scratchdet.export.tensorrt_build import build_engine
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.data.load import load_dataset
-    from scratchdet.train.evaluate import ImageDetections, evaluate
+    from scratchdet.train.evaluate import evaluate
 
     gpu_or_skip()
     fp32 = bccd_models["fp32"]
@@ -39,6 +39,6 @@ def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_
     scores = {}
     for name, model in (("onnx", fp32), ("engine", engine)):
         results = Detector(model, conf=0.01).detect(images)
-        detections = [ImageDetections(r.boxes, r.scores, r.class_ids + 1) for r in results]
+        detections = results
         scores[name] = evaluate(data.records[:20], detections, data.class_names).map50
     assert abs(scores["engine"] - scores["onnx"]) < 0.02

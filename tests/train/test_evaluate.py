@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from scratchdet.models.detections import Detections
 from scratchdet.train.data.records import ImageRecord
-from scratchdet.train.evaluate import ImageDetections, class_pr, coco_metrics, evaluate, voc_ap
+from scratchdet.train.evaluate import class_pr, coco_metrics, evaluate, voc_ap
 
 
 def record(boxes, labels, difficult=None):
@@ -11,7 +12,7 @@ def record(boxes, labels, difficult=None):
 
 
 def dets(boxes, scores, labels):
-    return ImageDetections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores), np.array(labels))
+    return Detections.from_arrays(boxes, scores, labels, frame="image")
 
 
 def test_voc_ap_on_a_hand_computed_case():
@@ -38,11 +39,11 @@ def test_voc_all_point_ap50_agrees_with_pycocotools_ap50():
     for _ in range(30):
         corners = rng.uniform(0, 60, size=(5, 2))
         boxes = np.concatenate([corners, corners + rng.uniform(10, 40, size=(5, 2))], axis=1)
-        labels = rng.integers(1, 3, size=5)
+        labels = rng.integers(0, 2, size=5)
         records.append(record(boxes, labels))
         noisy = boxes + rng.normal(0, 4, size=boxes.shape)
         keep = rng.random(5) < 0.8
-        flipped = np.where(rng.random(5) < 0.1, 3 - labels, labels)
+        flipped = np.where(rng.random(5) < 0.1, 1 - labels, labels)
         detections.append(dets(noisy[keep], rng.random(int(keep.sum())), flipped[keep]))
     result = evaluate(records, detections, ["a", "b"])
     coco, _ = coco_metrics(records, detections, ["a", "b"])
@@ -52,9 +53,15 @@ def test_voc_all_point_ap50_agrees_with_pycocotools_ap50():
 
 
 def test_perfect_detections_score_one_and_none_score_zero():
-    records = [record([[0, 0, 10, 10]], [1]), record([[20, 20, 40, 40]], [2])]
+    records = [record([[0, 0, 10, 10]], [0]), record([[20, 20, 40, 40]], [1])]
     perfect = [dets(r.boxes, [0.9], r.labels) for r in records]
     assert evaluate(records, perfect, ["a", "b"]).map50 == pytest.approx(1.0)
     empty = [dets([], [], []) for _ in records]
     result = evaluate(records, empty, ["a", "b"])
     assert result.map50 == 0.0 and result.coco_ap == 0.0
+
+
+def test_detections_in_input_pixels_are_refused():
+    records = [record([[0, 0, 10, 10]], [0])]
+    with pytest.raises(ValueError, match="original-image pixels"):
+        evaluate(records, [Detections.from_arrays([[0, 0, 10, 10]], [0.9], [0])], ["a"])

@@ -13,7 +13,7 @@ PRIORS = torch.tensor([  # cx, cy, w, h
 
 def test_match_takes_threshold_priors_and_each_boxs_best_prior():
     boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.55, 0.55, 0.8, 0.8]])  # second overlaps nothing >= 0.5
-    matched, labels = match(boxes, torch.tensor([1, 2]), PRIORS)
+    matched, labels = match(boxes, torch.tensor([0, 1]), PRIORS)  # 0-based in, background 0 out
     assert labels.tolist() == [1, 0, 0, 2, 0]  # prior 3 is box 2's best prior although IoU < 0.5
     torch.testing.assert_close(matched[3], boxes[1])
 
@@ -32,7 +32,7 @@ def test_hard_negative_mining_keeps_three_negatives_per_positive():
 
 def test_loss_is_zero_for_perfect_predictions_and_positive_otherwise():
     criterion = MultiBoxLoss(PRIORS, BoxCoder())
-    boxes, labels = [torch.tensor([[0.0, 0.0, 0.5, 0.5]])], [torch.tensor([1])]
+    boxes, labels = [torch.tensor([[0.0, 0.0, 0.5, 0.5]])], [torch.tensor([0])]
     box_targets, class_targets = criterion.targets(boxes, labels)
     perfect_logits = torch.nn.functional.one_hot(class_targets, 3).float() * 50
     parts = criterion(box_targets, perfect_logits, boxes, labels)

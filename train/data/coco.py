@@ -55,7 +55,7 @@ def _category_index(path: Path, data: dict) -> tuple[dict[int, int], list[str]]:
     categories = sorted(data.get("categories", []), key=lambda c: c["id"])
     if not categories:
         raise DatasetError(f"{path}: no 'categories'")
-    return {c["id"]: i + 1 for i, c in enumerate(categories)}, [c["name"] for c in categories]
+    return {c["id"]: i for i, c in enumerate(categories)}, [c["name"] for c in categories]
 
 
 def _boxes_of(

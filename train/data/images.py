@@ -6,30 +6,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scratchdet.models.preprocess import ImageError, to_rgb8
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ImageError):
     """An image file that is missing or cannot be decoded."""
-
-
-def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Convert a decoded OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) to HxWx3 uint8 RGB."""
-    if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)  # 65535 -> 255 exactly
-    elif image.dtype in (np.float32, np.float64):
-        image = np.clip(image * 255.0, 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageReadError(f"{source}: unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    channels = image.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)  # alpha dropped, colour kept
-    raise ImageReadError(f"{source}: unsupported channel count {channels}")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

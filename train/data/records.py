@@ -18,7 +18,7 @@ class DatasetError(ValueError):
 
 @dataclass
 class ImageRecord:
-    """One image: boxes [N, 4] x1, y1, x2, y2 in image pixels, labels [N] 1-based class indices."""
+    """One image: boxes [N, 4] x1, y1, x2, y2 in image pixels, labels [N] 0-based class indices."""
 
     image_id: int
     path: Path

@@ -42,7 +42,7 @@ def load_voc(root: str | Path, split: str) -> DetectionSet:
         raise DatasetError(f"{root}: no Annotations/*.xml")
     parsed = {p.stem: _parse(p) for p in annotations}
     class_names = sorted({name for _, _, objects in parsed.values() for name, _, _ in objects})
-    labels_of = {name: i + 1 for i, name in enumerate(class_names)}
+    labels_of = {name: i for i, name in enumerate(class_names)}
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
     if split == "all":
         stems = sorted(parsed)

@@ -34,8 +34,8 @@ def test_boxes_clipped_dropped_and_empty_images_are_counted(tmp_path):
     assert data.class_names == ["cat", "dog"]
     first, second, third = data.records
     np.testing.assert_allclose(first.boxes, [[40, 30, 50, 40]])
-    assert first.labels.tolist() == [1]
-    assert second.labels.tolist() == [2]  # category id 7 -> contiguous label 2
+    assert first.labels.tolist() == [0]
+    assert second.labels.tolist() == [1]  # category id 7 -> contiguous 0-based id 1
     assert len(third.boxes) == 0  # kept as a background image
     assert data.issues["boxes clipped to the image"] == 1
     assert data.issues["boxes dropped (less than 1 px wide or high)"] == 1

@@ -24,7 +24,7 @@ def test_voc_boxes_become_zero_based_and_are_clipped(tmp_path):
     assert data.class_names == ["cat", "dog"]
     (record,) = data.records
     np.testing.assert_allclose(record.boxes, [[0, 0, 20, 30], [29, 4, 60, 20]])
-    assert record.labels.tolist() == [2, 1]
+    assert record.labels.tolist() == [1, 0]
     assert record.difficult.tolist() == [True, False]
     assert data.issues["boxes clipped to the image"] == 1
 

@@ -1,4 +1,4 @@
-"""Images of any size, depth and channel count -> the model's input batch, and boxes back.
+"""Images of any size, depth and channel count -> the model's input batch.
 
 As in training's evaluation: a plain resize to input_size x input_size (no letterbox), RGB, 0-255
 float; the model normalises inside. Colour order is the caller's statement ("bgr" for OpenCV
@@ -9,17 +9,42 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scratchdet.train.data.images import to_rgb8
 
 COLOR_ORDERS = ("bgr", "rgb")
+
+
+class ImageError(ValueError):
+    """An image array that cannot be turned into the model's input."""
+
+
+def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """Convert a decoded OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) to HxWx3 uint8 RGB."""
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)  # 65535 -> 255 exactly
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageError(f"{source}: unsupported pixel type {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)  # alpha dropped, colour kept
+    raise ImageError(f"{source}: unsupported channel count {channels}")
+
+
 
 
 def to_model_rgb(image: np.ndarray, color: str) -> np.ndarray:
     """Any image array (gray, BGR/RGB, BGRA/RGBA, 8/16-bit, float 0-1) as HxWx3 uint8 RGB."""
     if color not in COLOR_ORDERS:
-        raise ValueError(f"color must be one of {COLOR_ORDERS}, got '{color}'")
+        raise ImageError(f"color must be one of {COLOR_ORDERS}, got '{color}'")
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
-        raise ValueError(f"expected an HxW or HxWxC image array, got {getattr(image, 'shape', type(image))}")
+        raise ImageError(f"expected an HxW or HxWxC image array, got {getattr(image, 'shape', type(image))}")
     if color == "rgb" and image.ndim == 3 and image.shape[2] in (3, 4):
         image = image[..., [2, 1, 0, 3][: image.shape[2]]]  # to OpenCV's order, which to_rgb8 expects
     return to_rgb8(np.ascontiguousarray(image), "image")
@@ -35,10 +60,3 @@ def prepare(images: list[np.ndarray], input_size: int, color: str) -> tuple[np.n
         resized = cv2.resize(rgb, (input_size, input_size), interpolation=cv2.INTER_LINEAR)
         batch[i] = resized.transpose(2, 0, 1)
     return batch, sizes
-
-
-def to_original(boxes: np.ndarray, size: np.ndarray, input_size: int) -> np.ndarray:
-    """Boxes [K, 4] in input pixels -> pixels of an original image of (width, height) `size`, clipped."""
-    scale = np.array([size[0], size[1], size[0], size[1]], dtype=np.float32) / input_size
-    scaled = boxes * scale
-    return np.clip(scaled, 0, [size[0], size[1], size[0], size[1]])
