@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scratchdet.export.deploy_cli import calibration_arguments, calibration_options
-
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `scratchdet val`, `predict` or `bundle`."""
@@ -35,6 +33,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
+    from scratchdet.export.deploy_cli import calibration_arguments  # quantisation pulls in torch: only here
+
     bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
     bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
     bundle.add_argument("--out", help="default: RUN/bundle")
@@ -74,6 +74,7 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_bundle(args: argparse.Namespace) -> None:
+    from scratchdet.export.deploy_cli import calibration_options
     from scratchdet.runtime.bundle import make_bundle
 
     source = Path(args.onnx)
