@@ -6,6 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SD     := $(BIN)/scratchdet
+# tensorrt-stubs go beside the venv's site-packages, not in it: pip cannot install them with their
+# dependency (a placeholder `tensorrt` sdist that fails), and in site-packages their `tensorrt/` folder
+# would import as an empty package. 10.13.0.35.1 names 3 parameters `in` (a keyword) and puts a parameter
+# without default after defaults, which stops mypy: the sed fixes exactly those.
+STUBS  := $(VENV)/typing-stubs
+STUBS_STAMP := $(STUBS)/.installed-10.13.0.35.1
 
 DATA   ?= runs/data/synth
 CONFIG ?= tiny
@@ -13,9 +19,9 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: test-arm setup test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: test-arm setup typecheck gpu-check test test-all lint demo train val export quantize bench check engine bundle clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(STUBS_STAMP)
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +29,20 @@ $(STAMP):
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+$(STUBS_STAMP): | $(STAMP)
+	rm -rf $(STUBS)
+	$(BIN)/pip install --quiet --no-deps --target $(STUBS) tensorrt-stubs==10.13.0.35.1
+	sed -i -E 's/, in: /, in_: /g; s/(power: Weights = None, channel_axis: int)\)/\1 = ...)/' \
+		$(STUBS)/tensorrt_bindings/tensorrt.pyi
+	touch $@
+
+# The TensorRT shell against tensorrt-stubs (files and settings in pyproject.toml [tool.mypy])
+typecheck: $(STAMP) $(STUBS_STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) $(STUBS_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not tensorrt and not arm"
 
 test-all: $(STAMP)
