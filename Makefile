@@ -2,6 +2,7 @@
 #   make demo   the whole pipeline on the built-in synthetic data (train -> export -> quantize -> bench -> check -> bundle)
 #   make test   lint + the test suite (what CI runs)
 PYTHON ?= python3
+VENV_FLAGS ?=  # --system-site-packages on a Jetson, whose TensorRT bindings are system packages
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
@@ -24,7 +25,7 @@ BASELINE ?= benchmarks/baselines/demo_tiny.json
 setup: $(STAMP) $(STUBS_STAMP)
 
 $(STAMP):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
@@ -79,6 +80,12 @@ check: $(STAMP)
 engine: $(STAMP)
 	$(SD) engine --onnx $(RUN)/export/model-fp16.onnx --precision fp16
 	$(SD) engine --onnx $(RUN)/export/model-int8-tensorrt.onnx --precision int8
+
+# On a host with a GPU and TensorRT: FP32/FP16/INT8 engines of a briefly trained tiny model, `pytest -m tensorrt`,
+# mAP and detections vs ONNX Runtime FP32, latency, one report (runs/gpu-check/report.md). Elsewhere it exits 1
+# with one line naming what is missing; GPU_CHECK_ARGS=--dry-run shows the report format on ONNX Runtime.
+gpu-check: $(STAMP)
+	@$(BIN)/python -m scratchdet.benchmarks.gpu_check --data $(DATA) --out runs/gpu-check $(GPU_CHECK_ARGS)
 
 bundle: $(STAMP)
 	$(SD) bundle --onnx $(RUN)/export/model.onnx --data $(DATA)
