@@ -83,17 +83,21 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def matched_fraction(reference: list, candidate: list, tolerance: Tolerance) -> tuple[float, int, int]:
-    """(share of reference detections found in candidate, reference count, candidate count), per image."""
+    """(share of reference detections found in candidate, reference count, candidate count) over all images.
+
+    Found: a candidate of the same class whose box has IoU >= tolerance.iou with it or lies within 1 pixel
+    of it (boxes clipped to the image edge can have no area), with a score within tolerance.score.
+    """
     found = total = count = 0
     for ref, cand in zip(reference, candidate):
         total, count = total + len(ref.scores), count + len(cand.scores)
         for box, score, class_id in zip(ref.boxes, ref.scores, ref.class_ids):
-            same = np.flatnonzero(cand.class_ids == class_id)
-            if len(same) == 0:
+            same = cand.class_ids == class_id
+            if not same.any():
                 continue
-            overlaps = _iou(box, cand.boxes[same])
-            best = same[int(np.argmax(overlaps))]
-            found += bool(overlaps.max() >= tolerance.iou and abs(cand.scores[best] - score) <= tolerance.score)
+            boxes, scores = cand.boxes[same], cand.scores[same]
+            near = (_iou(box, boxes) >= tolerance.iou) | (np.abs(boxes - box).max(axis=1) <= 1.0)
+            found += bool((near & (np.abs(scores - score) <= tolerance.score)).any())
     return (found / total if total else 1.0), total, count
 
 

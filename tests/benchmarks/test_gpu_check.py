@@ -24,13 +24,15 @@ def _detections(boxes, scores, classes):
 
 
 def test_matched_fraction_needs_class_overlap_and_score():
-    reference = [_detections([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.5], [0, 1])]
-    same = [_detections([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.5], [0, 1])]
+    reference = [_detections([[0, 0, 20, 20], [20, 20, 40, 40]], [0.9, 0.5], [0, 1])]
+    same = [_detections([[0, 0, 20, 20], [20, 20, 40, 40]], [0.9, 0.5], [0, 1])]
     assert matched_fraction(reference, same, TOLERANCES["fp32"]) == (1.0, 2, 2)
-    shifted = [_detections([[1, 0, 11, 10], [20, 20, 40, 40]], [0.9, 0.5], [0, 2])]  # IoU 0.82; wrong class
+    shifted = [_detections([[1.5, 0, 21.5, 20], [20, 20, 40, 40]], [0.9, 0.5], [0, 2])]  # IoU 0.86; wrong class
     assert matched_fraction(reference, shifted, TOLERANCES["int8"]) == (0.5, 2, 2)
     assert matched_fraction(reference, shifted, TOLERANCES["fp16"])[0] == 0.0
-    rescored = [_detections([[0, 0, 10, 10]], [0.94], [0])]
+    edge = [_detections([[5, 0, 5, 10]], [0.9], [0])]  # clipped to the image edge: no area, still the same box
+    assert matched_fraction([edge[0]], edge, TOLERANCES["fp32"])[0] == 1.0
+    rescored = [_detections([[0, 0, 20, 20]], [0.94], [0])]
     assert matched_fraction(reference, rescored, TOLERANCES["int8"])[0] == 0.5
     assert matched_fraction(reference, rescored, TOLERANCES["fp16"])[0] == 0.0
 
