@@ -206,10 +206,10 @@ and the TensorRT version; the sidecar records both and `scratchdet` refuses a mi
 
 Why a parser of our own: none of the stock parsers in `libnvds_infercustomparser.so` reads these outputs
 as they are. Facts, from the SDK's `sources/libs/nvdsinfer_customparser/nvdsinfer_custombboxparser.cpp`
-(DeepStream 5.1 to 7.x, e.g. the public mirrors github.com/mdegans/deepstream-5.1 and
+(read in the DeepStream 5.1 and 6.x/7.0 sources, public mirrors github.com/mdegans/deepstream-5.1 and
 github.com/hiennguyen9874/deepstream-sources):
-- it defines NvDsInferParseCustomResnet, TfSSD, NMSTLT, BatchedNMSTLT, MrcnnTLT(V2), EfficientDetTAO (and in
-  6.x YoloV5CustomBatchedNMSTLT); `NvDsInferParseCustomEfficientNMS` exists only in forks that patch the SDK;
+- it defines NvDsInferParseCustomResnet, TfSSD, NMSTLT, BatchedNMSTLT, MrcnnTLT(V2), EfficientDetTAO and a few
+  more TAO parsers; `NvDsInferParseCustomEfficientNMS` exists only in forks that patch the SDK;
 - `NvDsInferParseCustomBatchedNMSTLT` takes the four outputs by index (0 count int32, 1 boxes, 2 scores,
   3 classes), reads the classes as **float32**, multiplies the boxes by the network width/height (so it
   expects boxes **normalised to 0..1**, not pixels), applies class 0's threshold to every class, and keeps at
