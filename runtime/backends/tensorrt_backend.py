@@ -141,7 +141,8 @@ class TensorRTBackend:
                            dims(self.context.get_tensor_shape(n))) for n in names]
 
     def _copy(self, name: str, count: int, to_device: bool) -> None:
-        assert self.buffers is not None  # set in __init__; close() is the only place that clears it
+        if self.buffers is None:
+            raise RuntimeError(f"{self.path}: the backend is closed")
         kind = self.runtime.cudaMemcpyKind
         nbytes = count * self.buffers.specs[name].dtype.itemsize
         host = self.buffers.host[name].ctypes.data
