@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 PRECISIONS = ("fp32", "fp16", "int8")
-DEPLOY_CONF = 0.25  # detections are compared where users see them; mAP uses the ONNX's low threshold
 
 
 @dataclass(frozen=True)
@@ -152,18 +151,16 @@ def _measure(name: str, model: Path, data, images: list, batch_one: np.ndarray, 
     from scratchdet.benchmarks.harness import accuracy
     from scratchdet.runtime.detector import Detector
 
-    evaluation = Detector(model, conf=0.0)  # the ONNX's own (evaluation) threshold applies in the graph
-    map50, coco_ap = accuracy(evaluation, data)
-    deployed = Detector(model, conf=DEPLOY_CONF)
+    with Detector(model, conf=0.0) as evaluation:  # the in-graph NMS keeps the evaluation threshold
+        map50, coco_ap = accuracy(evaluation, data)
+    deployed = Detector(model)  # the model's deployment threshold: detections are compared where users see them
     detections = deployed.detect(images)
     many = np.repeat(batch_one, max_batch, axis=0)
     row = {"name": name, "model": str(model), "precision": deployed.backend.precision, "map50": map50,
-           "coco_ap": coco_ap, "batch_1": latency(deployed.backend.infer, batch_one, 10, iterations),
+           "coco_ap": coco_ap, "deploy_conf": deployed.conf,
+           "batch_1": latency(deployed.backend.infer, batch_one, 10, iterations),
            f"batch_{max_batch}": latency(deployed.backend.infer, many, 3, max(iterations // 4, 5))}
-    for detector in (evaluation, deployed):
-        close = getattr(detector.backend, "close", None)
-        if close is not None:
-            close()
+    deployed.close()
     return row, detections
 
 
@@ -172,8 +169,8 @@ def run(data: Path, out: Path, weights: Path | None, dry_run: bool, max_batch: i
     """Everything after the requirements check; returns the report (also written to out)."""
     import cv2
     from scratchdet.benchmarks.harness import environment
-    from scratchdet.runtime.preprocess import prepare
     from scratchdet.train.data.load import load_dataset
+    from scratchdet.train.evaluate import dataset_batch
 
     out.mkdir(parents=True, exist_ok=True)
     weights = weights or _train(data, out / "train", epochs)
@@ -182,7 +179,7 @@ def run(data: Path, out: Path, weights: Path | None, dry_run: bool, max_batch: i
     tests = {"exit_code": None, "summary": "not run (dry run)"} if dry_run else _pytest_tensorrt()
     val = load_dataset(data, "val")
     images = [cv2.imread(str(r.path), cv2.IMREAD_UNCHANGED) for r in val.records]
-    batch_one, _ = prepare(images[:1], _input_size(onnx["fp32"]), "bgr")
+    batch_one = dataset_batch(val.records[:1], _input_size(onnx["fp32"]))
     reference, ref_detections = _measure("ONNX Runtime fp32 (reference)", onnx["fp32"], val, images, batch_one,
                                          max_batch, iterations)
     rows = [reference]
@@ -197,7 +194,8 @@ def run(data: Path, out: Path, weights: Path | None, dry_run: bool, max_batch: i
                                                              and share >= tolerance.matched))
         rows.append(row)
     report = {"dry_run": dry_run, "environment": environment(os.cpu_count() or 1), "data": str(data),
-              "weights": str(weights), "images": len(images), "deploy_conf": DEPLOY_CONF, "max_batch": max_batch,
+              "weights": str(weights), "images": len(images), "deploy_conf": reference["deploy_conf"],
+              "max_batch": max_batch,
               "pytest_tensorrt": tests, "rows": rows,
               "passed": all(r.get("passed", True) for r in rows) and tests["exit_code"] in (0, None)}
     _write(out, report)

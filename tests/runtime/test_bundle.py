@@ -330,9 +330,9 @@ def _expected(boxes, scores, classes, count, thresholds, size):
 
 
 def test_shipped_deepstream_parser_reads_onnx_runtime_outputs(bundle, synth_data, tmp_path):
-    from scratchdet.export.onnx_runner import create_session
-    from scratchdet.export.verify import dataset_images
+    from scratchdet.export.onnx_backend import create_session
     from scratchdet.train.data.load import load_dataset
+    from scratchdet.train.evaluate import dataset_batch
 
     shim = _compile_parser(bundle, tmp_path)
     pointer = np.ctypeslib.ndpointer
@@ -341,7 +341,7 @@ def test_shipped_deepstream_parser_reads_onnx_runtime_outputs(bundle, synth_data
                                       pointer(np.float32), pointer(np.float32)]
     size = json.loads((bundle / "metadata.json").read_text())["input_size"]
     session = create_session(bundle / "model.onnx")
-    images = dataset_images(load_dataset(synth_data, "val"), size, count=8)
+    images = dataset_batch(load_dataset(synth_data, "val").records[:8], size)
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(names, {"images": images})))
     all_scores = np.concatenate([s[: int(n)] for s, n in zip(outputs["det_scores"], outputs["num_dets"][:, 0])])
