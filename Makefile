@@ -2,10 +2,17 @@
 #   make demo   the whole pipeline on the built-in synthetic data (train -> export -> quantize -> bench -> check -> bundle)
 #   make test   lint + the test suite (what CI runs)
 PYTHON ?= python3
+VENV_FLAGS ?=  # --system-site-packages on a Jetson, whose TensorRT bindings are system packages
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SD     := $(BIN)/scratchdet
+# tensorrt-stubs go beside the venv's site-packages, not in it: pip cannot install them with their
+# dependency (a placeholder `tensorrt` sdist that fails), and in site-packages their `tensorrt/` folder
+# would import as an empty package. 10.13.0.35.1 names 3 parameters `in` (a keyword) and puts a parameter
+# without default after defaults, which stops mypy: the sed fixes exactly those.
+STUBS  := $(VENV)/typing-stubs
+STUBS_STAMP := $(STUBS)/.installed-10.13.0.35.1
 
 DATA   ?= runs/data/synth
 CONFIG ?= tiny
@@ -13,18 +20,30 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: test-arm setup test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: test-arm setup typecheck gpu-check test test-all lint demo train val export quantize bench check engine bundle clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(STUBS_STAMP)
 
 $(STAMP):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+$(STUBS_STAMP): | $(STAMP)
+	rm -rf $(STUBS)
+	$(BIN)/pip install --quiet --no-deps --target $(STUBS) tensorrt-stubs==10.13.0.35.1
+	sed -i -E 's/, in: /, in_: /g; s/(power: Weights = None, channel_axis: int)\)/\1 = ...)/' \
+		$(STUBS)/tensorrt_bindings/tensorrt.pyi
+	touch $@
+
+# The TensorRT shell against tensorrt-stubs (files and settings in pyproject.toml [tool.mypy])
+typecheck: $(STAMP) $(STUBS_STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) $(STUBS_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not tensorrt and not arm"
 
 test-all: $(STAMP)
@@ -61,6 +80,12 @@ check: $(STAMP)
 engine: $(STAMP)
 	$(SD) engine --onnx $(RUN)/export/model-fp16.onnx --precision fp16
 	$(SD) engine --onnx $(RUN)/export/model-int8-tensorrt.onnx --precision int8
+
+# On a host with a GPU and TensorRT: FP32/FP16/INT8 engines of a briefly trained tiny model, `pytest -m tensorrt`,
+# mAP and detections vs ONNX Runtime FP32, latency, one report (runs/gpu-check/report.md). Elsewhere it exits 1
+# with one line naming what is missing; GPU_CHECK_ARGS=--dry-run shows the report format on ONNX Runtime.
+gpu-check: $(STAMP)
+	@$(BIN)/python -m scratchdet.benchmarks.gpu_check --data $(DATA) --out runs/gpu-check $(GPU_CHECK_ARGS)
 
 bundle: $(STAMP)
 	$(SD) bundle --onnx $(RUN)/export/model.onnx --data $(DATA)

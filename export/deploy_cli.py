@@ -52,8 +52,9 @@ def _engine_arguments(engine: argparse.ArgumentParser) -> None:
     engine.add_argument("--opt-batch", type=int, default=1)
     engine.add_argument("--max-batch", type=int, default=8)
     engine.add_argument("--workspace-mib", type=int, default=1024)
-    engine.add_argument("--dla-core", type=int, help="Jetson DLA core (TensorRT 10), GPU fallback on")
-    engine.add_argument("--out", help="engine path (default: RUN/engines/NAME-PRECISION-trtMAJOR.engine)")
+    engine.add_argument("--dla-core", type=int, help="Jetson DLA core (TensorRT 10.0-10.7 or 11.4.1+), GPU fallback "
+                        "on; needs --min-batch = --opt-batch = --max-batch")
+    engine.add_argument("--out", help="engine path (default: RUN/engines/MODEL-PRECISION.engine + .json sidecar)")
     engine.set_defaults(run=run_engine)
 
 
@@ -87,9 +88,9 @@ def run_engine(args: argparse.Namespace) -> None:
         trt = import_tensorrt()
         gpu_info()
     except (ImportError, CudaError) as error:
-        lines = [trtexec_command(make_plan(onnx_path, metadata, args.precision, f"{major}.0", batches,
-                                           args.workspace_mib, args.dla_core if major == 10 else None, out))
-                 for major in (10, 11)]
+        # JetPack 6's 10.3 and 11.4.1 (the first 11.x with DLA again) stand for their majors
+        lines = [trtexec_command(make_plan(onnx_path, metadata, args.precision, version, batches,
+                                           args.workspace_mib, args.dla_core, out)) for version in ("10.3", "11.4.1")]
         raise RuntimeError(f"cannot build here: {error}. The ONNX is {onnx_path.resolve()}; on the device run\n"
                            f"  TensorRT 10: {lines[0]}\n  TensorRT 11: {lines[1]}") from None
     plan = make_plan(onnx_path, metadata, args.precision, trt.__version__, batches, args.workspace_mib,

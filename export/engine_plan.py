@@ -1,17 +1,20 @@
 """Every decision of a TensorRT engine build, as plain functions testable without TensorRT.
 
 TensorRT 10 vs 11 (../shared/reference/tensorrt-facts.md section 3; TensorRT 11 migration guide):
-  10.x  the FP16 builder flag exists; a network may opt into strong typing (STRONGLY_TYPED flag);
-        Q/DQ ONNX gives explicit INT8.
-  11.x  strong typing is always on: no FP16/INT8 flags, no calibrators. Precision comes from the
-        ONNX itself: an FP16 ONNX for FP16, a Q/DQ ONNX for INT8.
-So: int8 always takes the symmetric Q/DQ ONNX (`quantize --target tensorrt`) in a strongly typed network;
-fp16 takes an FP16 ONNX (strongly typed) on both, or on 10.x an FP32 ONNX plus the FP16 flag.
+  10.x  the FP16 builder flag exists but weak typing is deprecated since 10.12 ("Weak typing APIs
+        deprecated", TensorRT 10.12.0 release notes); a network opts into strong typing with the
+        STRONGLY_TYPED creation flag; a Q/DQ ONNX gives explicit INT8.
+  11.x  strong typing is always on and the STRONGLY_TYPED flag is deprecated and ignored; no FP16/INT8
+        flags (11.x migration guide, "Strongly Typed Networks Are Now Required").
+Our choice: every engine is strongly typed and takes its precision from the ONNX, on both majors: fp32
+from the FP32 ONNX, fp16 from an FP16 ONNX (`quantize --precision fp16`), int8 from the symmetric Q/DQ
+ONNX (`quantize --target tensorrt`). One path, the same numerics on 10 and 11, and nothing deprecated.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +22,12 @@ from typing import Any
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # The ONNX precision (metadata "precision") each engine precision accepts.
-ONNX_FOR = {"fp32": ("fp32",), "fp16": ("fp16", "fp32"), "int8": ("int8-tensorrt",)}
+ONNX_FOR = {"fp32": ("fp32",), "fp16": ("fp16",), "int8": ("int8-tensorrt",)}
+# Suffixes `quantize` adds to an ONNX stem; an engine is named after the model, not after its source ONNX.
+ONNX_SUFFIXES = ("-fp32", "-fp16", "-int8-tensorrt", "-int8-ort")
+# DLA (Jetson AGX Orin): TensorRT 10.0-10.7 ("TensorRT 10.7 was the last 10.x release that supported DLA")
+# and 11.4.1+ with JetPack 7.2.2 (11.4.1 release notes; "Working with DLA", docs 11.4.1); not 11.0-11.4.0.
+DLA_VERSIONS = (((10, 0, 0), (10, 7, 99)), ((11, 4, 1), (11, 99, 99)))
 
 
 class EnginePlanError(ValueError):
@@ -39,6 +47,7 @@ class EnginePlan:
     precision: str
     tensorrt_major: int
     strongly_typed: bool
+    network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag names set on create_network
     builder_flags: tuple[str, ...]
     shapes: dict[str, tuple[list[int], list[int], list[int]]]  # input -> (min, opt, max)
     workspace_mib: int = 1024
@@ -46,34 +55,58 @@ class EnginePlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def tensorrt_major(version: str) -> int:
-    """'10.3.0.30' -> 10. Only 10 and 11 are supported."""
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """'10.3.0.30' -> (10, 3, 0): major, minor, patch (trtexec prints three parts, Python four)."""
+    parts = version.strip().split(".")
     try:
-        major = int(version.split(".")[0])
+        numbers = [int(p) for p in parts[:3]]
     except ValueError:
         raise EnginePlanError(f"cannot read a TensorRT version from '{version}'") from None
+    if not numbers:
+        raise EnginePlanError(f"cannot read a TensorRT version from '{version}'")
+    return (*numbers, 0, 0)[:3]  # type: ignore[return-value]
+
+
+def same_tensorrt_version(a: str, b: str) -> bool:
+    """Engines are tied to major.minor.patch; the fourth (build) part is not compared."""
+    return version_tuple(a) == version_tuple(b)
+
+
+def tensorrt_major(version: str) -> int:
+    """'10.3.0.30' -> 10. Only 10 and 11 are supported."""
+    major = version_tuple(version)[0]
     if major not in (10, 11):
         raise EnginePlanError(f"TensorRT {version} is not supported: use 10.x (JetPack 6) or 11.x")
     return major
 
 
+def dla_supported(version: str) -> bool:
+    """Whether this TensorRT version can build DLA engines (see DLA_VERSIONS)."""
+    found = version_tuple(version)
+    return any(low <= found <= high for low, high in DLA_VERSIONS)
+
+
 def precision_settings(precision: str, onnx_precision: str, major: int) -> tuple[bool, tuple[str, ...]]:
-    """(strongly typed network?, builder flags) for an engine precision, ONNX precision and TensorRT major."""
+    """(strongly typed network?, builder flags) for an engine precision, ONNX precision and TensorRT major.
+
+    Every engine is strongly typed (precision from the ONNX); no builder precision flag is ever set.
+    """
     if precision not in PRECISIONS:
         raise EnginePlanError(f"unknown precision '{precision}': choose {', '.join(PRECISIONS)}")
     if onnx_precision not in ONNX_FOR[precision]:
         hint = {"fp16": "scratchdet quantize --onnx MODEL --precision fp16",
                 "int8": "scratchdet quantize --onnx MODEL --data DATA --target tensorrt",
                 "fp32": "scratchdet export"}[precision]
+        why = (" (engines are strongly typed: the FP16 builder flag is deprecated since TensorRT 10.12 and gone "
+               "in 11)" if precision == "fp16" else "")
         raise EnginePlanError(f"a {precision} engine needs an ONNX of precision {' or '.join(ONNX_FOR[precision])}, "
-                              f"this one is {onnx_precision}; make one with `{hint}`")
-    if precision == "fp16" and onnx_precision == "fp32":
-        if major >= 11:
-            raise EnginePlanError("TensorRT 11 has no FP16 flag: give an FP16 ONNX "
-                                  "(`scratchdet quantize --onnx MODEL --precision fp16`)")
-        return False, ("FP16",)
-    # 11.x is always strongly typed; on 10.x we opt in, so both majors read precision from the ONNX alike.
+                              f"this one is {onnx_precision}; make one with `{hint}`{why}")
     return True, ()
+
+
+def network_flags(strongly_typed: bool, major: int) -> tuple[str, ...]:
+    """STRONGLY_TYPED on 10.x only: 11.x is always strongly typed and ignores the deprecated flag."""
+    return ("STRONGLY_TYPED",) if strongly_typed and major == 10 else ()
 
 
 def profile_shapes(input_size: int, min_batch: int, opt_batch: int, max_batch: int) -> dict[str, tuple]:
@@ -85,10 +118,22 @@ def profile_shapes(input_size: int, min_batch: int, opt_batch: int, max_batch: i
     return {"images": ([min_batch, *shape], [opt_batch, *shape], [max_batch, *shape])}
 
 
+def engine_name(onnx_stem: str, precision: str) -> str:
+    """The one engine file name of a model and precision: model-fp16.onnx, model.onnx -> model-fp16.engine.
+
+    `scratchdet engine`, the bundle's build_engine.sh and its nvinfer config all use it, so DeepStream finds
+    the engine the script built and the runtime finds its sidecar (same stem, .json).
+    """
+    if precision not in PRECISIONS:
+        raise EnginePlanError(f"unknown precision '{precision}': choose {', '.join(PRECISIONS)}")
+    model = next((onnx_stem[: -len(s)] for s in ONNX_SUFFIXES if onnx_stem.endswith(s)), onnx_stem)
+    return f"{model}-{precision}.engine"
+
+
 def engine_paths(onnx: Path, precision: str, major: int, out: Path | None = None) -> tuple[Path, Path, Path]:
     """(engine, sidecar JSON, timing cache) paths; by default in an `engines/` folder beside the ONNX."""
     run = onnx.parent.parent if onnx.parent.name == "export" else onnx.parent  # RUN/export/x.onnx -> RUN/engines
-    engine = out or run / "engines" / f"{onnx.stem}-{precision}-trt{major}.engine"
+    engine = out or run / "engines" / engine_name(onnx.stem, precision)
     return engine, engine.with_suffix(".json"), engine.parent / f"timing-trt{major}.cache"
 
 
@@ -99,32 +144,45 @@ def make_plan(onnx: Path, metadata: dict, precision: str, tensorrt_version: str,
     major = tensorrt_major(tensorrt_version)
     strongly_typed, flags = precision_settings(precision, metadata.get("precision", "fp32"), major)
     if dla_core is not None:
-        if major >= 11:
-            raise EnginePlanError("DLA is a Jetson feature of TensorRT 10.x in this pipeline; drop --dla-core")
-        flags = (*flags, "GPU_FALLBACK")
+        flags = (*flags, *dla_flags(tensorrt_version, batches))
     engine, sidecar, cache = engine_paths(onnx, precision, major, out)
-    return EnginePlan(str(onnx), str(engine), str(sidecar), str(cache), precision, major, strongly_typed, flags,
-                      profile_shapes(metadata["input_size"], *batches), workspace_mib, dla_core)
+    return EnginePlan(str(onnx), str(engine), str(sidecar), str(cache), precision, major, strongly_typed,
+                      network_flags(strongly_typed, major), flags, profile_shapes(metadata["input_size"], *batches),
+                      workspace_mib, dla_core)
+
+
+def dla_flags(tensorrt_version: str, batches: tuple[int, int, int]) -> tuple[str, ...]:
+    """Builder flags of a DLA build (GPU fallback); refuses versions without DLA and dynamic batch profiles."""
+    if not dla_supported(tensorrt_version):
+        raise EnginePlanError(f"TensorRT {tensorrt_version} has no DLA: it needs 10.0-10.7 (JetPack 6) or 11.4.1+ "
+                              f"(JetPack 7.2.2, AGX Orin); drop --dla-core")
+    if len(set(batches)) != 1:
+        raise EnginePlanError(f"DLA needs a static batch (min = opt = max), got {'/'.join(map(str, batches))}; "
+                              f"pass --min-batch N --opt-batch N --max-batch N")
+    return ("GPU_FALLBACK",)
 
 
 def _shape(dims: list[int]) -> str:
     return "x".join(str(d) for d in dims)
 
 
-def trtexec_command(plan: EnginePlan) -> str:
-    """The trtexec line that builds the same engine on a device."""
+def trtexec_arguments(plan: EnginePlan) -> list[str]:
+    """trtexec's arguments for the same build as `plan`; --onnx and --saveEngine come first."""
     minimum, optimum, maximum = plan.shapes["images"]
-    args = ["trtexec", f"--onnx={plan.onnx}", f"--saveEngine={plan.engine}",
+    args = [f"--onnx={plan.onnx}", f"--saveEngine={plan.engine}",
             f"--minShapes=images:{_shape(minimum)}", f"--optShapes=images:{_shape(optimum)}",
             f"--maxShapes=images:{_shape(maximum)}", f"--memPoolSize=workspace:{plan.workspace_mib}",
             f"--timingCacheFile={plan.timing_cache}"]
-    if plan.strongly_typed and plan.tensorrt_major == 10:
+    if "STRONGLY_TYPED" in plan.network_flags:
         args.append("--stronglyTyped")
-    if "FP16" in plan.builder_flags:
-        args.append("--fp16")
     if plan.dla_core is not None:
         args += [f"--useDLACore={plan.dla_core}", "--allowGPUFallback"]
-    return shlex.join(args)
+    return args
+
+
+def trtexec_command(plan: EnginePlan) -> str:
+    """The trtexec line that builds the same engine on a device."""
+    return shlex.join(["trtexec", *trtexec_arguments(plan)])
 
 
 def sidecar(plan: EnginePlan, tensorrt_version: str, gpu_name: str, compute_capability: str, onnx_sha256: str,
@@ -137,7 +195,11 @@ def sidecar(plan: EnginePlan, tensorrt_version: str, gpu_name: str, compute_capa
 
 
 def write_sidecar(path: str | Path, values: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(values, indent=2))
+    """Write the sidecar JSON through a temporary file in the same folder."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(values, indent=2))
+    os.replace(temporary, path)
 
 
 def check_engine_compatible(engine: str | Path, values: dict[str, Any], tensorrt_version: str, gpu_name: str,
@@ -148,7 +210,8 @@ def check_engine_compatible(engine: str | Path, values: dict[str, Any], tensorrt
         EngineMismatchError: naming the engine, built-for vs running, and the trtexec line.
     """
     problems = []
-    if values.get("tensorrt_version") != tensorrt_version:
+    built_with = str(values.get("tensorrt_version", "unknown"))
+    if built_with == "unknown" or not same_tensorrt_version(built_with, tensorrt_version):
         problems.append(f"TensorRT {values.get('tensorrt_version')} (running {tensorrt_version})")
     if values.get("gpu_name") != gpu_name or values.get("compute_capability") != compute_capability:
         problems.append(f"GPU {values.get('gpu_name')} sm_{values.get('compute_capability')} "

@@ -2,33 +2,58 @@
 
 Written against the Python API common to TensorRT 10.x and 11.x (tensorrt-facts.md section 3.1):
 Builder -> network -> OnnxParser -> builder config (memory pool, profile, timing cache, flags, DLA)
--> build_serialized_network. Tested by `pytest -m tensorrt` on a GPU host.
+-> build_serialized_network. Typed against tensorrt-stubs (mypy in `make test`); run by
+`pytest -m tensorrt` and `make gpu-check` on a GPU host.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from scratchdet.export.cuda_device import gpu_info
 from scratchdet.export.engine_plan import EnginePlan, sidecar, write_sidecar
 from scratchdet.models.checkpoint import file_sha256
 
+if TYPE_CHECKING:
+    import tensorrt as trt
+
 log = logging.getLogger(__name__)
 
 
-def import_tensorrt():
+def import_tensorrt() -> ModuleType:
+    """The tensorrt module, or ImportError saying what to install.
+
+    A folder named tensorrt without the bindings (e.g. type stubs installed into site-packages) imports as an
+    empty namespace package; it counts as missing.
+    """
+    missing = ("TensorRT is not installed (pip install tensorrt on an x86 GPU host; JetPack ships it on Jetson)")
     try:
-        import tensorrt as trt
+        import tensorrt
     except ImportError:
-        raise ImportError("TensorRT is not installed (pip install tensorrt on an x86 GPU host; JetPack ships it "
-                          "on Jetson)") from None
-    return trt
+        raise ImportError(missing) from None
+    if not hasattr(tensorrt, "Builder"):
+        raise ImportError(f"{missing}; the `tensorrt` found at {list(tensorrt.__path__)} has no bindings")
+    return tensorrt
 
 
-def _parse(trt, builder, plan: EnginePlan, logger):
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+def _write_bytes(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _parse(builder: trt.Builder, plan: EnginePlan,
+           logger: trt.ILogger) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    import tensorrt as trt
+
+    flags = 0
+    for name in plan.network_flags:  # STRONGLY_TYPED on 10.x only; 11.x ignores the deprecated flag
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(plan.onnx):
@@ -45,16 +70,21 @@ def _parse(trt, builder, plan: EnginePlan, logger):
     return network, parser
 
 
-def _configure(trt, builder, plan: EnginePlan):
+def _configure(builder: trt.Builder, plan: EnginePlan) -> trt.IBuilderConfig:
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mib << 20)
     profile = builder.create_optimization_profile()
     for name, (minimum, optimum, maximum) in plan.shapes.items():
         profile.set_shape(name, minimum, optimum, maximum)
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:
+        raise RuntimeError(f"{plan.onnx}: TensorRT refused the optimisation profile {plan.shapes}")
     cache_path = Path(plan.timing_cache)
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise RuntimeError(f"{cache_path}: TensorRT refused the timing cache (built by another TensorRT or GPU?); "
+                           f"delete it and build again")
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if plan.dla_core is not None:
@@ -69,20 +99,22 @@ def build_engine(plan: EnginePlan, metadata: dict) -> Path:
     Raises:
         ImportError: TensorRT missing. RuntimeError: parser errors or a failed build (naming the ONNX).
     """
-    trt = import_tensorrt()
+    tensorrt = import_tensorrt()
     started = time.perf_counter()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, plan, logger)
-    config = _configure(trt, builder, plan)
+    logger = tensorrt.Logger(tensorrt.Logger.WARNING)
+    builder = tensorrt.Builder(logger)
+    network, _parser = _parse(builder, plan, logger)
+    config = _configure(builder, plan)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"{plan.onnx}: TensorRT returned no engine (see the builder log above)")
     engine = Path(plan.engine)
     engine.parent.mkdir(parents=True, exist_ok=True)
-    engine.write_bytes(bytes(serialized))
-    Path(plan.timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    _write_bytes(engine, bytes(serialized))
+    timing_cache = config.get_timing_cache()
+    if timing_cache is not None:
+        _write_bytes(Path(plan.timing_cache), bytes(timing_cache.serialize()))
     name, capability = gpu_info()
-    write_sidecar(plan.sidecar, sidecar(plan, trt.__version__, name, capability, file_sha256(plan.onnx),
+    write_sidecar(plan.sidecar, sidecar(plan, tensorrt.__version__, name, capability, file_sha256(plan.onnx),
                                         time.perf_counter() - started, metadata))
     return engine

@@ -38,6 +38,10 @@ def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
     bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
     bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
     bundle.add_argument("--out", help="default: RUN/bundle")
+    bundle.add_argument("--conf", type=float,
+                        help="deployment score threshold for DeepStream (default: the ONNX's deploy_score_threshold, "
+                             "else 0.25); evaluation keeps the ONNX's own low threshold")
+    bundle.add_argument("--max-batch", type=int, default=8, help="largest batch of the engines build_engine.sh builds")
     calibration_arguments(bundle)
     bundle.set_defaults(run=run_bundle)
 
@@ -79,7 +83,8 @@ def run_bundle(args: argparse.Namespace) -> None:
 
     source = Path(args.onnx)
     out = Path(args.out) if args.out else source.parent.parent / "bundle"
-    folder = make_bundle(source, args.data, out, calibration_options(args))
+    folder = make_bundle(source, args.data, out, calibration_options(args), score_threshold=args.conf,
+                         max_batch=args.max_batch)
     print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
     for path in sorted(folder.iterdir()):
         print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

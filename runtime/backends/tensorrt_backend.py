@@ -2,9 +2,11 @@
 
 Flow (tensorrt-facts.md section 3.4): check the sidecar against the running TensorRT and GPU,
 deserialize, create a context, allocate for the profile's max batch, then per call `set_input_shape`,
-copy in, `execute_async_v3` on a stream, copy out. Addresses are set once (`set_tensor_address`);
-an optional CUDA graph replays a fixed batch size. Shape and size decisions are pure functions
-(`TensorSpec`, `buffer_bytes`) tested without a GPU; the rest runs under `pytest -m tensorrt`.
+copy in, `execute_async_v3` on a stream, copy out. Addresses are set once (`set_tensor_address`); every
+boolean TensorRT returns is checked. An optional CUDA graph replays a fixed batch size; capture can fail
+(NonMaxSuppression has a data-dependent output shape, which TensorRT may not run under capture), and
+then the backend runs uncaptured. Shape and size decisions are pure functions (`TensorSpec`,
+`buffer_bytes`) tested without a GPU; the rest runs under `pytest -m tensorrt` and `make gpu-check`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scratchdet.export.contract import postprocess_config, unpack_outputs
@@ -21,6 +24,9 @@ from scratchdet.export.cuda_device import cuda_call, cudart, gpu_info
 from scratchdet.export.engine_plan import check_engine_compatible
 from scratchdet.export.tensorrt_build import import_tensorrt
 from scratchdet.models.detections import Detections
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,12 @@ def buffer_bytes(specs: list[TensorSpec]) -> dict[str, int]:
     return {spec.name: spec.nbytes for spec in specs}
 
 
-def read_sidecar(engine: Path) -> dict:
+def dims(shape: trt.Dims) -> tuple[int, ...]:
+    """A TensorRT Dims as a tuple of ints."""
+    return tuple(int(shape[i]) for i in range(len(shape)))
+
+
+def read_sidecar(engine: Path) -> dict[str, Any]:
     sidecar = engine.with_suffix(".json")
     if not sidecar.is_file():
         raise FileNotFoundError(f"{engine}: no sidecar {sidecar.name} beside it (build engines with `scratchdet "
@@ -67,7 +78,7 @@ class DeviceBuffers:
             pointer = cuda_call(self.runtime.cudaMallocHost(nbytes))
             self._host_pointers[name] = pointer
             raw = (ctypes.c_byte * nbytes).from_address(int(pointer))
-            self.host[name] = np.frombuffer(raw, dtype=self.specs[name].dtype)
+            self.host[name] = np.frombuffer(memoryview(raw), dtype=self.specs[name].dtype)
 
     def close(self) -> None:
         for pointer in self.device.values():
@@ -83,36 +94,55 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, path: str | Path, cuda_graph: bool = False) -> None:
-        trt = import_tensorrt()
+        tensorrt = import_tensorrt()
         self.path = Path(path)
         values = read_sidecar(self.path)
-        check_engine_compatible(self.path, values, trt.__version__, *gpu_info())
+        check_engine_compatible(self.path, values, tensorrt.__version__, *gpu_info())
         metadata = values["model_metadata"]
         self.class_names, self.input_size = metadata["class_names"], metadata["input_size"]
         self.postprocess = postprocess_config(metadata, values.get("onnx", self.path))
-        self.precision, self.provider = values["precision"], f"TensorRT {trt.__version__}"
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise RuntimeError(f"{self.path}: TensorRT could not deserialize the engine")
-        self.context = self.engine.create_execution_context()
+        self.precision, self.provider = values["precision"], f"TensorRT {tensorrt.__version__}"
         self.runtime = cudart()
+        self.graphs: dict[int, tuple[Any, Any]] = {}  # batch size -> (cudaGraph_t, cudaGraphExec_t)
+        self.use_cuda_graph = cuda_graph
+        self.buffers: DeviceBuffers | None = None
+        self.stream: Any = None
+        self.engine = self._deserialize(tensorrt)
+        self.context = self.engine.create_execution_context()
         self.stream = cuda_call(self.runtime.cudaStreamCreate())
-        self.specs = self._tensor_specs(trt)
+        self.specs = self._tensor_specs()
         self.buffers = DeviceBuffers(self.specs)
         for spec in self.specs:
-            self.context.set_tensor_address(spec.name, int(self.buffers.device[spec.name]))
-        self.use_cuda_graph, self.graphs = cuda_graph, {}
+            if not self.context.set_tensor_address(spec.name, int(self.buffers.device[spec.name])):
+                raise RuntimeError(f"{self.path}: TensorRT refused the device address of tensor '{spec.name}'")
 
-    def _tensor_specs(self, trt) -> list[TensorSpec]:
+    def _deserialize(self, tensorrt: Any) -> trt.ICudaEngine:
+        trt_runtime: trt.Runtime = tensorrt.Runtime(tensorrt.Logger(tensorrt.Logger.WARNING))
+        engine = trt_runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise RuntimeError(f"{self.path}: TensorRT could not deserialize the engine")
+        return engine
+
+    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        if not self.context.set_input_shape(name, shape):
+            minimum, _, maximum = self.engine.get_tensor_profile_shape(name, 0)
+            raise ValueError(f"{self.path}: input '{name}' shape {shape} is outside the engine profile "
+                             f"{dims(minimum)}..{dims(maximum)}")
+
+    def _tensor_specs(self) -> list[TensorSpec]:
+        import tensorrt as trt
+
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         for name in inputs:
-            self.context.set_input_shape(name, tuple(self.engine.get_tensor_profile_shape(name, 0)[2]))
+            self._set_input_shape(name, dims(self.engine.get_tensor_profile_shape(name, 0)[2]))
         self.max_batch = int(self.context.get_tensor_shape(inputs[0])[0])
         return [TensorSpec(n, n in inputs, np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))),
-                           tuple(self.context.get_tensor_shape(n))) for n in names]
+                           dims(self.context.get_tensor_shape(n))) for n in names]
 
     def _copy(self, name: str, count: int, to_device: bool) -> None:
+        if self.buffers is None:
+            raise RuntimeError(f"{self.path}: the backend is closed")
         kind = self.runtime.cudaMemcpyKind
         nbytes = count * self.buffers.specs[name].dtype.itemsize
         host = self.buffers.host[name].ctypes.data
@@ -122,37 +152,66 @@ class TensorRTBackend:
         else:
             cuda_call(self.runtime.cudaMemcpyAsync(host, device, nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
 
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise RuntimeError(f"{self.path}: execute_async_v3 failed (see the TensorRT log above)")
+
+    def _capture(self, batch_size: int) -> bool:
+        """Capture one enqueue into a CUDA graph; False (and nothing kept) when capture is not possible."""
+        self._enqueue()  # TensorRT's own advice: one uncaptured run first, to finish lazy allocations
+        cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
+        mode = self.runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        cuda_call(self.runtime.cudaStreamBeginCapture(self.stream, mode))
+        enqueued = self.context.execute_async_v3(int(self.stream))
+        error, graph = self.runtime.cudaStreamEndCapture(self.stream)  # always end, even after a failed enqueue
+        if not enqueued or int(error) != 0 or graph is None:
+            if graph is not None and int(error) == 0:
+                cuda_call(self.runtime.cudaGraphDestroy(graph))
+            return False
+        error, executable = self.runtime.cudaGraphInstantiate(graph, 0)
+        if int(error) != 0:
+            cuda_call(self.runtime.cudaGraphDestroy(graph))
+            return False
+        self.graphs[batch_size] = (graph, executable)
+        return True
+
     def _execute(self, batch_size: int) -> None:
-        if not self.use_cuda_graph:
-            if not self.context.execute_async_v3(int(self.stream)):
-                raise RuntimeError(f"{self.path}: execute_async_v3 failed")
-            return
-        if batch_size not in self.graphs:
-            self.context.execute_async_v3(int(self.stream))  # TensorRT's warm-up before capture
-            mode = self.runtime.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
-            cuda_call(self.runtime.cudaStreamBeginCapture(self.stream, mode))
-            self.context.execute_async_v3(int(self.stream))
-            graph = cuda_call(self.runtime.cudaStreamEndCapture(self.stream))
-            self.graphs[batch_size] = cuda_call(self.runtime.cudaGraphInstantiate(graph, 0))
-        cuda_call(self.runtime.cudaGraphLaunch(self.graphs[batch_size], self.stream))
+        if self.use_cuda_graph and batch_size not in self.graphs and not self._capture(batch_size):
+            log.warning("%s: CUDA graph capture failed (the in-graph NMS has a data-dependent shape); "
+                        "running without CUDA graphs", self.path)
+            self.use_cuda_graph = False
+        if self.use_cuda_graph:
+            cuda_call(self.runtime.cudaGraphLaunch(self.graphs[batch_size][1], self.stream))
+        else:
+            self._enqueue()
 
     def infer(self, batch: np.ndarray) -> list[Detections]:
+        if self.buffers is None:
+            raise RuntimeError(f"{self.path}: the backend is closed")
         if len(batch) > self.max_batch:
             raise ValueError(f"{self.path}: batch {len(batch)} exceeds the engine profile's max {self.max_batch}")
         (image,) = [s for s in self.specs if s.is_input]
-        self.context.set_input_shape(image.name, batch.shape)
+        self._set_input_shape(image.name, batch.shape)
         self.buffers.host[image.name][: batch.size] = batch.ravel()
         self._copy(image.name, batch.size, to_device=True)
         self._execute(len(batch))
-        outputs = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         for spec in (s for s in self.specs if not s.is_input):
-            shape = tuple(self.context.get_tensor_shape(spec.name))
-            self._copy(spec.name, int(np.prod(shape)), to_device=False)
-            outputs[spec.name] = (spec, shape)
+            shapes[spec.name] = dims(self.context.get_tensor_shape(spec.name))
+            self._copy(spec.name, int(np.prod(shapes[spec.name])), to_device=False)
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
         return unpack_outputs({name: self.buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
-                       for name, (spec, shape) in outputs.items()})
+                               for name, shape in shapes.items()})
 
     def close(self) -> None:
-        self.buffers.close()
-        cuda_call(self.runtime.cudaStreamDestroy(self.stream))
+        """Free graphs, buffers and the stream; a second call does nothing."""
+        for graph, executable in self.graphs.values():
+            cuda_call(self.runtime.cudaGraphExecDestroy(executable))
+            cuda_call(self.runtime.cudaGraphDestroy(graph))
+        self.graphs.clear()
+        if self.buffers is not None:
+            self.buffers.close()
+            self.buffers = None
+        if self.stream is not None:
+            cuda_call(self.runtime.cudaStreamDestroy(self.stream))
+            self.stream = None

@@ -6,6 +6,8 @@ from scratchdet.export.engine_plan import (
     EngineMismatchError,
     EnginePlanError,
     check_engine_compatible,
+    dla_supported,
+    engine_name,
     engine_paths,
     make_plan,
     precision_settings,
@@ -28,11 +30,12 @@ def test_tensorrt_major_accepts_10_and_11_only():
 
 def test_precision_settings_per_major():
     assert precision_settings("fp32", "fp32", 10) == (True, ())
-    assert precision_settings("fp16", "fp32", 10) == (False, ("FP16",))  # the 10.x builder flag
-    assert precision_settings("fp16", "fp16", 11) == (True, ())  # typed by the ONNX
+    assert precision_settings("fp16", "fp16", 10) == (True, ())  # typed by the ONNX on both majors
+    assert precision_settings("fp16", "fp16", 11) == (True, ())
     assert precision_settings("int8", "int8-tensorrt", 10) == (True, ())
-    with pytest.raises(EnginePlanError, match="TensorRT 11 has no FP16 flag"):
-        precision_settings("fp16", "fp32", 11)
+    for major in (10, 11):  # no weak typing: the FP16 flag is deprecated since 10.12 and gone in 11
+        with pytest.raises(EnginePlanError, match=r"needs an ONNX of precision fp16.*--precision fp16.*10\.12"):
+            precision_settings("fp16", "fp32", major)
     with pytest.raises(EnginePlanError, match="--target tensorrt"):
         precision_settings("int8", "int8-ort", 10)  # asymmetric zero points: TensorRT refuses them
     with pytest.raises(EnginePlanError, match="unknown precision 'int4'"):
@@ -46,29 +49,55 @@ def test_profile_shapes_vary_only_the_batch():
 
 
 def test_engine_paths_sit_beside_the_export_folder():
-    engine, side, cache = engine_paths(Path("runs/x/export/model.onnx"), "fp16", 10)
-    assert engine == Path("runs/x/engines/model-fp16-trt10.engine")
-    assert side == Path("runs/x/engines/model-fp16-trt10.json")
+    engine, side, cache = engine_paths(Path("runs/x/export/model-fp16.onnx"), "fp16", 10)
+    assert engine == Path("runs/x/engines/model-fp16.engine")  # the name the bundle's config and script use
+    assert side == Path("runs/x/engines/model-fp16.json")
     assert cache == Path("runs/x/engines/timing-trt10.cache")
 
 
-def test_trtexec_line_per_major_and_dla():
-    onnx = Path("runs/x/export/model.onnx")
-    ten = trtexec_command(make_plan(onnx, METADATA, "fp16", "10.3", (1, 2, 8), 512, dla_core=0))
-    assert "--fp16" in ten and "--useDLACore=0 --allowGPUFallback" in ten
-    assert "--minShapes=images:1x3x300x300 --optShapes=images:2x3x300x300 --maxShapes=images:8x3x300x300" in ten
-    assert "--memPoolSize=workspace:512" in ten and "--timingCacheFile=runs/x/engines/timing-trt10.cache" in ten
-    eleven = trtexec_command(make_plan(onnx, {**METADATA, "precision": "fp16"}, "fp16", "11.0"))
-    assert "--fp16" not in eleven and "--stronglyTyped" not in eleven  # 11 is always strongly typed
-    with pytest.raises(EnginePlanError, match="DLA"):
-        make_plan(onnx, METADATA, "fp32", "11.0", dla_core=0)
+def test_one_engine_name_per_model_and_precision():
+    assert engine_name("model-int8-tensorrt", "int8") == engine_name("model", "int8") == "model-int8.engine"
+    assert engine_name("model-fp16", "fp16") == "model-fp16.engine"
+    assert engine_name("bccd-fp32", "fp32") == "bccd-fp32.engine"
+    with pytest.raises(EnginePlanError, match="unknown precision 'bf16'"):
+        engine_name("model", "bf16")
+
+
+def test_trtexec_line_per_major():
+    onnx = Path("runs/x/export/model-fp16.onnx")
+    fp16 = {**METADATA, "precision": "fp16"}
+    ten = make_plan(onnx, fp16, "fp16", "10.3", (1, 2, 8), 512)
+    line = trtexec_command(ten)
+    assert ten.network_flags == ("STRONGLY_TYPED",) and "--stronglyTyped" in line and "--fp16" not in line
+    assert "--minShapes=images:1x3x300x300 --optShapes=images:2x3x300x300 --maxShapes=images:8x3x300x300" in line
+    assert "--memPoolSize=workspace:512" in line and "--timingCacheFile=runs/x/engines/timing-trt10.cache" in line
+    eleven = make_plan(onnx, fp16, "fp16", "11.4.1")
+    assert eleven.strongly_typed and eleven.network_flags == ()  # STRONGLY_TYPED is deprecated and ignored on 11
+    assert "--stronglyTyped" not in trtexec_command(eleven) and "--fp16" not in trtexec_command(eleven)
+
+
+def test_dla_needs_a_static_batch_and_a_version_with_dla():
+    onnx = Path("runs/x/export/model-fp16.onnx")
+    fp16 = {**METADATA, "precision": "fp16"}
+    line = trtexec_command(make_plan(onnx, fp16, "fp16", "10.3.0.30", (2, 2, 2), dla_core=0))
+    assert "--useDLACore=0 --allowGPUFallback" in line and "--maxShapes=images:2x3x300x300" in line
+    assert make_plan(onnx, fp16, "fp16", "11.4.1", (1, 1, 1), dla_core=1).builder_flags == ("GPU_FALLBACK",)
+    with pytest.raises(EnginePlanError, match=r"DLA needs a static batch \(min = opt = max\), got 1/1/8"):
+        make_plan(onnx, fp16, "fp16", "10.3", (1, 1, 8), dla_core=0)
+    for version in ("11.0.0", "11.3.1", "11.4.0.106", "10.8.0"):
+        with pytest.raises(EnginePlanError, match=f"TensorRT {version} has no DLA"):
+            make_plan(onnx, fp16, "fp16", version, (1, 1, 1), dla_core=0)
+    assert dla_supported("10.7.0.23") and dla_supported("11.4.1") and dla_supported("11.5.0")
 
 
 def test_engine_from_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command():
     plan = make_plan(Path("runs/x/export/model.onnx"), METADATA, "fp32", "10.3.0")
     values = json.loads(json.dumps(sidecar(plan, "10.3.0", "Orin", "8.7", "abc", 12.0, METADATA)))
     check_engine_compatible("m.engine", values, "10.3.0", "Orin", "8.7")  # same: accepted
+    check_engine_compatible("m.engine", values, "10.3.0.30", "Orin", "8.7")  # trtexec's 3 parts vs Python's 4
     with pytest.raises(EngineMismatchError, match=r"m.engine: built for TensorRT 10.3.0 \(running 11.0.0\).*trtexec"):
         check_engine_compatible("m.engine", values, "11.0.0", "Orin", "8.7")
+    with pytest.raises(EngineMismatchError, match="running 10.4.0"):
+        check_engine_compatible("m.engine", values, "10.4.0", "Orin", "8.7")
     with pytest.raises(EngineMismatchError, match=r"GPU Orin sm_8.7 \(running RTX 4090 sm_8.9\)"):
         check_engine_compatible("m.engine", values, "10.3.0", "RTX 4090", "8.9")
