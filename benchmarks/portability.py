@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from scratchdet.export.onnx_runner import RawDetections
 
 FP32_BOX_TOLERANCE_PX = 1e-3  # float32 rounding of other kernels, in input pixels
 FP32_SCORE_TOLERANCE = 1e-5
@@ -39,9 +40,6 @@ def max_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]) -
         scores = np.abs(host["det_scores"][image, rows] - other["det_scores"][image, rows])
         box, score = max(box, float(boxes.max(initial=0))), max(score, float(scores.max(initial=0)))
     return box, score
-
-
-
 
 
 def near_match_fraction(host: dict[str, np.ndarray], other: dict[str, np.ndarray], box_tolerance: float = 1.0,
@@ -95,3 +93,35 @@ def tensor_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]
         steps = np.abs(host[name].astype(np.int32) - other[name].astype(np.int32))
         differences.append(TensorDifference(name, int((steps > 0).sum()), steps.size, int(steps.max(initial=0))))
     return differences
+
+
+def found_again(reference: list[RawDetections], candidate: list[RawDetections], min_score: float = 0.25,
+                min_iou: float = 0.7, score_tolerance: float = 0.1) -> tuple[int, int]:
+    """How many confident reference detections (score >= `min_score`) a candidate run finds again: same image
+    and class, IoU >= `min_iou`, score within `score_tolerance`; each candidate detection pairs at most once,
+    with the highest-IoU partner. Returns (found, total)."""
+    found = total = 0
+    for ref, other in zip(reference, candidate):
+        used = np.zeros(len(other.scores), dtype=bool)
+        for box, score, cls in zip(ref.boxes, ref.scores, ref.classes):
+            if score < min_score:
+                continue
+            total += 1
+            eligible = (other.classes == cls) & ~used & (np.abs(other.scores - score) <= score_tolerance)
+            if not eligible.any():
+                continue
+            overlaps = np.where(eligible, box_iou(box, other.boxes), -1.0)
+            best = int(overlaps.argmax())
+            if overlaps[best] >= min_iou:
+                used[best] = True
+                found += 1
+    return found, total
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1, y1, x2, y2 box with each of `boxes` [N, 4]."""
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return inter / np.maximum(union, 1e-12)
