@@ -31,6 +31,8 @@ def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     bench.add_argument("--per-round", type=int, default=10, help="calls per model per round")
     bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--runtime", default="ort", help="runtimes for .onnx models, comma-separated, timed "
+                       "interleaved: ort, openvino (FP32 compute), openvino-bf16 (BF16 compute where the CPU has it)")
     bench.set_defaults(run=run_bench)
 
 
@@ -56,7 +58,9 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> None:
     batches = tuple(int(b) for b in args.batch.split(","))
-    report = run_benchmark(args.model, args.data, batches, args.repeats, args.per_round, args.threads)
+    runtimes = tuple(r.strip() for r in args.runtime.split(",") if r.strip())
+    report = run_benchmark(args.model, args.data, batches, args.repeats, args.per_round, args.threads,
+                           runtimes=runtimes)
     out = write_report(report, args.out)
     print(markdown(report))
     print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'fps_vs_map.png'}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scratchdet.benchmarks.peak import Peak, peak_from_rounds, reference_calls
+from scratchdet.benchmarks.peak import Peak, limit_of, peak_calls, peak_from_rounds
 from scratchdet.benchmarks.timing import interleave, latency_stats
 from scratchdet.export.contract import load_checked
 from scratchdet.models.checkpoint import read_checkpoint
@@ -33,7 +33,10 @@ from scratchdet.train.evaluate import validate
 log = logging.getLogger(__name__)
 
 PAPER_FPS = 25.0  # ScratchDet300 (Root-ResNet-34) on a GPU, VOC07 test (paper, Table 5)
-LIBRARIES = ("torch", "onnxruntime", "onnx", "numpy", "opencv-python-headless", "tensorrt")
+LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python-headless", "tensorrt")
+# --runtime names for .onnx models: Detector options of each.
+RUNTIMES = {"ort": {"runtime": "onnxruntime"}, "openvino": {"runtime": "openvino", "precision_hint": "f32"},
+            "openvino-bf16": {"runtime": "openvino", "precision_hint": "bf16"}}
 
 
 @dataclass
@@ -52,8 +55,8 @@ class Row:
     throughput: dict = field(default_factory=dict)  # batch -> images/s
     map50: float | None = None
     coco_ap: float | None = None
-    roofline_fps: float | None = None  # GFLOPs / measured peak of this precision's path
-    roofline_fraction: float | None = None  # network FPS / roofline FPS
+    roofline_fps: float | None = None  # the limit: measured register peak of this precision / GFLOPs
+    roofline_fraction: float | None = None  # network FPS / that limit
     relative_speed: float | None = None  # reference-conv ms / network ms: comparable across machines
     status: str = "ok"
 
@@ -110,13 +113,14 @@ def display_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _open(path: Path, name: str, threads: int) -> tuple[Row, Detector | None]:
+def _open(path: Path, name: str, threads: int, runtime: str = "ort") -> tuple[Row, Detector | None]:
     row = Row(name, str(path),
               {".pt": "pytorch", ".onnx": "onnx", ".engine": "tensorrt"}.get(path.suffix, path.suffix))
     try:
         torch_threads(threads)
         # No spinning: interleaved sessions would otherwise steal each other's cores between calls.
-        detector = Detector(path, conf=0.0, threads=threads, spinning=False)
+        options = RUNTIMES[runtime] if path.suffix == ".onnx" else {}
+        detector = Detector(path, conf=0.0, threads=threads, spinning=False, **options)
         backend = detector.backend
         row.precision, row.runtime = backend.precision, f"{backend.name} ({backend.provider})"
         row.size_mb = path.stat().st_size / 1e6
@@ -135,20 +139,30 @@ def torch_threads(threads: int) -> None:
 
 
 def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tuple[int, ...] = (1, 8),
-                  repeats: int = 5, per_round: int = 10, threads: int = 2, peak: Peak | None = None) -> dict:
-    """The report as a dict (see `Row`), with environment and peak; timing interleaves all models."""
+                  repeats: int = 5, per_round: int = 10, threads: int = 2, peak: Peak | None = None,
+                  runtimes: tuple[str, ...] = ("ort",)) -> dict:
+    """The report as a dict (see `Row`), with environment and peak; timing interleaves all models.
+
+    `runtimes`: each .onnx model runs on each of these (keys of RUNTIMES); other formats run once.
+    """
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"unknown runtime(s) {unknown}: choose from {', '.join(RUNTIMES)}")
     paths = [Path(m) for m in models]
     val = load_dataset(data, "val") if data else None
     image = cv2.imread(str(val.records[0].path)) if val else np.random.default_rng(0).integers(
         0, 255, (480, 640, 3), dtype=np.uint8)
-    opened = [_open(p, name, threads) for p, name in zip(paths, display_names(paths))]
-    live = {row.path: (row, detector) for row, detector in opened if detector is not None}
+    entries = [(p, name, r) for p, name in zip(paths, display_names(paths))
+               for r in (runtimes if p.suffix == ".onnx" else runtimes[:1])]
+    opened = [_open(p, name if len(runtimes) == 1 or p.suffix != ".onnx" else f"{name} [{r}]", threads, r)
+              for p, name, r in entries]
+    live = {f"{row.path}|{row.name}": (row, detector) for row, detector in opened if detector is not None}
     stage_times: dict[str, list[StageTimes]] = {key: [] for key in live}
     calls = {key: (lambda d=d, times=stage_times[key]: times.append(_timed(d, image))) for key, (_, d) in live.items()}
-    if peak is None:  # the reference convs run interleaved with the models, under the same conditions
-        calls.update(reference_calls(threads))
+    if peak is None:  # the limits are measured interleaved with the models, under the same conditions
+        calls.update(peak_calls(threads))
     rounds = interleave(calls, repeats, per_round)
-    peak = peak or peak_from_rounds(rounds)
+    peak = peak or peak_from_rounds(rounds, threads)
     for key, (row, detector) in live.items():
         _fill_speed(row, detector, rounds[key], stage_times[key][-repeats * per_round :], peak, image, batches)
         if val is not None:
@@ -177,7 +191,7 @@ def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], stage_t
                                              ("postprocess", "postprocess"))}
     row.fps = 1000.0 / stats.p50
     row.network_fps = 1000.0 / row.stages_p50_ms["network"]
-    peak_rate = peak.int8_gops if row.precision.startswith("int8") else peak.fp32_gflops
+    peak_rate = limit_of(peak, row.precision)
     row.roofline_fps = peak_rate / row.gflops if row.gflops else None
     row.roofline_fraction = row.network_fps / row.roofline_fps if row.roofline_fps else None
     row.relative_speed = peak.reference_ms / row.stages_p50_ms["network"]

@@ -53,13 +53,15 @@ def markdown(report: dict) -> str:
     env = report["environment"]
     lines = [
         f"Machine: {env['cpu']}, {env['threads']} threads; GPU: {env['gpu'] or 'none'}; "
-        f"measured peak FP32 {report['peak']['fp32_gflops']:.0f} GFLOP/s, INT8 {report['peak']['int8_gops']:.0f} "
-        f"GOP/s. Libraries: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v),
+        f"limits measured in this run: FP32 {report['peak']['fp32_gflops']:.0f} GFLOP/s, "
+        + (f"BF16 {report['peak']['bf16_gflops']:.0f} GFLOP/s, " if report["peak"].get("bf16_gflops") else "")
+        + f"INT8 {report['peak']['int8_gops']:.0f} GOP/s ({report['peak'].get('source', 'reference conv')}). "
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v),
         f"Batch 1 latency is end to end (image in, detections out); reference: the paper's {report['paper_fps']:.0f} "
         "FPS (ScratchDet300, GPU).",
         "",
         "| model | format | precision | runtime | MB | GFLOPs | p50 ms (pre/net/post) | p90 | p99 | FPS "
-        "(round min-max) | net FPS | % roofline | " + " | ".join(f"b{b} img/s" for b in report["batches"] if b > 1)
+        "(round min-max) | net FPS | % of limit | " + " | ".join(f"b{b} img/s" for b in report["batches"] if b > 1)
         + " | mAP@0.5 | COCO AP | status |",
         "|" + "---|" * (15 + sum(b > 1 for b in report["batches"])),
     ]

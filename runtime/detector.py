@@ -18,15 +18,16 @@ from scratchdet.models.detections import Backend
 from scratchdet.models.predictor import Predictor
 
 SUFFIXES = (".pt", ".onnx", ".engine")
-RUNTIMES = {".pt": ("pytorch",), ".onnx": ("onnxruntime",), ".engine": ("tensorrt",)}
+RUNTIMES = {".pt": ("pytorch",), ".onnx": ("onnxruntime", "openvino"), ".engine": ("tensorrt",)}
 
 
 def open_backend(path: str | Path, runtime: str | None = None, *, device: str | None = None,
                  threads: int | None = None, providers: list[str] | None = None, spinning: bool = True,
-                 cuda_graph: bool = False) -> Backend:
+                 cuda_graph: bool = False, precision_hint: str = "f32") -> Backend:
     """The backend for a model file, by its suffix (and `runtime`, where a format has several).
 
-    Options: device (PyTorch), threads, providers and spinning (ONNX Runtime), cuda_graph (TensorRT).
+    Options: device (PyTorch), threads, providers and spinning (ONNX Runtime), cuda_graph (TensorRT),
+    precision_hint (OpenVINO: "f32", or "bf16" on CPUs with BF16).
     """
     path = Path(path)
     if path.suffix not in SUFFIXES:
@@ -41,6 +42,10 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
         from scratchdet.models.torch_backend import TorchBackend
 
         return TorchBackend.from_checkpoint(path, device)
+    if runtime == "openvino":
+        from scratchdet.runtime.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads=threads, precision_hint=precision_hint)
     if path.suffix == ".onnx":
         from scratchdet.export.onnx_backend import OnnxBackend
 
@@ -60,8 +65,8 @@ class Detector(Predictor):
     def __init__(self, model: str | Path | Backend, conf: float | None = None,
                  classes: Sequence[int] | None = None, *, runtime: str | None = None, device: str | None = None,
                  threads: int | None = None, providers: list[str] | None = None, spinning: bool = True,
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool = False, precision_hint: str = "f32") -> None:
         if isinstance(model, (str, Path)):
             model = open_backend(model, runtime, device=device, threads=threads, providers=providers,
-                                 spinning=spinning, cuda_graph=cuda_graph)
+                                 spinning=spinning, cuda_graph=cuda_graph, precision_hint=precision_hint)
         super().__init__(model, model.postprocess.deploy_score_threshold if conf is None else conf, classes)
