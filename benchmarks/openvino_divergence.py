@@ -20,10 +20,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from scratchdet.export.contract import read_metadata
-from scratchdet.export.onnx_runner import create_session
-from scratchdet.export.verify import dataset_images
+from scratchdet.export.onnx_backend import create_session
 from scratchdet.runtime.backends.openvino_backend import compile_onnx, run_compiled
 from scratchdet.train.data.load import load_dataset
+from scratchdet.train.evaluate import dataset_batch
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
                         "the OpenVINO backend does) instead of OpenVINO's default dynamic batch")
     args = parser.parse_args(argv)
     model = onnx.load(args.model)
-    images = dataset_images(load_dataset(args.data, "val"), read_metadata(model)["input_size"], count=args.images)
+    images = dataset_batch(load_dataset(args.data, "val").records[: args.images], read_metadata(model)["input_size"])
     names, ort, openvino, unchanged = run_both(args.model, images, args.precision_hint, args.static_batch)
     print(f"{len(names)} quantised tensors written by OpenVINO compared; exposing them "
           + ("left OpenVINO's detections unchanged" if unchanged else "CHANGED OpenVINO's detections"))

@@ -4,9 +4,10 @@
 
 `residual_add_graph` (10 nodes): x -> Q -> DQ -> MaxPool -> Q -> DQ (the residual) and DQ(x) -> Conv -> Q -> DQ
 added together and quantised, the shape of every ResNet block after the stem's max-pool. OpenVINO fuses Conv, the
-Q on its output, the Add and the final Q into one kernel that skips the rounding of the Conv output, so about a
-fifth of the outputs are one step off the specification (ONNX Runtime: none). Without the MaxPool on the residual
-OpenVINO does not fuse and follows the specification. A one-step difference, not an accuracy problem.
+Q on its output, the Add and the final Q into one kernel that clamps the Conv output to that Q's range but does
+not round it, so about a fifth of the outputs are one step off the specification (ONNX Runtime: none; OpenVINO
+equals the clamped, unrounded float64 result exactly). Without the MaxPool on the residual OpenVINO does not
+fuse and follows the specification. A one-step difference, not an accuracy problem.
 
 The defect that costs accuracy (the first convolution's bias applied per tensor, channel 0's value for every
 channel, while the batch axis is dynamic) needs the whole exported graph around it: graphs cut before the

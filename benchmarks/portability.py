@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from scratchdet.export.onnx_runner import RawDetections
+from scratchdet.models.detections import Detections
 
 FP32_BOX_TOLERANCE_PX = 1e-3  # float32 rounding of other kernels, in input pixels
 FP32_SCORE_TOLERANCE = 1e-5
@@ -95,7 +95,7 @@ def tensor_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]
     return differences
 
 
-def found_again(reference: list[RawDetections], candidate: list[RawDetections], min_score: float = 0.25,
+def found_again(reference: list[Detections], candidate: list[Detections], min_score: float = 0.25,
                 min_iou: float = 0.7, score_tolerance: float = 0.1) -> tuple[int, int]:
     """How many confident reference detections (score >= `min_score`) a candidate run finds again: same image
     and class, IoU >= `min_iou`, score within `score_tolerance`; each candidate detection pairs at most once,
@@ -103,11 +103,11 @@ def found_again(reference: list[RawDetections], candidate: list[RawDetections], 
     found = total = 0
     for ref, other in zip(reference, candidate):
         used = np.zeros(len(other.scores), dtype=bool)
-        for box, score, cls in zip(ref.boxes, ref.scores, ref.classes):
+        for box, score, cls in zip(ref.boxes, ref.scores, ref.class_ids):
             if score < min_score:
                 continue
             total += 1
-            eligible = (other.classes == cls) & ~used & (np.abs(other.scores - score) <= score_tolerance)
+            eligible = (other.class_ids == cls) & ~used & (np.abs(other.scores - score) <= score_tolerance)
             if not eligible.any():
                 continue
             overlaps = np.where(eligible, box_iou(box, other.boxes), -1.0)

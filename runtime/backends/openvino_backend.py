@@ -18,12 +18,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scratchdet.export.contract import load_checked
-from scratchdet.export.onnx_runner import RawDetections, unpack
+from scratchdet.export.contract import load_checked, postprocess_config, unpack_outputs
+from scratchdet.models.detections import Detections
 
 log = logging.getLogger(__name__)
 
 PRECISION_HINTS = ("f32", "bf16")
+MAX_BATCH = 64  # one compiled model per batch size used, each made on first use
 
 
 def import_openvino():
@@ -66,7 +67,7 @@ def compile_onnx(path: str | Path, threads: int | None = None, precision_hint: s
 
 def run_compiled(compiled, images: np.ndarray) -> dict[str, np.ndarray]:
     """Every output of one inference, by each of its tensor names."""
-    results = compiled.create_infer_request().infer({"images": images})
+    results = compiled.create_infer_request().infer([images])  # the model's one input, whatever its name
     return {name: np.array(value) for output, value in results.items() for name in output.get_names()}
 
 
@@ -78,6 +79,8 @@ class OpenVinoBackend:
         self.path, self.threads, self.metadata = Path(path), threads, metadata
         self.class_names: list[str] = metadata["class_names"]
         self.input_size: int = metadata["input_size"]
+        self.postprocess = postprocess_config(metadata, path)
+        self.max_batch = MAX_BATCH
         self.precision_hint = precision_hint
         self.requests: dict[int, object] = {}  # batch size -> infer request of a model compiled for it
         self._request(1)
@@ -92,11 +95,11 @@ class OpenVinoBackend:
             self.requests[batch] = compiled.create_infer_request()
         return self.requests[batch]
 
-    def infer(self, batch: np.ndarray) -> list[RawDetections]:
-        request = self._request(len(batch))
-        results = request.infer({"images": np.ascontiguousarray(batch, dtype=np.float32)})
+    def infer(self, images: np.ndarray) -> list[Detections]:
+        request = self._request(len(images))
+        results = request.infer({"images": np.ascontiguousarray(images, dtype=np.float32)})
         # Copies: the request reuses its output buffers on the next call.
-        return unpack({output.get_any_name(): np.array(value) for output, value in results.items()})
+        return unpack_outputs({output.get_any_name(): np.array(value) for output, value in results.items()})
 
     def close(self) -> None:
         self.requests.clear()

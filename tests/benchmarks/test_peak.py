@@ -1,0 +1,51 @@
+"""Register-level limits: the kernels build and run here, their precisions relate as the hardware says, and
+where they cannot build the limits fall back to the reference conv with a label saying so."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from scratchdet.benchmarks import peak as peak_module
+from scratchdet.benchmarks.peak import Peak, RegisterKernels, limit_of, peak_calls, peak_from_rounds
+from scratchdet.benchmarks.timing import interleave
+
+
+@pytest.fixture
+def fresh_build(monkeypatch):
+    """Forget the per-process build so a test can build (or fail to build) again."""
+    monkeypatch.setattr(RegisterKernels, "_tried", False)
+    monkeypatch.setattr(RegisterKernels, "_built", None)
+    monkeypatch.setattr(RegisterKernels, "why_not", "")
+
+
+def test_register_peaks_measured_in_one_run(fresh_build):
+    if shutil.which("cc") is None or RegisterKernels.build() is None:
+        pytest.skip(f"register kernels cannot run here: {RegisterKernels.why_not}")
+    rounds = interleave(peak_calls(2), repeats=3, per_round=3, warmup=1, progress=False)
+    peak = peak_from_rounds(rounds, 2)
+    assert peak.source.startswith("register kernels")
+    assert peak.fp32_gflops > 1.0
+    # Per instruction: VNNI does 4x the FMA's operations, a BF16 dot product 2x (AVX-512 and AVX2 alike). The
+    # machine is shared, so allow for the load shifting between interleaved calls.
+    assert 2.0 < peak.int8_gops / peak.fp32_gflops < 6.0
+    if peak.bf16_gflops is not None:
+        assert 1.2 < peak.bf16_gflops / peak.fp32_gflops < 3.0
+
+
+def test_without_a_compiler_the_limit_is_the_labelled_reference_conv(fresh_build, monkeypatch):
+    monkeypatch.setattr(peak_module.shutil, "which", lambda name: None)
+    assert RegisterKernels.build() is None and "no C compiler" in RegisterKernels.why_not
+    rounds = interleave(peak_calls(2), repeats=1, per_round=2, warmup=1, progress=False)
+    assert set(rounds) == {"reference_fp32", "reference_int8"}
+    peak = peak_from_rounds(rounds, 2)
+    assert peak.source.startswith("reference conv in ONNX Runtime (no register kernel: no C compiler")
+    assert peak.bf16_gflops is None and peak.int8_gops > 0
+
+
+def test_each_row_is_held_to_the_limit_of_its_precision():
+    peak = Peak(fp32_gflops=100.0, int8_gops=400.0, reference_ms=1.0, bf16_gflops=200.0)
+    assert limit_of(peak, "fp32") == 100.0 and limit_of(peak, "fp16") == 100.0
+    assert limit_of(peak, "int8-ort") == 400.0 and limit_of(peak, "int8-tensorrt/bf16") == 400.0
+    assert limit_of(peak, "fp32/bf16") == 200.0 and limit_of(peak, "fp32/f32") == 100.0
+    assert limit_of(Peak(100.0, 400.0, 1.0), "fp32/bf16") == 100.0  # no BF16 unit: FP32 is the limit
