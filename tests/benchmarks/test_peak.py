@@ -4,6 +4,7 @@ where they cannot build the limits fall back to the reference conv with a label 
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from scratchdet.benchmarks import peak as peak_module
@@ -22,15 +23,24 @@ def fresh_build(monkeypatch):
 def test_register_peaks_measured_in_one_run(fresh_build):
     if shutil.which("cc") is None or RegisterKernels.build() is None:
         pytest.skip(f"register kernels cannot run here: {RegisterKernels.why_not}")
-    rounds = interleave(peak_calls(2), repeats=3, per_round=3, warmup=1, progress=False)
+    rounds = interleave(peak_calls(2), repeats=2, per_round=3, warmup=1, progress=False)
     peak = peak_from_rounds(rounds, 2)
-    assert peak.source.startswith("register kernels")
-    assert peak.fp32_gflops > 1.0
-    # Per instruction: VNNI does 4x the FMA's operations, a BF16 dot product 2x (AVX-512 and AVX2 alike). The
-    # machine is shared, so allow for the load shifting between interleaved calls.
-    assert 2.0 < peak.int8_gops / peak.fp32_gflops < 6.0
-    if peak.bf16_gflops is not None:
-        assert 1.2 < peak.bf16_gflops / peak.fp32_gflops < 3.0
+    assert peak.source.startswith("register kernels") and peak.fp32_gflops > 1.0 and peak.int8_gops > 1.0
+    # Per instruction VNNI does 4x the FMA's operations and a BF16 dot product 2x (AVX-512 and AVX2 alike): check
+    # the kernels and their operation counts on the fastest of several calls, which a shared machine's load
+    # disturbs least (one thread: a second one may be descheduled).
+    kernels = RegisterKernels.build()
+    best = {}
+    for name, call in kernels.calls(1).items():
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        best[name] = kernels.ops_per_call(name, 1) / min(times)
+    assert 2.5 < best["register_int8"] / best["register_fp32"] < 6.0
+    if "register_bf16" in best:
+        assert 1.4 < best["register_bf16"] / best["register_fp32"] < 3.0
 
 
 def test_without_a_compiler_the_limit_is_the_labelled_reference_conv(fresh_build, monkeypatch):
