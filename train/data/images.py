@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from scratchdet.models.preprocess import ImageError, to_rgb8
 
 
 class ImageReadError(ImageError):
     """An image file that is missing or cannot be decoded."""
+
+
+def opencv_pixel_limit() -> int:
+    """The largest image (width x height) OpenCV decodes: OPENCV_IO_MAX_IMAGE_PIXELS, default 2^30."""
+    return int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone (no pixel decoding: cheap at load time).
+
+    Raises:
+        ImageReadError: the file is empty, not an image, or larger than OpenCV decodes.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow's decompression-bomb guard: the pixel limit that matters here is OpenCV's, checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except OSError as error:  # PIL.UnidentifiedImageError is an OSError
+        reason = "image file is empty" if path.is_file() and path.stat().st_size == 0 else (
+            f"cannot read the image header (corrupt or not an image: {error})")
+        raise ImageReadError(f"{path}: {reason}") from None
+    if width * height > opencv_pixel_limit():
+        raise ImageReadError(f"{path}: image is {width}x{height} = {width * height} pixels, more than OpenCV "
+                             f"decodes ({opencv_pixel_limit()}, set OPENCV_IO_MAX_IMAGE_PIXELS to raise it)")
+    return width, height
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -25,7 +60,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{path}: image file is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as error:  # e.g. beyond OpenCV's pixel limit
+        reason = str(error).strip().splitlines()[-1]
+        raise ImageReadError(f"{path}: OpenCV cannot decode the image ({reason})") from None
     if image is None:
         raise ImageReadError(f"{path}: cannot decode the image (corrupt or not an image)")
     return to_rgb8(image, str(path))

@@ -16,6 +16,32 @@ class DatasetError(ValueError):
     """An annotation file or folder that cannot be used; the message names file and problem."""
 
 
+# A report lists every problem up to this many lines (then counts the rest): enough to see each kind.
+MAX_LISTED = 200
+
+
+class Problems:
+    """Every problem found while checking a dataset, raised at the end as one DatasetError."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lines: list[str] = []
+
+    def add(self, source: str | Path, problem: str) -> None:
+        self.lines.append(f"{source}: {problem}")
+
+    def raise_if_any(self) -> None:
+        """Raise one DatasetError listing all problems (file: problem per line), if there are any."""
+        if not self.lines:
+            return
+        if len(self.lines) == 1:
+            raise DatasetError(self.lines[0])
+        listed = self.lines[:MAX_LISTED]
+        more = len(self.lines) - len(listed)
+        text = f"{self.root}: {len(self.lines)} problem(s) in the dataset:\n  " + "\n  ".join(listed)
+        raise DatasetError(text + (f"\n  ... and {more} more" if more else ""))
+
+
 @dataclass
 class ImageRecord:
     """One image: boxes [N, 4] x1, y1, x2, y2 in image pixels, labels [N] 0-based class indices."""
