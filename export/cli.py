@@ -12,8 +12,9 @@ from scratchdet.export.contract import load_checked
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
 from scratchdet.export.verify import verify_onnx
-from scratchdet.models.checkpoint import file_sha256, load_model
+from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
+from scratchdet.models.files import file_sha256
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch

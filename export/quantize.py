@@ -24,8 +24,7 @@ import numpy as np
 import onnx
 from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
 from scratchdet.export.contract import check_contract, load_checked, read_metadata, write_metadata
-from scratchdet.export.onnx_export import ensure_writable
-from scratchdet.models.checkpoint import file_sha256
+from scratchdet.models.files import atomic_write, ensure_writable, file_sha256
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 
@@ -115,12 +114,45 @@ def network_nodes(model: onnx.ModelProto) -> list[str]:
     return nodes
 
 
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearAdd", "QLinearMatMul", "ConvInteger",
+           "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def graph_precision(model: onnx.ModelProto) -> str:
+    """What the graph itself holds: 'int8' (quantisation ops), 'fp16' (float16 tensors) or 'fp32'."""
+    if any(node.op_type in QDQ_OPS for node in model.graph.node):
+        return "int8"
+    half = onnx.TensorProto.FLOAT16
+    casts = (a.i == half for node in model.graph.node if node.op_type == "Cast"
+             for a in node.attribute if a.name == "to")
+    if any(t.data_type == half for t in model.graph.initializer) or any(casts):
+        return "fp16"
+    return "fp32"
+
+
+def check_source(onnx_path: Path, out: Path, model: onnx.ModelProto, metadata: dict) -> None:
+    """Quantise only an FP32 export, and never write over it.
+
+    Raises:
+        QuantizationError: `out` is the source file, or the source is already INT8/FP16 by its metadata
+            or by its graph (naming both).
+    """
+    if out.resolve() == onnx_path.resolve() or (out.exists() and out.samefile(onnx_path)):
+        raise QuantizationError(f"{out}: the output is the source ONNX itself; writing it would replace the FP32 "
+                                "model. Choose another --out (default: beside the source, with a suffix)")
+    declared, found = metadata.get("precision"), graph_precision(model)
+    if declared != "fp32" or found != "fp32":
+        raise QuantizationError(f"{onnx_path}: is not an FP32 model (metadata precision {declared!r}, graph "
+                                f"{found}); quantize and FP16 conversion take the FP32 ONNX from `scratchdet export`")
+
+
 def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str | Path,
                   options: CalibrationOptions, cache_dir: str | Path | None = None) -> Path:
     """Write a Q/DQ INT8 copy of `onnx_path` calibrated on `data`'s training images.
 
     Raises:
-        QuantizationError / ContractError: bad target or method, too few images, not our ONNX.
+        QuantizationError / ContractError: bad target or method, too few images, not our ONNX, not FP32,
+            `out` equal to the source.
         OSError: `out` cannot be written.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -131,6 +163,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
         raise QuantizationError(f"unknown calibration method '{options.method}': choose {', '.join(METHODS)}")
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
+    check_source(onnx_path, out, model, metadata)
     ensure_writable(out)
     images, images_hash = calibration_images(data, metadata["input_size"], options)
     # ONNX Runtime's fast INT8 conv needs input channels in fours; TensorRT has its own kernels.
@@ -142,23 +175,26 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     log.info("calibration ranges: %s (%s)", cache, "reused" if cache.is_file() else "computing")
     symmetric = target == "tensorrt"
     reduce_range = options.reduce_range and not symmetric  # TensorRT INT8 is full 8-bit symmetric
-    with quiet_quantizer_logging():
-        quantize_static(
-            model, out, _Reader(images), quant_format=QuantFormat.QDQ, nodes_to_quantize=network_nodes(model),
-            per_channel=True, reduce_range=reduce_range,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                              "percentile": CalibrationMethod.Percentile}[options.method],
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-            calibration_cache_path=cache,
-        )
-    quantized = onnx.load(str(out))
-    write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {
-        "target": target, "calibration_images": options.images, "calibration_method": options.method,
-        "calibration_seed": options.seed, "calibration_data_hash": images_hash, "reduce_range": reduce_range,
-        "channel_padded_convs": padded,
-        "source_onnx_sha256": file_sha256(onnx_path), "config_name": metadata["config_name"]}})
-    onnx.save(quantized, str(out))
+    # One write of graph and final metadata together: a kill leaves the previous file, never an INT8 graph
+    # labelled fp32 (quantize_static copies the source's metadata).
+    with atomic_write(out) as temporary:
+        with quiet_quantizer_logging():
+            quantize_static(
+                model, temporary, _Reader(images), quant_format=QuantFormat.QDQ,
+                nodes_to_quantize=network_nodes(model), per_channel=True, reduce_range=reduce_range,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                  "percentile": CalibrationMethod.Percentile}[options.method],
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+                calibration_cache_path=cache,
+            )
+        quantized = onnx.load(str(temporary))
+        write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {
+            "target": target, "calibration_images": options.images, "calibration_method": options.method,
+            "calibration_seed": options.seed, "calibration_data_hash": images_hash, "reduce_range": reduce_range,
+            "channel_padded_convs": padded,
+            "source_onnx_sha256": file_sha256(onnx_path), "config_name": metadata["config_name"]}})
+        onnx.save(quantized, str(temporary))
     return out
 
 
@@ -168,13 +204,15 @@ def convert_fp16(onnx_path: str | Path, out: str | Path) -> Path:
 
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
+    check_source(onnx_path, out, model, metadata)
     ensure_writable(out)
     keep_float32 = [n.name for n in model.graph.node if not n.name.startswith(NETWORK_PREFIXES)]
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_float32)
     _restore_float32_outputs(converted)
     check_contract(converted, out)
     write_metadata(converted, {**metadata, "precision": "fp16"})
-    onnx.save(converted, str(out))
+    with atomic_write(out) as temporary:
+        onnx.save(converted, str(temporary))
     return out
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from scratchdet.export.cuda_device import gpu_info
 from scratchdet.export.engine_plan import EnginePlan, sidecar, write_sidecar
-from scratchdet.models.checkpoint import file_sha256
+from scratchdet.models.files import file_sha256
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -1,6 +1,7 @@
 import numpy as np
 import onnx
 import pytest
+import torch
 from scratchdet.export.contract import ContractError, check_contract, load_checked
 from scratchdet.export.onnx_backend import create_session, run_session
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
@@ -165,3 +166,31 @@ def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_dat
     assert "parity OK" in printed and "BatchNormalization 0" in printed
     assert main(["export", "--weights", str(tiny_checkpoint), "--onnx", str(out), "--verify"]) == 0
     assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
+
+
+def test_fold_difference_beyond_tolerance_fails_with_the_numbers(tmp_path, monkeypatch):
+    # Before: a fold difference of 1.4e-1 (or nan) was printed and the export went on, exit 0.
+    from scratchdet.export import onnx_export
+    from scratchdet.export.fold_bn import fold_batchnorm
+
+    def bad_fold(model):
+        folded = fold_batchnorm(model)
+        with torch.no_grad():
+            next(m for m in folded.modules() if isinstance(m, torch.nn.Conv2d)).bias.add_(0.5)
+        return folded
+
+    monkeypatch.setattr(onnx_export, "fold_batchnorm", bad_fold)
+    model = SSD(load_model_config("tiny")).eval()
+    with pytest.raises(onnx_export.FoldError, match=r"m.onnx: BN folding changed the raw outputs by [\d.e+-]+, "
+                                                    r"more than the [\d.e+-]+ allowed \(0.0001 x max \|output\|"):
+        export_onnx(model, ["a", "b", "c"], tmp_path / "m.onnx", ExportOptions())
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_non_finite_outputs_fail_the_export(tmp_path):
+    model = SSD(load_model_config("tiny")).eval()
+    with torch.no_grad():
+        next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match=r"m.onnx: the model's outputs are not finite"):
+        export_onnx(model, ["a", "b", "c"], tmp_path / "m.onnx", ExportOptions())
+    assert list(tmp_path.iterdir()) == []

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -123,3 +125,68 @@ def test_channel_padding_keeps_outputs_and_reaches_the_fast_int8_layout(fp32, sy
                                                      CalibrationOptions(images=8)))
     assert metadata["quantization"]["channel_padded_convs"] == padded
     assert "Pad" in {n.op_type for n in quantized.graph.node}
+
+
+@pytest.fixture(scope="module")
+def int8(fp32, synth_data, tmp_path_factory):
+    return quantize_int8(fp32, synth_data, "ort", tmp_path_factory.mktemp("int8") / "int8.onnx",
+                         CalibrationOptions(images=8))
+
+
+def _tampered(source, folder, precision):
+    """A copy of `source` whose metadata claims `precision`."""
+    model = onnx.load(str(source))
+    for prop in model.metadata_props:
+        if prop.key == "precision":
+            prop.value = json.dumps(precision)
+    onnx.save(model, str(folder / f"tampered-{precision}.onnx"))
+    return folder / f"tampered-{precision}.onnx"
+
+
+@pytest.mark.parametrize("source, action, message", [
+    ("int8", "int8", r"int8.onnx: is not an FP32 model \(metadata precision 'int8-ort', graph int8\)"),
+    ("int8", "fp16", r"int8.onnx: is not an FP32 model \(metadata precision 'int8-ort', graph int8\)"),
+    ("fp16", "int8", r"fp16.onnx: is not an FP32 model \(metadata precision 'fp16', graph fp16\)"),
+    ("int8 labelled fp32", "int8", r"tampered-fp32.onnx: is not an FP32 model \(metadata precision 'fp32', "
+                                   r"graph int8\)"),
+], ids=["int8->int8", "int8->fp16", "fp16->int8", "tampered int8"])
+def test_non_fp32_sources_are_refused(fp32, int8, synth_data, tmp_path, source, action, message):
+    # Before: each wrote a file ONNX Runtime cannot load (or a doubly quantised model).
+    path = {"int8": int8, "fp16": lambda: convert_fp16(fp32, tmp_path / "fp16.onnx"),
+            "int8 labelled fp32": lambda: _tampered(int8, tmp_path, "fp32")}[source]
+    path = path() if callable(path) else path
+    with pytest.raises(QuantizationError, match=message):
+        if action == "int8":
+            quantize_int8(path, synth_data, "ort", tmp_path / "out.onnx", CalibrationOptions(images=8))
+        else:
+            convert_fp16(path, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_out_equal_to_the_source_is_refused(fp32, synth_data):
+    # Before: --out equal to --onnx replaced the FP32 source.
+    before = fp32.read_bytes()
+    for write in (lambda: quantize_int8(fp32, synth_data, "ort", fp32, CalibrationOptions(images=8)),
+                  lambda: convert_fp16(fp32, fp32.parent / "." / fp32.name)):
+        with pytest.raises(QuantizationError, match="model.onnx: the output is the source ONNX itself"):
+            write()
+    assert fp32.read_bytes() == before
+
+
+def test_a_kill_during_the_write_keeps_the_previous_file(fp32, synth_data, tmp_path, monkeypatch):
+    # Before: quantize_static wrote the INT8 graph with the FP32 metadata to OUT, then the metadata was added in a
+    # second write; a kill between the two left "precision: fp32" on an INT8 graph and the previous file gone.
+    from scratchdet.export import quantize
+
+    out = tmp_path / "out" / "int8.onnx"
+    out.parent.mkdir()
+    out.write_bytes(b"the previous good model")
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize, "write_metadata", killed)
+    with pytest.raises(KeyboardInterrupt):
+        quantize_int8(fp32, synth_data, "ort", out, CalibrationOptions(images=8), cache_dir=tmp_path / "cache")
+    assert out.read_bytes() == b"the previous good model"
+    assert [p.name for p in out.parent.iterdir()] == ["int8.onnx"]  # no temporary file left
