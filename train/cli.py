@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 
 from scratchdet.train.config import load_config
 from scratchdet.train.data.synth import make_synthetic_dataset
-from scratchdet.train.trainer import Trainer
+from scratchdet.train.trainer import Trainer, prepare_run_folder
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float, help="absolute learning rate (default: base_lr scaled by batch)")
     train.add_argument("--workers", type=int)
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--exist-ok", action="store_true",
+                       help="replace the run already in OUT (its weights, metrics, plots, export/ ...)")
     train.set_defaults(run=run_train)
 
 
@@ -42,6 +45,9 @@ def run_synth(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    if args.resume and args.exist_ok:
+        raise ValueError("--resume continues the run in OUT and --exist-ok replaces it: choose one")
+    prepare_run_folder(args.out, args.resume, args.exist_ok, rank=int(os.environ.get("RANK", "0")))
     model_config, train_config = load_config(args.config)
     overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from scratchdet.models.checkpoint import CheckpointError, config_differences, read_checkpoint, save_checkpoint
+from scratchdet.models.checkpoint import (
+    CheckpointError,
+    config_differences,
+    nonfinite_tensors,
+    read_checkpoint,
+    save_checkpoint,
+)
 from scratchdet.models.config import ModelConfig, from_dict, to_dict
 from scratchdet.models.predictor import Predictor
 from scratchdet.models.ssd import SSD
@@ -36,7 +43,42 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training diverged: too many consecutive NaN/inf losses."""
+    """Training diverged: too many consecutive NaN/inf losses, or weights that are no longer finite."""
+
+
+class RunFolderError(ValueError):
+    """A run folder that holds another run, used without --resume or --exist-ok."""
+
+
+# What a run writes into its folder, and what later stages derive from it there: a new run in the same
+# folder (--exist-ok) removes them, so old plots, exports or bundles never sit beside new weights.
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png", "grad_norm.png", "grad_fluctuation.png", "map.png")
+DERIVED = ("export", "engines", "bench", "bundle", "bundle.tar.gz")
+
+
+def prepare_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = False, rank: int = 0) -> Path:
+    """Check that `out` may take this run: refuse a folder holding another run unless resuming it, or
+    clear that run's files with `exist_ok` (rank 0 only; other ranks only check).
+
+    Raises:
+        RunFolderError: `out` holds another run (files named) and neither flag is given, or `resume`
+            without out/last.pt.
+    """
+    out = Path(out)
+    found = [name for name in (*RUN_FILES, *DERIVED) if (out / name).exists()]
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise RunFolderError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
+        return out
+    if found and not exist_ok:
+        raise RunFolderError(f"{out}: holds another run ({', '.join(found)}); use --resume to continue it, "
+                             "--exist-ok to replace it, or another --out")
+    if found and rank == 0:
+        log.warning("%s: --exist-ok: removing the previous run's %s", out, ", ".join(found))
+        for name in found:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return out
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -121,6 +163,7 @@ class Trainer:
             self.network = torch.nn.parallel.DistributedDataParallel(self.network)
         self.monitor = GradientMonitor(config.grad_window)
         self.start_epoch, self.iteration, self.best_map = 0, 0, -1.0
+        self.nonfinite_streak = 0  # consecutive skipped steps, across epoch ends
 
     @property
     def use_amp(self) -> bool:
@@ -141,6 +184,10 @@ class Trainer:
         """Continue from out/last.pt: same model config required, every state restored."""
         path = self.out / "last.pt"
         data = read_checkpoint(path)
+        if data.get("class_names") != self.train_set.class_names:
+            raise CheckpointError(f"{path}: cannot resume, the run was trained on classes {data.get('class_names')} "
+                                  f"but {self.train_set.root} has {self.train_set.class_names}; start a new run "
+                                  "(another --out) for another dataset")
         found = from_dict(ModelConfig, data["model_config"], f"{path} (model_config)")
         differences = config_differences(self.model_config, found)
         if differences:
@@ -193,6 +240,9 @@ class Trainer:
         self.scaler.scale(parts.total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = gradient_norm([p for p in self.model.parameters()])
+        if not math.isfinite(norm) and not self.use_amp:  # AMP's scaler skips such steps itself
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {"loss": parts.total.item(), "box_loss": parts.box.item(), "cls_loss": parts.cls.item(),
@@ -203,7 +253,7 @@ class Trainer:
         self.network.train()
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
-        losses, skipped, started = [], 0, time.perf_counter()
+        losses, started = [], time.perf_counter()
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=self.rank != 0,
                    leave=False)
         for images, boxes, labels, _ in bar:
@@ -212,13 +262,13 @@ class Trainer:
             self.scheduler.step()
             self.iteration += 1
             if metrics is None:
-                skipped += 1
-                log.warning("non-finite loss at iteration %d, step skipped", self.iteration)
-                if skipped >= self.config.max_nonfinite:
-                    raise NonFiniteLossError(f"{skipped} consecutive non-finite losses at iteration "
+                self.nonfinite_streak += 1
+                log.warning("non-finite loss or gradient at iteration %d, step skipped", self.iteration)
+                if self.nonfinite_streak >= self.config.max_nonfinite:
+                    raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses at iteration "
                                              f"{self.iteration}: lower the LR (now {lr:.4g}) or check the data")
                 continue
-            skipped = 0
+            self.nonfinite_streak = 0
             losses.append(metrics["loss"])
             self.log_metrics({"type": "step", "epoch": epoch, "iteration": self.iteration, "lr": lr, **metrics})
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{lr:.4f}")
@@ -226,6 +276,11 @@ class Trainer:
         return float(np.mean(losses)) if losses else float("nan"), images_per_second
 
     def evaluate_and_save(self, epoch: int, loss: float, images_per_second: float, elapsed: float) -> None:
+        bad = nonfinite_tensors(self.model.state_dict())
+        if bad:  # nothing is written: last.pt and best.pt keep the previous finite weights
+            raise NonFiniteLossError(f"{self.out}: after epoch {epoch + 1} (iteration {self.iteration}) "
+                                     f"{len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); training "
+                                     f"diverged. Lower the LR (now {self.optimizer.param_groups[0]['lr']:.4g})")
         record = {"type": "epoch", "epoch": epoch, "train_loss": loss, "images_per_s": images_per_second,
                   "elapsed_s": elapsed}
         last = epoch + 1 == self.config.epochs

@@ -82,6 +82,83 @@ def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_fil
         trainer.fit()
 
 
+def test_non_finite_guard_counts_across_epochs(tmp_path, config_file, synth_data):
+    # Before: the count restarted every epoch, so with fewer steps per epoch (6 here) than max_nonfinite (10)
+    # a diverged run trained to the end with exit 0.
+    model_config, train_config = load_config(config_file)
+    trainer = Trainer(model_config, replace(train_config, max_nonfinite=10), synth_data, tmp_path / "run")
+    real_criterion = trainer.criterion
+
+    def nan_loss(*args):
+        parts = real_criterion(*args)
+        parts.total = parts.total * float("nan")
+        return parts
+
+    trainer.criterion = nan_loss
+    assert len(trainer.loader) < 10
+    with pytest.raises(NonFiniteLossError, match="10 consecutive non-finite losses at iteration 10"):
+        trainer.fit()
+
+
+def test_weights_that_turned_nan_are_never_saved(tmp_path, config_file, synth_data):
+    # Before: best.pt and last.pt were written holding NaN weights (mAP 0 still beat the initial -1).
+    model_config, train_config = load_config(config_file)
+    trainer = Trainer(model_config, replace(train_config, epochs=1), synth_data, tmp_path / "run")
+    real_step = trainer.optimizer.step
+
+    def diverging_step(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        with torch.no_grad():
+            next(trainer.model.parameters()).fill_(float("inf"))
+        return result
+
+    trainer.optimizer.step = diverging_step
+    with pytest.raises(NonFiniteLossError, match=r"run: after epoch 1 .* weight tensor\(s\) hold NaN or inf"):
+        trainer.fit()
+    assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+def _train(config_file, data, out, *extra):
+    from scratchdet.cli import main
+
+    return main(["train", "--config", str(config_file), "--data", str(data), "--out", str(out), "--epochs", "1",
+                 *extra])
+
+
+def test_a_folder_holding_another_run_is_refused_unless_asked(tmp_path, config_file, synth_data, caplog):
+    # Before: a new run overwrote best.pt/last.pt, appended to metrics.jsonl and left the old export/ in place.
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "export" / "model.onnx").write_bytes(b"old model")
+    (run / "metrics.jsonl").write_text('{"type": "epoch", "epoch": 0, "old": true}\n')
+    (run / "last.pt").write_bytes(b"old weights")
+    assert _train(config_file, synth_data, run) == 1
+    assert "run: holds another run (last.pt, metrics.jsonl, export); use --resume" in caplog.text
+    assert (run / "last.pt").read_bytes() == b"old weights"
+    assert _train(config_file, synth_data, run, "--exist-ok") == 0
+    assert not (run / "export").exists()
+    assert not any(r.get("old") for r in read_metrics(run))
+    assert read_checkpoint(run / "last.pt")["epoch"] == 0
+
+
+def test_resume_with_a_dataset_of_other_classes_is_refused(tmp_path, config_file, synth_data):
+    # Before: training continued and the checkpoint's class names switched to the new dataset's.
+    import shutil
+
+    model_config, train_config = load_config(config_file)
+    run = tmp_path / "run"
+    Trainer(model_config, replace(train_config, epochs=1), synth_data, run).fit()
+    renamed = tmp_path / "renamed"
+    shutil.copytree(synth_data, renamed)
+    coco = json.loads((renamed / "annotations.json").read_text())
+    coco["categories"][0]["name"] = "ellipse"
+    (renamed / "annotations.json").write_text(json.dumps(coco))
+    trainer = Trainer(model_config, replace(train_config, epochs=2), renamed, run)
+    with pytest.raises(CheckpointError, match=r"last.pt: cannot resume, the run was trained on classes "
+                                              r"\['circle', 'square', 'triangle'\] but .*renamed has \['ellipse'"):
+        trainer.resume()
+
+
 def test_checkpoint_of_another_config_and_non_checkpoints_are_refused(tmp_path, tiny_checkpoint):
     with pytest.raises(CheckpointError, match="does not match config 'ssd300_root_resnet34'.*backbone"):
         load_model(tiny_checkpoint, expected=load_model_config("ssd300_root_resnet34"))
