@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from scratchdet.benchmarks.gate import (
@@ -12,10 +13,12 @@ from scratchdet.benchmarks.gate import (
     accuracy_checks,
     baseline_speed_checks,
     compare_configs,
+    dataset_check,
     speed_check,
 )
 from scratchdet.benchmarks.harness import run_benchmark
 from scratchdet.benchmarks.report import markdown, read_report, write_report
+from scratchdet.models.files import write_text
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -51,12 +54,14 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
                             "machine; use --baseline-config/--candidate-config (A/B in one run, 5%%) to gate speed")
     check.add_argument("--enforce-baseline-speed", action="store_true",
                        help="fail, not warn, on a speed drop against the committed baseline")
+    check.add_argument("--allow-other-data", action="store_true",
+                       help="compare a report with a baseline measured on another dataset (WARN, not FAIL)")
     check.add_argument("--threads", type=int, default=2)
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
 
 
-def run_bench(args: argparse.Namespace) -> None:
+def run_bench(args: argparse.Namespace) -> int:
     batches = tuple(int(b) for b in args.batch.split(","))
     runtimes = tuple(r.strip() for r in args.runtime.split(",") if r.strip())
     report = run_benchmark(args.model, args.data, batches, args.repeats, args.per_round, args.threads,
@@ -64,13 +69,33 @@ def run_bench(args: argparse.Namespace) -> None:
     out = write_report(report, args.out)
     print(markdown(report))
     print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'fps_vs_map.png'}")
+    failed = [row["name"] for row in report["rows"] if row["status"] != "ok"]
+    if len(failed) == len(report["rows"]):
+        logging.getLogger(__name__).error("every model failed (%s); see the status column", ", ".join(failed))
+        return 1
+    return 0
+
+
+def _check_pairs(args: argparse.Namespace) -> None:
+    """Options that only work in pairs name their missing partner."""
+    pairs = [("--baseline", args.baseline, "--report", args.report),
+             ("--baseline-config", args.baseline_config, "--candidate-config", args.candidate_config),
+             ("--candidate-config", args.candidate_config, "--baseline-config", args.baseline_config),
+             ("--baseline-onnx", args.baseline_onnx, "--candidate-onnx", args.candidate_onnx),
+             ("--candidate-onnx", args.candidate_onnx, "--baseline-onnx", args.baseline_onnx)]
+    for given, value, needed, partner in pairs:
+        if value and not partner:
+            raise ValueError(f"check {given} {value} needs {needed} too")
 
 
 def run_check(args: argparse.Namespace) -> int:
+    _check_pairs(args)
     result = GateResult()
     if args.report:
         report = read_report(args.report)
         baseline = read_report(args.baseline) if args.baseline else None
+        if baseline:
+            result.checks.append(dataset_check(report, baseline, args.allow_other_data))
         result.checks += accuracy_checks(report, baseline, args.map_tolerance)
         if baseline:
             result.checks += baseline_speed_checks(report, baseline, args.baseline_speed_tolerance,
@@ -82,10 +107,13 @@ def run_check(args: argparse.Namespace) -> int:
         ratios = ab_speed(Path(args.baseline_onnx), Path(args.candidate_onnx), args.threads)
         result.checks.append(speed_check(f"speed {args.candidate_onnx} vs {args.baseline_onnx}", ratios,
                                          args.speed_tolerance))
+    if not result.checks and args.report:
+        raise ValueError(f"{args.report}: nothing to check: no --baseline, and no PyTorch row to compare the "
+                         "exported formats with")
     if not result.checks:
         raise ValueError("check needs --report [--baseline], --baseline-config/--candidate-config, "
                          "or --baseline-onnx/--candidate-onnx")
     print(result.summary())
     if args.json:
-        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2))
+        write_text(args.json, json.dumps(result.as_dict(), indent=2))
     return 0 if result.passed else 1

@@ -6,6 +6,10 @@
             ratio drops below 1 - tolerance (default 5%);
   baseline  against a committed report, speed is compared through the same-run reference workload
             (`relative_speed`), so a machine of another speed does not fail the gate by itself.
+
+The gate fails closed: a format of the baseline that failed or is missing in the candidate fails, a
+candidate row that failed fails, and a report measured on another dataset than its baseline fails
+unless that is asked for (`allow_other_data`).
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ class GateResult:
     def passed(self) -> bool:
         return all(c.passed or c.advisory for c in self.checks)
 
+    def verdicts(self) -> list[str]:
+        return ["PASS" if c.passed else "WARN" if c.advisory else "FAIL" for c in self.checks]
+
     def summary(self) -> str:
-        lines = [f"{'PASS' if c.passed else 'WARN' if c.advisory else 'FAIL'}  {c.name}: {c.measured:.4f} vs "
-                 f"target {c.target:.4f}"
-                 + (f"  ({c.detail})" if c.detail else "") for c in self.checks]
-        lines.append(f"gate {'PASSED' if self.passed else 'FAILED'}: {sum(c.passed for c in self.checks)}/"
-                     f"{len(self.checks)} checks")
+        lines = [f"{verdict}  {c.name}: {c.measured:.4f} vs target {c.target:.4f}"
+                 + (f"  ({c.detail})" if c.detail else "") for verdict, c in zip(self.verdicts(), self.checks)]
+        verdicts = self.verdicts()
+        lines.append(f"gate {'PASSED' if self.passed else 'FAILED'}: {verdicts.count('PASS')} passed, "
+                     f"{verdicts.count('FAIL')} failed, {verdicts.count('WARN')} warned")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -52,12 +59,52 @@ def _key(row: dict) -> tuple[str, str]:
     return row["format"], row["precision"]
 
 
+def _dataset(report: dict) -> str | None:
+    """The dataset a report was measured on, by folder name ('runs/data/synth' and '/x/synth' agree)."""
+    return Path(report["data"]).name if report.get("data") else None
+
+
+def dataset_check(report: dict, baseline: dict, allow_other_data: bool = False) -> Check:
+    """Report and baseline must come from the same dataset (folder name, and class names where recorded)."""
+    names = (_dataset(report), _dataset(baseline))
+    classes = (report.get("classes"), baseline.get("classes"))
+    same = names[0] == names[1] and (None in classes or classes[0] == classes[1])
+    detail = f"candidate data {report.get('data')!r} {classes[0] or ''}, baseline {baseline.get('data')!r} " \
+             f"{classes[1] or ''}".replace("  ", " ")
+    if not same and allow_other_data:
+        return Check("same dataset as the baseline", False, 0.0, 1.0, detail + "; allowed", advisory=True)
+    return Check("same dataset as the baseline", same, float(same), 1.0,
+                 detail + ("" if same else "; pass --allow-other-data to compare anyway"))
+
+
+def presence_checks(report: dict, baseline: dict | None) -> list[Check]:
+    """Fail closed: each failed candidate row fails, and each format measured in the baseline must have been
+    measured (status ok, with accuracy if the baseline has it) in the candidate."""
+    checks = [Check(f"{r['name']} ran", False, 0.0, 1.0, r["status"][:200]) for r in report["rows"]
+              if r["status"] != "ok"]
+    if baseline is None:
+        return checks
+    candidate = {}
+    for row in report["rows"]:
+        if row["status"] == "ok" or _key(row) not in candidate:
+            candidate[_key(row)] = row
+    for row in (r for r in baseline["rows"] if r["status"] == "ok"):
+        found = candidate.get(_key(row))
+        label = f"{row['format']} {row['precision']} (baseline row {row['name']})"
+        if found is None:
+            checks.append(Check(f"{label} in the candidate", False, 0.0, 1.0, "missing from the candidate report"))
+        elif found["status"] == "ok" and row["map50"] is not None and found["map50"] is None:
+            checks.append(Check(f"{label} accuracy in the candidate", False, 0.0, 1.0,
+                                "candidate has no mAP (benched without --data?)"))
+    return checks
+
+
 def accuracy_checks(report: dict, baseline: dict | None, tolerance: float = 0.002,
                     export_tolerance: dict[str, float] | None = None) -> list[Check]:
     """mAP per format against the baseline report, and exported formats against the report's checkpoint."""
     export_tolerance = export_tolerance or {"fp32": 0.001, "fp16": 0.005, "int8": 0.01}
     rows = [r for r in report["rows"] if r["status"] == "ok" and r["map50"] is not None]
-    checks = []
+    checks = presence_checks(report, baseline)
     if baseline is not None:
         reference = {_key(r): r for r in baseline["rows"] if r["status"] == "ok" and r["map50"] is not None}
         for row in rows:

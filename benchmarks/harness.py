@@ -113,7 +113,8 @@ def display_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _open(path: Path, name: str, threads: int, runtime: str = "ort") -> tuple[Row, Detector | None]:
+def _open(path: Path, name: str, threads: int, runtime: str = "ort",
+          classes: list[str] | None = None) -> tuple[Row, Detector | None]:
     row = Row(name, str(path),
               {".pt": "pytorch", ".onnx": "onnx", ".engine": "tensorrt"}.get(path.suffix, path.suffix))
     try:
@@ -126,6 +127,9 @@ def _open(path: Path, name: str, threads: int, runtime: str = "ort") -> tuple[Ro
         row.size_mb = path.stat().st_size / 1e6
         config = model_config_of(path)
         row.gflops = count_gflops(SSD(config), config.input_size)
+        if classes is not None and detector.class_names != classes:
+            raise ValueError(f"{path}: the model's classes {detector.class_names} differ from the dataset's "
+                             f"{classes}; its accuracy there would be meaningless")
         return row, detector
     except Exception as error:  # a broken model is a failed row, not a failed benchmark
         row.status = f"failed to load: {type(error).__name__}: {error}"
@@ -152,9 +156,10 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
     val = load_dataset(data, "val") if data else None
     image = cv2.imread(str(val.records[0].path)) if val else np.random.default_rng(0).integers(
         0, 255, (480, 640, 3), dtype=np.uint8)
+    classes = val.class_names if val else None
     entries = [(p, name, r) for p, name in zip(paths, display_names(paths))
                for r in (runtimes if p.suffix == ".onnx" else runtimes[:1])]
-    opened = [_open(p, name if len(runtimes) == 1 or p.suffix != ".onnx" else f"{name} [{r}]", threads, r)
+    opened = [_open(p, name if len(runtimes) == 1 or p.suffix != ".onnx" else f"{name} [{r}]", threads, r, classes)
               for p, name, r in entries]
     live = {f"{row.path}|{row.name}": (row, detector) for row, detector in opened if detector is not None}
     stage_times: dict[str, list[StageTimes]] = {key: [] for key in live}
@@ -171,7 +176,7 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
             except Exception as error:
                 row.status = f"accuracy failed: {type(error).__name__}: {error}"
     return {"environment": environment(threads), "peak": asdict(peak), "paper_fps": PAPER_FPS,
-            "data": str(data) if data else None, "batches": list(batches),
+            "data": str(data) if data else None, "classes": classes, "batches": list(batches),
             "rows": [asdict(row) for row, _ in opened]}
 
 

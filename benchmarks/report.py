@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from scratchdet.benchmarks.harness import Row
+from scratchdet.models.files import atomic_write, write_text
 
 TOP_KEYS = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str, type(None)), "batches": list,
             "rows": list}
@@ -20,6 +21,19 @@ class ReportError(ValueError):
     """A report file that does not follow the schema."""
 
 
+# Row field -> accepted JSON types (a float field may hold an integer; bool is never a number here).
+ROW_TYPES = {"name": str, "path": str, "format": str, "precision": str, "runtime": str, "status": str,
+             "size_mb": (int, float), "gflops": (int, float), "fps": (int, float), "network_fps": (int, float),
+             "latency_ms": dict, "stages_p50_ms": dict, "throughput": dict, "map50": (int, float, type(None)),
+             "coco_ap": (int, float, type(None)), "roofline_fps": (int, float, type(None)),
+             "roofline_fraction": (int, float, type(None)), "relative_speed": (int, float, type(None))}
+
+
+def _row_type_problems(row: dict) -> list[str]:
+    return [f"'{key}' is {type(row[key]).__name__} {row[key]!r}" for key, kind in ROW_TYPES.items()
+            if key in row and (not isinstance(row[key], kind) or isinstance(row[key], bool))]
+
+
 def validate_report(report: dict, source: str = "report") -> dict:
     """Check the top-level keys and every row's fields; returns the report."""
     for key, kind in TOP_KEYS.items():
@@ -27,12 +41,21 @@ def validate_report(report: dict, source: str = "report") -> dict:
             raise ReportError(f"{source}: key '{key}' missing or not {kind}")
     names = {f.name for f in fields(Row)}
     for index, row in enumerate(report["rows"]):
+        if not isinstance(row, dict):
+            raise ReportError(f"{source}: row {index} is not an object: {row!r}")
         missing, extra = names - set(row), set(row) - names
         if missing or extra:
             raise ReportError(f"{source}: row {index} missing {sorted(missing)}, unknown {sorted(extra)}")
-        if row["status"] == "ok" and not (row["fps"] > 0 and row["latency_ms"].get("p50", 0) > 0):
+        wrong = _row_type_problems(row)
+        if wrong:
+            raise ReportError(f"{source}: row {index} has fields of the wrong type: {'; '.join(wrong)}")
+        if row["status"] == "ok" and not (row["fps"] > 0 and _number(row["latency_ms"].get("p50")) > 0):
             raise ReportError(f"{source}: row {index} ({row['name']}) is ok but has no timing")
     return report
+
+
+def _number(value) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def read_report(path: str | Path) -> dict:
@@ -40,9 +63,12 @@ def read_report(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: report not found (make one with `scratchdet bench`)")
     try:
-        return validate_report(json.loads(path.read_text()), str(path))
-    except json.JSONDecodeError as error:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ReportError(f"{path}: not JSON: {error}") from None
+    if not isinstance(report, dict):
+        raise ReportError(f"{path}: expected a JSON object, found {type(report).__name__}")
+    return validate_report(report, str(path))
 
 
 def _cell(value, spec: str = ".1f") -> str:
@@ -96,7 +122,8 @@ def plot(report: dict, path: Path) -> None:
     axis.margins(y=0.2)
     axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, dpi=110)
     plt.close(figure)
 
 
@@ -105,7 +132,7 @@ def write_report(report: dict, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     validate_report(report)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(markdown(report))
+    write_text(out / "report.json", json.dumps(report, indent=2))
+    write_text(out / "report.md", markdown(report))
     plot(report, out / "fps_vs_map.png")
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scratchdet.models.detections import Detections
+from scratchdet.models.files import write_text
 from scratchdet.runtime.detector import Detector
 from tqdm import tqdm
 
@@ -44,7 +45,10 @@ def as_json(result: Detections, class_names: list[str]) -> list[dict]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # e.g. beyond OpenCV's pixel limit
+        raise ValueError(f"{path}: OpenCV cannot read the image ({str(error).strip().splitlines()[-1]})") from None
     if image is None:
         raise ValueError(f"{path}: cannot read the image (corrupt or not an image)")
     return image
@@ -65,12 +69,14 @@ def _open_video(source: str) -> cv2.VideoCapture:
 def predict_images(detector: Detector, paths: list[Path], save_dir: Path) -> tuple[int, float]:
     """Annotated copies and detections.json in save_dir; returns (images, seconds)."""
     records, started = {}, time.perf_counter()
-    for name, image in tqdm(_images(paths), total=len(paths), desc="predict"):
-        (result,) = detector.detect(image)
-        cv2.imwrite(str(save_dir / name), draw(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR),
-                                               result, detector.class_names))
-        records[name] = as_json(result, detector.class_names)
-    (save_dir / "detections.json").write_text(json.dumps(records, indent=1))
+    try:
+        for name, image in tqdm(_images(paths), total=len(paths), desc="predict"):
+            (result,) = detector.detect(image)
+            bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            cv2.imwrite(str(save_dir / name), draw(bgr, result, detector.class_names))
+            records[name] = as_json(result, detector.class_names)
+    finally:  # a bad file stops the run, but the detections made so far are kept
+        write_text(save_dir / "detections.json", json.dumps(records, indent=1))
     return len(paths), time.perf_counter() - started
 
 
@@ -103,8 +109,12 @@ def predict_video(detector: Detector, source: str, save_dir: Path, max_frames: i
 def predict(detector: Detector, source: str, save_dir: str | Path) -> tuple[int, float]:
     """Dispatch on SOURCE: an image, a folder of images, a video file or a camera index."""
     save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
     path = Path(source)
+    inputs_folder = path if path.is_dir() else path.parent
+    if not source.isdigit() and path.exists() and inputs_folder.resolve() == save_dir.resolve():
+        raise ValueError(f"{save_dir}: the save dir holds the source {source}; the annotated outputs would "
+                         "overwrite the inputs (a video while it is read). Choose another --save-dir")
+    save_dir.mkdir(parents=True, exist_ok=True)
     if source.isdigit() or path.suffix.lower() in VIDEO_SUFFIXES:
         return predict_video(detector, source, save_dir)
     if path.is_dir():

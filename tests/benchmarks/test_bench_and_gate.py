@@ -1,5 +1,6 @@
 import copy
 import json
+import re
 
 import pytest
 from scratchdet.benchmarks.gate import GateResult, accuracy_checks, baseline_speed_checks, compare_configs
@@ -51,7 +52,13 @@ def test_report_files_are_written_and_schema_checked(report, tmp_path):
         read_report(tmp_path / "bad.json")
 
 
+def without_failed_rows(report):
+    return {**report, "rows": [r for r in report["rows"] if r["status"] == "ok"]}
+
+
 def test_accuracy_gate_passes_identical_and_fails_an_injected_drop(report):
+    assert [c.name for c in accuracy_checks(report, report) if not c.passed] == ["missing.onnx ran"]
+    report = without_failed_rows(report)
     assert all(check.passed for check in accuracy_checks(report, report))
     dropped = copy.deepcopy(report)
     dropped["rows"][1]["map50"] -= 0.01  # one point
@@ -88,3 +95,98 @@ def test_models_sharing_a_file_name_get_distinct_row_names():
     paths = [Path("runs/a/export/model.onnx"), Path("runs/b/export/model.onnx"), Path("runs/a/best.pt")]
     assert display_names(paths) == ["a/export/model.onnx", "b/export/model.onnx", "best.pt"]
     assert display_names([Path("runs/demo/best.pt")]) == ["best.pt"]
+
+
+def _gate(tmp_path, candidate, baseline, *extra):
+    from scratchdet.cli import main
+
+    write_report(candidate, tmp_path / "candidate")
+    write_report(baseline, tmp_path / "baseline")
+    return main(["check", "--report", str(tmp_path / "candidate" / "report.json"), "--baseline",
+                 str(tmp_path / "baseline" / "report.json"), *extra])
+
+
+def _failed(report, index):
+    report = copy.deepcopy(report)
+    report["rows"][index].update(status="failed to load: ContractError: broken", map50=None, fps=0.0)
+    return report
+
+
+@pytest.mark.parametrize("change", ["failed", "missing", "no accuracy"])
+def test_gate_fails_closed_when_a_baseline_format_failed_or_is_missing(report, tmp_path, capsys, change):
+    # Before: "gate PASSED: 5/5 checks" with the candidate's ONNX row failed or absent.
+    baseline = without_failed_rows(report)
+    candidate = {"failed": lambda: _failed(baseline, 1),
+                 "missing": lambda: {**baseline, "rows": baseline["rows"][:1]},
+                 "no accuracy": lambda: {**baseline, "rows": [baseline["rows"][0],
+                                                              {**baseline["rows"][1], "map50": None}]}}[change]()
+    assert _gate(tmp_path, candidate, baseline) == 1
+    out = capsys.readouterr().out
+    expected = {"failed": "FAIL  model.onnx ran", "missing": "FAIL  onnx fp32 (baseline row model.onnx) in the "
+                "candidate", "no accuracy": "FAIL  onnx fp32 (baseline row model.onnx) accuracy in the candidate"}
+    assert expected[change] in out
+    assert re.search(r"gate FAILED: \d+ passed, [1-9]\d* failed, \d+ warned", out)
+
+
+def test_gate_summary_counts_passed_failed_and_warned(report, tmp_path, capsys):
+    baseline = without_failed_rows(report)
+    slower = copy.deepcopy(baseline)
+    for row in slower["rows"]:
+        row["relative_speed"] *= 0.5
+    assert _gate(tmp_path, slower, baseline) == 0
+    out = capsys.readouterr().out
+    passed, warned = out.count("\nPASS  ") + out.startswith("PASS  "), out.count("WARN  ")
+    assert f"gate PASSED: {passed} passed, 0 failed, {warned} warned" in out and warned == 2
+
+
+def test_a_baseline_of_another_dataset_fails_unless_allowed(report, tmp_path, capsys):
+    baseline = without_failed_rows(report)
+    other = {**baseline, "data": "../shared/datasets/bccd", "classes": ["Platelets", "RBC", "WBC"]}
+    assert _gate(tmp_path, baseline, other) == 1
+    assert "FAIL  same dataset as the baseline" in capsys.readouterr().out
+    assert _gate(tmp_path, baseline, other, "--allow-other-data") == 0
+    assert "WARN  same dataset as the baseline" in capsys.readouterr().out
+
+
+BAD_REPORTS = {
+    "fps a string": (lambda r: r["rows"][0].update(fps="fast"), r"row 0 has fields of the wrong type: 'fps' is str"),
+    "map50 a bool": (lambda r: r["rows"][0].update(map50=True), r"'map50' is bool True"),
+    "row a list": (lambda r: r["rows"].append([1]), r"row 2 is not an object"),
+    "rows an object": (lambda r: r.update(rows={}), r"key 'rows' missing or not <class 'list'>"),
+    "latency a list": (lambda r: r["rows"][0].update(latency_ms=[1]), r"'latency_ms' is list"),
+}
+
+
+@pytest.mark.parametrize("change, message", BAD_REPORTS.values(), ids=BAD_REPORTS.keys())
+def test_report_fields_of_the_wrong_type_are_named(report, tmp_path, change, message):
+    broken = copy.deepcopy(without_failed_rows(report))
+    change(broken)
+    (tmp_path / "r.json").write_text(json.dumps(broken))
+    with pytest.raises(ReportError, match=r"r.json: .*" + message):
+        read_report(tmp_path / "r.json")
+
+
+def test_check_names_the_missing_partner_option(tmp_path, caplog):
+    from scratchdet.cli import main
+
+    assert main(["check", "--baseline", "b.json"]) == 1
+    assert "check --baseline b.json needs --report too" in caplog.text
+    assert main(["check", "--baseline-config", "tiny"]) == 1
+    assert "needs --candidate-config too" in caplog.text
+
+
+def test_bench_on_a_dataset_of_other_classes_fails_the_row_and_exit_code(tiny_checkpoint, tmp_path, caplog):
+    # Before: bench scored the model against foreign classes and exited 0.
+    from scratchdet.train.data.synth import make_synthetic_dataset
+
+    from scratchdet.cli import main
+
+    data = make_synthetic_dataset(tmp_path / "data", images=10, seed=1)
+    coco = json.loads((data / "annotations.json").read_text())
+    coco["categories"][0]["name"] = "ellipse"
+    (data / "annotations.json").write_text(json.dumps(coco))
+    code = main(["bench", "--model", str(tiny_checkpoint), "--data", str(data), "--out", str(tmp_path / "bench"),
+                 "--repeats", "1", "--per-round", "1", "--batch", "1"])
+    assert code == 1 and "every model failed (last.pt)" in caplog.text
+    (row,) = read_report(tmp_path / "bench" / "report.json")["rows"]
+    assert "classes ['circle', 'square', 'triangle'] differ from the dataset's ['ellipse'" in row["status"]

@@ -53,3 +53,30 @@ def test_unreadable_image_and_unopenable_video_are_named(detector, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png: no such image"):
         predict(detector, str(tmp_path / "missing.png"), tmp_path / "out")
     np.testing.assert_equal(detector.class_names, ["Platelets", "RBC", "WBC"])
+
+
+@pytest.mark.parametrize("kind", ["folder", "image", "video"])
+def test_a_save_dir_holding_the_source_is_refused(detector, bccd, tmp_path, kind):
+    # Before: the inputs were overwritten by annotated copies (a video while it was read: 30 frames became 4).
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = sorted((bccd / "images").iterdir())[0]
+    (folder / image.name).write_bytes(image.read_bytes())
+    (folder / "clip.mp4").write_bytes(b"stands for a video")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    source = {"folder": folder, "image": folder / image.name, "video": folder / "clip.mp4"}[kind]
+    with pytest.raises(ValueError, match=r"in: the save dir holds the source .* would overwrite the inputs"):
+        predict(detector, str(source), folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_bad_file_in_a_folder_keeps_the_detections_made_before_it(detector, bccd, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted((bccd / "images").iterdir())[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "zz-broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="zz-broken.jpg: cannot read the image"):
+        predict(detector, str(folder), tmp_path / "out")
+    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert sorted(records) == sorted(p.name for p in folder.iterdir() if p.name != "zz-broken.jpg")
