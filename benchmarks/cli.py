@@ -20,6 +20,8 @@ from scratchdet.benchmarks.harness import run_benchmark
 from scratchdet.benchmarks.report import markdown, read_report, write_report
 from scratchdet.models.files import write_text
 
+from scratchdet.arguments import non_negative_float, positive_int, positive_int_list
+
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `scratchdet bench` or `check`."""
@@ -30,10 +32,11 @@ def _bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--model", nargs="+", required=True, help=".pt, .onnx and .engine files")
     bench.add_argument("--data", help="dataset for accuracy (its val split) and a real timing image")
     bench.add_argument("--out", default="runs/bench")
-    bench.add_argument("--batch", default="1,8", help="batch sizes, e.g. 1,8 (1 = latency, others = throughput)")
-    bench.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    bench.add_argument("--per-round", type=int, default=10, help="calls per model per round")
-    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--batch", type=positive_int_list, default="1,8",
+                       help="batch sizes, e.g. 1,8 (1 = latency, others = throughput)")
+    bench.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds")
+    bench.add_argument("--per-round", type=positive_int, default=10, help="calls per model per round")
+    bench.add_argument("--threads", type=positive_int, default=2)
     bench.add_argument("--runtime", default="ort", help="runtimes for .onnx models, comma-separated, timed "
                        "interleaved: ort, openvino (FP32 compute), openvino-bf16 (BF16 compute where the CPU has it)")
     bench.set_defaults(run=run_bench)
@@ -46,9 +49,11 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--candidate-config", help="A/B speed: the candidate architecture (config)")
     check.add_argument("--baseline-onnx", help="A/B speed: baseline ONNX (instead of configs)")
     check.add_argument("--candidate-onnx", help="A/B speed: candidate ONNX")
-    check.add_argument("--map-tolerance", type=float, default=0.002, help="mAP drop allowed (0.002 = 0.2 points)")
-    check.add_argument("--speed-tolerance", type=float, default=0.05, help="A/B speed drop allowed (0.05 = 5%%)")
-    check.add_argument("--baseline-speed-tolerance", type=float, default=0.30,
+    check.add_argument("--map-tolerance", type=non_negative_float, default=0.002,
+                       help="mAP drop allowed (0.002 = 0.2 points)")
+    check.add_argument("--speed-tolerance", type=non_negative_float, default=0.05,
+                       help="A/B speed drop allowed (0.05 = 5%%)")
+    check.add_argument("--baseline-speed-tolerance", type=non_negative_float, default=0.30,
                        help="speed drop tolerated against a committed baseline (reported as WARN unless "
                             "--enforce-baseline-speed): runs at other times differ by up to 45%% on a shared "
                             "machine; use --baseline-config/--candidate-config (A/B in one run, 5%%) to gate speed")
@@ -56,15 +61,14 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
                        help="fail, not warn, on a speed drop against the committed baseline")
     check.add_argument("--allow-other-data", action="store_true",
                        help="compare a report with a baseline measured on another dataset (WARN, not FAIL)")
-    check.add_argument("--threads", type=int, default=2)
+    check.add_argument("--threads", type=positive_int, default=2)
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    batches = tuple(int(b) for b in args.batch.split(","))
     runtimes = tuple(r.strip() for r in args.runtime.split(",") if r.strip())
-    report = run_benchmark(args.model, args.data, batches, args.repeats, args.per_round, args.threads,
+    report = run_benchmark(args.model, args.data, args.batch, args.repeats, args.per_round, args.threads,
                            runtimes=runtimes)
     out = write_report(report, args.out)
     print(markdown(report))

@@ -11,6 +11,7 @@ the same network exported without decoding and NMS, timed A/B-interleaved on rea
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import load_model_config
 from scratchdet.models.postprocess import NMSConfig
 from scratchdet.models.ssd import SSD
+
+from scratchdet.arguments import positive_int
 
 
 def tail_inputs(num_priors: int, num_classes: int, uniform: bool, seed: int = 0) -> dict[str, np.ndarray]:
@@ -45,9 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config")
     parser.add_argument("--weights")
     parser.add_argument("--data", help="dataset whose val images feed the A/B timing (default: random)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=7)
     args = parser.parse_args(argv)
+    if not (args.weights or args.config):
+        parser.error("give --weights CKPT or --config CFG")
     if args.weights:
         model, checkpoint = load_model(args.weights)
         names = checkpoint["class_names"]
@@ -97,4 +102,8 @@ def _images(data: str | None, size: int) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError, RuntimeError) as error:  # a bad file or value: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

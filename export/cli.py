@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 from scratchdet.export.contract import load_checked
-from scratchdet.export.onnx_export import ExportOptions, export_onnx
+from scratchdet.export.onnx_export import OPSETS, ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
 from scratchdet.export.verify import verify_onnx
 from scratchdet.models.checkpoint import load_model
@@ -18,6 +18,8 @@ from scratchdet.models.files import file_sha256
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
+
+from scratchdet.arguments import int_range, positive_int, probability
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,16 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
                         "with --weights: the config the checkpoint must have been trained with")
     parser.add_argument("--out", help="ONNX path (default: RUN/export/model.onnx next to the checkpoint)")
     parser.add_argument("--data", help="dataset whose val images check ONNX vs PyTorch parity")
-    parser.add_argument("--max-det", type=int, help="detections kept per image by the in-graph NMS "
+    parser.add_argument("--max-det", type=positive_int, help="detections kept per image by the in-graph NMS "
                         "(default: the model's postprocess.max_det)")
-    parser.add_argument("--score-thr", type=float, help="in-graph NMS score threshold; keep the evaluation "
+    parser.add_argument("--score-thr", type=probability, help="in-graph NMS score threshold; keep the evaluation "
                         "value so every format can be evaluated (default: the model's postprocess.score_threshold)")
-    parser.add_argument("--iou-thr", type=float, help="in-graph NMS IoU threshold (default: the model's)")
-    parser.add_argument("--pre-nms-topk", type=int, help="candidates per class before NMS (default: the model's)")
-    parser.add_argument("--deploy-conf", type=float, help="score threshold recorded for deployments (predict, "
+    parser.add_argument("--iou-thr", type=probability, help="in-graph NMS IoU threshold (default: the model's)")
+    parser.add_argument("--pre-nms-topk", type=positive_int,
+                        help="candidates per class before NMS (default: the model's)")
+    parser.add_argument("--deploy-conf", type=probability, help="score threshold recorded for deployments (predict, "
                         "DeepStream, board runner; default: the model's postprocess.deploy_score_threshold)")
-    parser.add_argument("--opset", type=int, default=ExportOptions.opset)
+    parser.add_argument("--opset", type=int_range(OPSETS.start, OPSETS.stop - 1), default=ExportOptions.opset)
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     parser.add_argument("--onnx", help="an existing ONNX file, for --verify or --check-tensorrt")
     parser.add_argument("--verify", action="store_true", help="re-run parity of --onnx against --weights")

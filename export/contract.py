@@ -97,6 +97,9 @@ def check_contract(model: onnx.ModelProto, source: str | Path) -> dict[str, Any]
     absent = [key for key in METADATA_KEYS if key not in metadata]
     if absent:
         raise ContractError(f"{source}: metadata_props lacks {absent}; re-export with `scratchdet export`")
+    problems = metadata_problems(metadata, dims, _dims(outputs["det_boxes"]))
+    if problems:
+        raise ContractError(f"{source}: metadata contradicts the graph or has the wrong type: " + "; ".join(problems))
     return metadata
 
 
@@ -113,6 +116,38 @@ def unpack_outputs(outputs: dict[str, np.ndarray]) -> list[Detections]:
     return [Detections.from_arrays(outputs["det_boxes"][i, :count], outputs["det_scores"][i, :count],
                                    outputs["det_classes"][i, :count])
             for i, count in enumerate(outputs["num_dets"][:, 0])]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def metadata_problems(metadata: dict[str, Any], input_dims: list, box_dims: list) -> list[str]:
+    """What is wrong with the metadata values: types, and agreement with the graph's own shapes."""
+    problems = []
+    names, size, config = metadata["class_names"], metadata["input_size"], metadata["model_config"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        problems.append(f"class_names must be a list of strings, found {names!r}")
+    elif isinstance(config, dict) and _is_number(config.get("num_classes")) and len(names) != config["num_classes"] - 1:
+        problems.append(f"{len(names)} class_names for a model of {config['num_classes'] - 1} classes")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        problems.append(f"input_size must be a positive integer, found {size!r}")
+    elif [d for d in input_dims[2:] if isinstance(d, int) and d > 0] not in ([], [size, size]):
+        problems.append(f"input_size {size} but the graph's input is {input_dims}")
+    for key in ("mean", "std"):
+        if not isinstance(metadata[key], list) or len(metadata[key]) != 3 or not all(map(_is_number, metadata[key])):
+            problems.append(f"{key} must be 3 numbers, found {metadata[key]!r}")
+    for key in ("score_threshold", "iou_threshold", "deploy_score_threshold"):
+        if not _is_number(metadata[key]) or not 0 <= metadata[key] <= 1:
+            problems.append(f"{key} must be a number in [0, 1], found {metadata[key]!r}")
+    max_det = metadata["max_det"]
+    if not isinstance(max_det, int) or isinstance(max_det, bool) or max_det <= 0:
+        problems.append(f"max_det must be a positive integer, found {max_det!r}")
+    elif len(box_dims) > 1 and isinstance(box_dims[1], int) and box_dims[1] > 0 and box_dims[1] != max_det:
+        problems.append(f"max_det {max_det} but det_boxes holds {box_dims[1]} per image")
+    if not isinstance(metadata["precision"], str):
+        problems.append(f"precision must be a string, found {metadata['precision']!r}")
+    return problems
 
 
 def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:

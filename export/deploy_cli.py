@@ -17,13 +17,15 @@ from scratchdet.export.quantize import (
     quantize_int8,
 )
 
+from scratchdet.arguments import non_negative_int, positive_int
+
 log = logging.getLogger(__name__)
 
 
 def calibration_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--calib-images", type=int, default=CalibrationOptions.images)
+    parser.add_argument("--calib-images", type=positive_int, default=CalibrationOptions.images)
     parser.add_argument("--calib-method", choices=METHODS, default=CalibrationOptions.method)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--full-range", action="store_true",
                         help="8-bit weights for the ort target (default 7-bit: same detections on x86 CPUs "
                              "without VNNI)")
@@ -48,12 +50,13 @@ def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
 def _engine_arguments(engine: argparse.ArgumentParser) -> None:
     engine.add_argument("--onnx", required=True)
     engine.add_argument("--precision", choices=PRECISIONS, required=True)
-    engine.add_argument("--min-batch", type=int, default=1)
-    engine.add_argument("--opt-batch", type=int, default=1)
-    engine.add_argument("--max-batch", type=int, default=8)
-    engine.add_argument("--workspace-mib", type=int, default=1024)
-    engine.add_argument("--dla-core", type=int, help="Jetson DLA core (TensorRT 10.0-10.7 or 11.4.1+), GPU fallback "
-                        "on; needs --min-batch = --opt-batch = --max-batch")
+    engine.add_argument("--min-batch", type=positive_int, default=1)
+    engine.add_argument("--opt-batch", type=positive_int, default=1)
+    engine.add_argument("--max-batch", type=positive_int, default=8)
+    engine.add_argument("--workspace-mib", type=positive_int, default=1024)
+    engine.add_argument("--dla-core", type=non_negative_int,
+                        help="Jetson DLA core (TensorRT 10.0-10.7 or 11.4.1+), GPU fallback on; needs "
+                        "--min-batch = --opt-batch = --max-batch")
     engine.add_argument("--out", help="engine path (default: RUN/engines/MODEL-PRECISION.engine + .json sidecar)")
     engine.set_defaults(run=run_engine)
 

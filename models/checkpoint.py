@@ -6,13 +6,13 @@ everything stored is tensors, numbers, strings, lists and dicts.
 
 from __future__ import annotations
 
-import hashlib
-import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from scratchdet.models.config import ConfigError, ModelConfig, from_dict, to_dict
+from scratchdet.models.files import atomic_write
 from scratchdet.models.ssd import SSD
 
 FORMAT = "scratchdet-checkpoint"
@@ -26,10 +26,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write atomically (temporary file, then rename) so a kill never leaves half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, temporary)
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, temporary)
     return path
 
 
@@ -43,12 +41,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    is_zip = zipfile.is_zipfile(path)
+    if head == b"PK\x03\x04" and not is_zip:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (an incomplete zip archive)")
+    if not is_zip and head[:1] != b"\x80":  # torch.save writes a zip; old torch a pickle
+        kind = "an empty file" if not head else f"starts with {head!r}"
+        raise CheckpointError(f"{path}: not a checkpoint written by torch.save ({kind}, neither a zip archive nor "
+                              "a pickle)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        raise CheckpointError(
-            f"{path}: not a loadable checkpoint ({type(error).__name__}: {str(error)[:200]})"
-        ) from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({_first_sentence(error)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ScratchDet checkpoint (no '{FORMAT}' format tag)")
     if data.get("format_version") != FORMAT_VERSION:
@@ -57,6 +62,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"this code reads version {FORMAT_VERSION}"
         )
     return data
+
+
+def _first_sentence(error: Exception) -> str:
+    """torch's weights_only errors run to many paragraphs; their first line says what happened."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else 'no message'}"
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or inf."""
+    return [name for name, tensor in state.items()
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
+def check_finite(path: str | Path, state: dict[str, Any]) -> None:
+    """Refuse weights holding NaN or inf: whatever they export or score would be meaningless.
+
+    Raises:
+        CheckpointError: naming the file, how many tensors are affected and the first of them.
+    """
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); "
+                              "training diverged. Use an earlier checkpoint or retrain with a lower learning rate")
 
 
 def config_differences(expected: ModelConfig, found: ModelConfig, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -86,17 +115,17 @@ def load_model(path: str | Path, expected: ModelConfig | None = None,
                 f"{path}: checkpoint of config '{config.name}' does not match config "
                 f"'{expected.name}' (expected vs found): " + "; ".join(differences)
             )
+    names = data.get("class_names")
+    if not isinstance(names, list) or len(names) != config.num_classes - 1 or not all(
+            isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: 'class_names' must list {config.num_classes - 1} names for a model of "
+                              f"{config.num_classes} classes (with background), found {names!r}")
+    if not isinstance(data.get("model"), dict):
+        raise CheckpointError(f"{path}: no 'model' weights in the checkpoint")
+    check_finite(path, data["model"])
     model = SSD(config)
     try:
         model.load_state_dict(data["model"])
     except (KeyError, RuntimeError) as error:
         raise CheckpointError(f"{path}: weights do not fit config '{config.name}': {error}") from None
     return model.eval(), data
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

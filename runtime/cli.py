@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scratchdet.arguments import non_negative_int, positive_int, probability
+
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `scratchdet val`, `predict` or `bundle`."""
@@ -16,7 +18,7 @@ def _val_arguments(val: argparse.ArgumentParser) -> None:
                      help="model to evaluate: .pt checkpoint, .onnx (any precision) or .engine")
     val.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
     val.add_argument("--split", default="val", help="dataset split evaluated")
-    val.add_argument("--batch", type=int, default=16, help="images per call to the model")
+    val.add_argument("--batch", type=positive_int, default=16, help="images per call to the model")
     val.add_argument("--runtime", help="runtime for the format (default: pytorch, onnxruntime or tensorrt; "
                      "openvino for .onnx)")
     _precision_hint_argument(val)
@@ -27,10 +29,10 @@ def _val_arguments(val: argparse.ArgumentParser) -> None:
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="image, folder, video file, or camera index (0)")
     parser.add_argument("--model", required=True, help=".pt checkpoint, .onnx model or .engine")
-    parser.add_argument("--conf", type=float, default=0.25, help="minimum score kept")
-    parser.add_argument("--classes", type=int, nargs="+", help="0-based class ids kept")
+    parser.add_argument("--conf", type=probability, default=0.25, help="minimum score kept")
+    parser.add_argument("--classes", type=non_negative_int, nargs="+", help="0-based class ids kept")
     parser.add_argument("--save-dir", default="runs/predict")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime / OpenVINO threads")
+    parser.add_argument("--threads", type=positive_int, help="ONNX Runtime / OpenVINO threads")
     parser.add_argument("--runtime", help=".onnx models: onnxruntime (default) or openvino "
                         "(pip install 'scratchdet-edge[openvino]')")
     _precision_hint_argument(parser)
@@ -43,10 +45,11 @@ def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
     bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
     bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
     bundle.add_argument("--out", help="default: RUN/bundle")
-    bundle.add_argument("--conf", type=float,
+    bundle.add_argument("--conf", type=probability,
                         help="deployment score threshold for DeepStream (default: the ONNX's deploy_score_threshold, "
                              "else 0.25); evaluation keeps the ONNX's own low threshold")
-    bundle.add_argument("--max-batch", type=int, default=8, help="largest batch of the engines build_engine.sh builds")
+    bundle.add_argument("--max-batch", type=positive_int, default=8,
+                        help="largest batch of the engines build_engine.sh builds")
     calibration_arguments(bundle)
     bundle.set_defaults(run=run_bundle)
 

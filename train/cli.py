@@ -10,6 +10,8 @@ from scratchdet.train.config import load_config
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.trainer import Trainer, prepare_run_folder
 
+from scratchdet.arguments import non_negative_int, positive_float, positive_int
+
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `scratchdet data` or `train`."""
@@ -20,8 +22,8 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write the deterministic synthetic COCO dataset")
     synth.add_argument("--out", required=True)
-    synth.add_argument("--images", type=int, default=200)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--images", type=positive_int, default=200)
+    synth.add_argument("--seed", type=non_negative_int, default=0)
     synth.set_defaults(run=run_synth)
 
 
@@ -29,10 +31,10 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--config", required=True, help="config file or shipped config name")
     train.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
     train.add_argument("--out", required=True, help="run folder, e.g. runs/bccd")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch", type=int)
-    train.add_argument("--lr", type=float, help="absolute learning rate (default: base_lr scaled by batch)")
-    train.add_argument("--workers", type=int)
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--batch", type=positive_int)
+    train.add_argument("--lr", type=positive_float, help="absolute learning rate (default: base_lr scaled by batch)")
+    train.add_argument("--workers", type=non_negative_int)
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--exist-ok", action="store_true",
                        help="replace the run already in OUT (its weights, metrics, plots, export/ ...)")

@@ -46,7 +46,10 @@ BAD_CHECKPOINTS = {
     "no weights": (lambda p: write_checkpoint(p, model=None), "no 'model' weights"),
     "inf BN statistics": (lambda p: write_checkpoint(p, lambda s: s[next(k for k in s if k.endswith(
         "running_var"))].fill_(float("inf"))), "hold NaN or inf"),
-    "not a checkpoint": (lambda p: p.write_bytes(b"PK\x03\x04 garbage"), r"not a loadable checkpoint \(\w+: [^\n]+\)$"),
+    "truncated": (lambda p: p.write_bytes(write_checkpoint(p).read_bytes()[:5000]), "truncated or corrupt checkpoint"),
+    "text file": (lambda p: p.write_text("hello"), r"not a checkpoint written by torch.save \(starts with b'hell'"),
+    "foreign pickle": (lambda p: p.write_bytes(__import__("pickle").dumps({"a": 1})),
+                       r"not a loadable checkpoint \(UnpicklingError: [^\n]+\)$"),
     "a plain tensor": (lambda p: torch.save(torch.zeros(3), p), "not a ScratchDet checkpoint"),
 }
 
