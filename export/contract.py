@@ -155,8 +155,12 @@ def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX file not found")
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path}: empty file, not an ONNX model")
     try:
         model = onnx.load(str(path))
     except Exception as error:  # protobuf raises DecodeError and friends
         raise ContractError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+    if not model.graph.node:  # protobuf parses many non-ONNX byte strings into an empty model
+        raise ContractError(f"{path}: not an ONNX model (no graph nodes)")
     return model, check_contract(model, path)

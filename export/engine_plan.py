@@ -14,11 +14,12 @@ ONNX (`quantize --target tensorrt`). One path, the same numerics on 10 and 11, a
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from scratchdet.models.files import write_text
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # The ONNX precision (metadata "precision") each engine precision accepts.
@@ -196,10 +197,7 @@ def sidecar(plan: EnginePlan, tensorrt_version: str, gpu_name: str, compute_capa
 
 def write_sidecar(path: str | Path, values: dict[str, Any]) -> None:
     """Write the sidecar JSON through a temporary file in the same folder."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(values, indent=2))
-    os.replace(temporary, path)
+    write_text(path, json.dumps(values, indent=2))
 
 
 def check_engine_compatible(engine: str | Path, values: dict[str, Any], tensorrt_version: str, gpu_name: str,

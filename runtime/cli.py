@@ -58,6 +58,7 @@ def run_val(args: argparse.Namespace) -> None:
     import json
 
     from scratchdet.models.config import to_dict
+    from scratchdet.models.files import write_text
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import validate
@@ -72,7 +73,7 @@ def run_val(args: argparse.Namespace) -> None:
         print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
               f"COCO AP {values['coco_ap']:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({**to_dict(result), "model": str(args.model)}, indent=2))
+        write_text(args.json, json.dumps({**to_dict(result), "model": str(args.model)}, indent=2))
 
 
 def _precision_hint_argument(parser: argparse.ArgumentParser) -> None:

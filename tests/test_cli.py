@@ -6,7 +6,6 @@ import math
 import subprocess
 import sys
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -118,6 +117,12 @@ def _setup(case, tmp, checkpoint, onnx_model, synth):
     if case == "classes beyond the model's":
         (tmp / "in").mkdir()
         return ["predict", str(tmp / "in"), "--model", str(onnx_model), "--classes", "7"]
+    if case == "empty ONNX":
+        (tmp / "empty.onnx").write_bytes(b"")
+        return ["predict", str(tmp), "--model", str(tmp / "empty.onnx")]
+    if case == "verify an INT8 model":
+        return ["export", "--weights", str(checkpoint), "--onnx", str(_tamper(onnx_model, tmp, precision="int8-ort")),
+                "--verify"]
     if case == "not a checkpoint":
         (tmp / "junk.pt").write_text("hello")
         return ["val", "--weights", str(tmp / "junk.pt"), "--data", str(synth)]
@@ -135,6 +140,8 @@ CASES = {
     "ONNX non-numeric threshold": r"tampered.onnx: .* score_threshold must be a number in \[0, 1\], found 'low'",
     "report field of the wrong type": r"r.json: row 0 has fields of the wrong type: 'fps' is str 'fast'",
     "classes beyond the model's": r"--classes 7: .*model.onnx has no such class \(0 circle, 1 square, 2 triangle\)",
+    "empty ONNX": r"empty.onnx: empty file, not an ONNX model",
+    "verify an INT8 model": r"tampered.onnx: --verify checks an FP32 export .* this model is int8-ort",
     "not a checkpoint": r"junk.pt: not a checkpoint written by torch.save \(starts with b'hell', neither",
 }
 
@@ -164,15 +171,3 @@ def test_nms_overhead_on_a_bad_checkpoint_is_one_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith(f"error: {tmp_path / 'junk.pt'}: not a checkpoint written by torch")
-
-
-def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from scratchdet.models.files import atomic_write, write_text
-
-    write_text(tmp_path / "report.json", "old")
-    with pytest.raises(ValueError), atomic_write(tmp_path / "report.json") as temporary:
-        temporary.write_text("half")
-        raise ValueError("the writer failed")
-    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
-    assert (tmp_path / "report.json").read_text() == "old"
-    np.testing.assert_equal(sorted(p.name for p in tmp_path.iterdir()), ["report.json"])

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from scratchdet.models.files import atomic_write
 
 STEP_PLOTS = {
     "loss.png": ("loss", "training loss (box + class)"),
@@ -37,7 +38,8 @@ def write_plots(run: str | Path) -> list[Path]:
         axis.set(xlabel="iteration", ylabel=key, title=title)
         axis.grid(alpha=0.3)
         figure.tight_layout()
-        figure.savefig(run / name, dpi=100)
+        with atomic_write(run / name) as temporary:
+            figure.savefig(temporary, dpi=100)
         plt.close(figure)
         written.append(run / name)
     if epochs:
@@ -49,7 +51,8 @@ def write_plots(run: str | Path) -> list[Path]:
         axis.grid(alpha=0.3)
         axis.legend()
         figure.tight_layout()
-        figure.savefig(run / "map.png", dpi=100)
+        with atomic_write(run / "map.png") as temporary:
+            figure.savefig(temporary, dpi=100)
         plt.close(figure)
         written.append(run / "map.png")
     return written

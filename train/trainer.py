@@ -27,6 +27,7 @@ from scratchdet.models.checkpoint import (
     save_checkpoint,
 )
 from scratchdet.models.config import ModelConfig, from_dict, to_dict
+from scratchdet.models.files import write_text
 from scratchdet.models.predictor import Predictor
 from scratchdet.models.ssd import SSD
 from scratchdet.models.torch_backend import TorchBackend
@@ -213,7 +214,7 @@ class Trainer:
         if self.rank == 0 and path.is_file():
             keep = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("epoch", 0) < epoch]
-            path.write_text("".join(line + "\n" for line in keep))
+            write_text(path, "".join(line + "\n" for line in keep))
 
     # -- the loop ----------------------------------------------------------------------------------
     def log_metrics(self, record: dict) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scratchdet.models.files import write_text
 from tqdm import tqdm
 
 CLASSES = ("circle", "square", "triangle")
@@ -84,6 +85,6 @@ def make_synthetic_dataset(
         coco["images"].append({"id": index + 1, "file_name": name, "width": width, "height": height})
     names = [im["file_name"] for im in coco["images"]]
     split = round(len(names) * 0.8)
-    (out / "annotations.json").write_text(json.dumps(coco))
-    (out / "splits.json").write_text(json.dumps({"seed": seed, "train": names[:split], "val": names[split:]}))
+    write_text(out / "annotations.json", json.dumps(coco))
+    write_text(out / "splits.json", json.dumps({"seed": seed, "train": names[:split], "val": names[split:]}))
     return out
