@@ -23,7 +23,6 @@ from scratchdet.export.onnx_backend import create_session
 from scratchdet.export.onnx_export import ExportOptions, export_network_only, export_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import load_model_config
-from scratchdet.models.postprocess import NMSConfig
 from scratchdet.models.ssd import SSD
 
 from scratchdet.arguments import positive_int
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     priors, classes, size = int(model.priors.shape[0]), len(names), model.config.input_size
     with tempfile.TemporaryDirectory() as folder:
         tail_path = Path(folder) / "tail.onnx"
-        onnx.save(nms_tail_model(priors, classes, NMSConfig()), str(tail_path))
+        onnx.save(nms_tail_model(priors, classes, model.config.postprocess), str(tail_path))
         tail = create_session(tail_path, args.threads)
         feeds = {kind: tail_inputs(priors, classes, kind == "uniform") for kind in ("realistic", "uniform")}
         rounds = interleave({k: (lambda f=f: tail.run(None, f)) for k, f in feeds.items()}, args.repeats, 10)
