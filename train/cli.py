@@ -32,6 +32,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--batch", type=int)
     train.add_argument("--lr", type=float, help="absolute learning rate (default: base_lr scaled by batch)")
     train.add_argument("--workers", type=int)
+    train.add_argument("--seed", type=int, help="seed of the initialisation, data order and augmentation "
+                       "(default: train.seed of the config)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.set_defaults(run=run_train)
 
@@ -43,7 +45,8 @@ def run_synth(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     model_config, train_config = load_config(args.config)
-    overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers}
+    overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers,
+                 "seed": args.seed}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
     trainer = Trainer(model_config, train_config, args.data, args.out)
     if args.resume:
