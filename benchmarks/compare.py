@@ -272,6 +272,12 @@ def markdown(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> Path:
     """Per-seed validation curves of both arms, and each run's gradient norm per step (paper Fig. 3)."""
+    return plot_runs({f"{arm} ({Path(report[arm]['config']).stem})": report[arm]["runs"]
+                      for arm in ("baseline", "candidate")}, path)
+
+
+def plot_runs(arms: dict[str, list[dict]], path: Path) -> Path:
+    """One colour per arm: val mAP@0.5 per epoch of every seed, and the gradient norm per step (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,18 +285,20 @@ def plot(report: dict, path: Path) -> Path:
     from scratchdet.train.plots import read_metrics
 
     figure, (curves, norms) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for arm, color, style in (("baseline", "tab:blue", "-"), ("candidate", "tab:orange", "--")):
-        for index, run in enumerate(report[arm]["runs"]):
-            label = f"{arm} ({Path(report[arm]['config']).stem})" if index == 0 else None
+    styles = ["-", "--", ":", "-."]
+    for number, (label, runs) in enumerate(arms.items()):
+        color, style = f"C{number}", styles[number % len(styles)]
+        for index, run in enumerate(runs):
+            name = label if index == 0 else None
             if run["curve"]:
                 epochs, values = zip(*run["curve"])
-                curves.plot(epochs, values, style, color=color, marker="o", markersize=3, label=label)
+                curves.plot(epochs, values, style, color=color, marker="o", markersize=3, label=name)
             metrics = Path(run["folder"]) / "metrics.jsonl"
             steps = [r for r in read_metrics(metrics) if r.get("type") == "step"] if metrics.is_file() else []
             if steps:
                 window = max(1, len(steps) // 50)
                 smooth = np.convolve([s["grad_norm"] for s in steps], np.ones(window) / window, mode="valid")
-                norms.plot(np.arange(len(smooth)) + window, smooth, style, color=color, linewidth=0.8, label=label)
+                norms.plot(np.arange(len(smooth)) + window, smooth, style, color=color, linewidth=0.8, label=name)
     curves.set(xlabel="epoch", ylabel="val mAP@0.5", title="per-seed validation curves", ylim=(0, 1))
     norms.set(xlabel="iteration", ylabel="gradient L2 norm (moving average)", yscale="log",
               title="gradient norm per step, every seed")
@@ -299,6 +307,7 @@ def plot(report: dict, path: Path) -> Path:
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
     figure.tight_layout()
+    path = Path(path)
     temporary = path.with_name(path.stem + ".tmp.png")
     figure.savefig(temporary, dpi=100)
     plt.close(figure)
