@@ -66,6 +66,8 @@ def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("--data", required=True, help="dataset folder (trained on train, scored on val)")
     compare.add_argument("--seeds", type=int, default=3, help="number of seeds (at least 2)")
     compare.add_argument("--first-seed", type=int, default=0)
+    compare.add_argument("--candidate-first-seed", type=int,
+                         help="candidate seeds start here instead (a config against itself: seed noise alone)")
     compare.add_argument("--epochs", type=int, help="override both configs' train.epochs")
     compare.add_argument("--runs", default="runs/seeds", help="cache of run folders, one per (config, seed)")
     compare.add_argument("--out", help="report folder (default runs/compare/<baseline>_vs_<candidate>)")
@@ -119,7 +121,9 @@ def run_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--confidence {args.confidence}: must be between 0 and 1")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     report = compare(args.baseline_config, args.candidate_config, args.data, seeds, args.epochs, args.runs,
-                     speed=not args.no_speed, threads=args.threads, confidence=args.confidence)
+                     speed=not args.no_speed, threads=args.threads, confidence=args.confidence,
+                     candidate_seed_offset=(args.candidate_first_seed - args.first_seed
+                                            if args.candidate_first_seed is not None else 0))
     out = args.out or f"runs/compare/{Path(args.baseline_config).stem}_vs_{Path(args.candidate_config).stem}"
     out = write_report(report, out)
     print(markdown(report))

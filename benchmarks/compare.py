@@ -210,13 +210,19 @@ EXIT_CODES = {"better": 0, "no detectable difference": 0, "worse": 2}  # 1 is an
 
 
 def compare(baseline: str, candidate: str, data: str | Path, seeds: Sequence[int], epochs: int | None,
-            runs: str | Path, speed: bool = True, threads: int = 2, confidence: float = 0.95) -> dict:
-    """Train both configs with every seed (baseline then candidate per seed), then score and time them."""
+            runs: str | Path, speed: bool = True, threads: int = 2, confidence: float = 0.95,
+            candidate_seed_offset: int = 0) -> dict:
+    """Train both configs with every seed (baseline then candidate per seed), then score and time them.
+
+    `candidate_seed_offset` pairs baseline seed k with candidate seed k + offset: a config against itself
+    with an offset measures what seed noise alone produces (with offset 0 both arms are the same runs).
+    """
     arms: dict[str, list[SeedRun]] = {"baseline": [], "candidate": []}
     for seed in seeds:
-        for arm, config in (("baseline", baseline), ("candidate", candidate)):
-            log.info("%s %s seed %d", arm, config, seed)
-            arms[arm].append(train_seed(config, data, epochs, seed, runs))
+        for arm, config, arm_seed in (("baseline", baseline, seed), ("candidate", candidate,
+                                                                      seed + candidate_seed_offset)):
+            log.info("%s %s seed %d", arm, config, arm_seed)
+            arms[arm].append(train_seed(config, data, epochs, arm_seed, runs))
     metrics = {}
     for metric in ("map50", "coco_ap"):
         a = [getattr(r, metric) for r in arms["baseline"]]
@@ -225,6 +231,7 @@ def compare(baseline: str, candidate: str, data: str | Path, seeds: Sequence[int
             "verdict": paired_difference(a, b, confidence).verdict}
     report = {
         "data": str(data), "epochs": epochs, "seeds": list(seeds), "confidence": confidence,
+        "candidate_seed_offset": candidate_seed_offset,
         "baseline": {"config": str(baseline), "runs": [asdict(r) for r in arms["baseline"]]},
         "candidate": {"config": str(candidate), "runs": [asdict(r) for r in arms["candidate"]]},
         "difference": metrics, "verdict": metrics["map50"]["verdict"], "speed": None,
@@ -248,9 +255,12 @@ def markdown(report: dict) -> str:
              f"data `{report['data']}`, epochs {report['epochs'] or 'as configured'}, seeds {report['seeds']}", "",
              "| seed | baseline mAP@0.5 | candidate mAP@0.5 | difference | baseline COCO AP | candidate COCO AP |",
              "|---|---|---|---|---|---|"]
+    if report.get("candidate_seed_offset"):
+        lines[-2] = lines[-2].replace("| seed |", "| seeds (baseline, candidate) |")
     for a, b in zip(base["runs"], cand["runs"]):
         flags = " (diverged)" if b["diverged"] else ""
-        lines.append(f"| {a['seed']} | {a['map50']:.4f}{' (diverged)' if a['diverged'] else ''} | "
+        seed = a["seed"] if a["seed"] == b["seed"] else f"{a['seed']}, {b['seed']}"
+        lines.append(f"| {seed} | {a['map50']:.4f}{' (diverged)' if a['diverged'] else ''} | "
                      f"{b['map50']:.4f}{flags} | {b['map50'] - a['map50']:+.4f} | {a['coco_ap']:.4f} | "
                      f"{b['coco_ap']:.4f} |")
     for arm, name in ((base, "baseline"), (cand, "candidate")):
@@ -266,7 +276,10 @@ def markdown(report: dict) -> str:
     if report["speed"]:
         lines.append(f"- speed candidate/baseline (A/B interleaved, random weights): "
                      f"{report['speed']['candidate_over_baseline']:.3f} ({report['speed']['detail']})")
-    lines.append(f"\n**verdict: candidate is {report['verdict']}** (mAP@0.5)")
+    if all(a["folder"] == b["folder"] for a, b in zip(base["runs"], cand["runs"])):
+        lines.append("- both arms are the same runs (same recipe and seeds): this checks the plumbing only; "
+                     "to see seed noise, pair other seeds (--candidate-first-seed)")
+    lines.append(f"\n**verdict: {report['verdict']}** (candidate vs baseline, mAP@0.5)")
     return "\n".join(lines) + "\n"
 
 

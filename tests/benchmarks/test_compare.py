@@ -143,7 +143,21 @@ def test_compare_exit_code_is_2_for_a_worse_candidate(tmp_path, monkeypatch, cap
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["difference"]["map50"]["mean"] == pytest.approx(-0.1033, abs=1e-4)
     assert report["baseline"]["map50"]["spread"] == pytest.approx(0.10)
-    assert "candidate is worse" in capsys.readouterr().out
+    assert "verdict: worse" in capsys.readouterr().out
+
+
+def test_candidate_first_seed_pairs_other_seeds(tmp_path, monkeypatch):
+    def fake_train(config, data, epochs, seed, root):
+        return SeedRun(seed, str(tmp_path / f"{config}{seed}"), 0.5 + seed / 100, 0.2, 0.5, [])
+
+    monkeypatch.setattr(compare_module, "train_seed", fake_train)
+    assert main(["compare", "--baseline-config", "a.yaml", "--candidate-config", "a.yaml", "--data", "d",
+                 "--seeds", "2", "--candidate-first-seed", "3", "--out", str(tmp_path / "out"), "--no-speed"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [r["seed"] for r in report["baseline"]["runs"]] == [0, 1]
+    assert [r["seed"] for r in report["candidate"]["runs"]] == [3, 4]
+    assert report["difference"]["map50"]["mean"] == pytest.approx(0.03)
+    assert "| 0, 3 |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_compare_refuses_a_single_seed(tmp_path):
