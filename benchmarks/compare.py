@@ -16,6 +16,7 @@ Speed is timed A/B-interleaved exactly as `scratchdet check --baseline-config` d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,7 +27,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from scratchdet.models.config import to_dict
 from scratchdet.train.config import load_config
 
 log = logging.getLogger(__name__)
@@ -127,12 +127,37 @@ class SeedRun:
     diverged: str = ""  # the error when training stopped on non-finite losses (accuracy counts as 0)
 
 
+def explicit_values(config: object) -> dict:
+    """The fields of a config dataclass that differ from their defaults (nested dataclasses recursively).
+
+    Run folders are named after these, so a field added to the code later (with a default that keeps the old
+    behaviour) does not orphan the finished runs.
+    """
+    values = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            nested = explicit_values(value)
+            if nested:
+                values[item.name] = nested
+            continue
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if value != default:
+            values[item.name] = value  # tuples serialise as JSON lists
+    return values
+
+
 def run_digest(config: str | Path, data: str | Path, epochs: int | None) -> str:
     """Ten hex digits naming everything a run depends on but the seed: model, recipe, epochs, data."""
     model_config, train_config = load_config(config)
     if epochs is not None:
         train_config = replace(train_config, epochs=epochs)
-    key = {"model": to_dict(model_config), "train": to_dict(replace(train_config, seed=0)),
+    key = {"model": explicit_values(model_config), "train": explicit_values(replace(train_config, seed=0)),
            "data": str(Path(data).resolve())}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 

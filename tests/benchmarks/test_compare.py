@@ -102,6 +102,9 @@ def test_run_folders_differ_by_recipe_and_seed_not_by_file(tmp_path, config_file
     assert folder.parent != run_folder(tmp_path, changed, synth_data, 2, 0).parent
     assert folder.parent != run_folder(tmp_path, config_file, synth_data, 3, 0).parent
     assert folder != run_folder(tmp_path, config_file, synth_data, 2, 1)
+    spelled_out = tmp_path / "defaults.yaml"  # a default written out, as a field added later would be
+    spelled_out.write_text(CONFIG.replace("  workers: 0\n", "  workers: 0\n  momentum: 0.9\n  ema_decay: null\n"))
+    assert run_folder(tmp_path, spelled_out, synth_data, 2, 0) == folder
 
 
 @pytest.mark.slow
