@@ -25,7 +25,7 @@ from scratchdet.arguments import non_negative_float, positive_int, positive_int_
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `scratchdet bench` or `check`."""
-    {"bench": _bench_arguments, "check": _check_arguments}[command](parser)
+    {"bench": _bench_arguments, "check": _check_arguments, "compare": _compare_arguments}[command](parser)
 
 
 def _bench_arguments(bench: argparse.ArgumentParser) -> None:
@@ -64,6 +64,27 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--threads", type=positive_int, default=2)
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
+
+
+def _compare_arguments(compare: argparse.ArgumentParser) -> None:
+    compare.description = (compare.description or "") + (
+        "\n\nTrains both configs with seeds first-seed .. first-seed+N-1 (runs cached per seed under --runs),"
+        "\nthen a paired t interval of candidate - baseline mAP@0.5 gives the verdict."
+        "\nExit code: 0 better or no detectable difference, 2 worse, 1 error.")
+    compare.add_argument("--baseline-config", required=True, help="config file or shipped config name")
+    compare.add_argument("--candidate-config", required=True, help="config file or shipped config name")
+    compare.add_argument("--data", required=True, help="dataset folder (trained on train, scored on val)")
+    compare.add_argument("--seeds", type=int, default=3, help="number of seeds (at least 2)")
+    compare.add_argument("--first-seed", type=int, default=0)
+    compare.add_argument("--candidate-first-seed", type=int,
+                         help="candidate seeds start here instead (a config against itself: seed noise alone)")
+    compare.add_argument("--epochs", type=int, help="override both configs' train.epochs")
+    compare.add_argument("--runs", default="runs/seeds", help="cache of run folders, one per (config, seed)")
+    compare.add_argument("--out", help="report folder (default runs/compare/<baseline>_vs_<candidate>)")
+    compare.add_argument("--confidence", type=float, default=0.95)
+    compare.add_argument("--no-speed", action="store_true", help="skip the A/B-interleaved speed timing")
+    compare.add_argument("--threads", type=int, default=2)
+    compare.set_defaults(run=run_compare)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -121,3 +142,22 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         write_text(args.json, json.dumps(result.as_dict(), indent=2))
     return 0 if result.passed else 1
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from scratchdet.benchmarks.compare import EXIT_CODES, compare, markdown, write_report
+
+    if args.seeds < 2:
+        raise ValueError(f"--seeds {args.seeds}: a confidence interval needs at least 2 seeds")
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence {args.confidence}: must be between 0 and 1")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    report = compare(args.baseline_config, args.candidate_config, args.data, seeds, args.epochs, args.runs,
+                     speed=not args.no_speed, threads=args.threads, confidence=args.confidence,
+                     candidate_seed_offset=(args.candidate_first_seed - args.first_seed
+                                            if args.candidate_first_seed is not None else 0))
+    out = args.out or f"runs/compare/{Path(args.baseline_config).stem}_vs_{Path(args.candidate_config).stem}"
+    out = write_report(report, out)
+    print(markdown(report))
+    print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'curves.png'}")
+    return EXIT_CODES[report["verdict"]]

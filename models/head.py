@@ -6,6 +6,8 @@ scratch with a large learning rate; `bn=False` gives the plain SSD head for the 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -49,6 +51,22 @@ class SSDHead(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    @torch.no_grad()
+    def init_background_prior(self, probability: float) -> None:
+        """Start every prior at softmax P(background) = `probability` (RetinaNet's prior, Lin et al. 2017).
+
+        The bias is the last one before the logits: the BatchNorm shift (beta) when the head has BN (the
+        conv before it has no bias, and a conv bias would be cancelled by the normalisation anyway).
+        """
+        if not 0 < probability < 1:
+            raise ValueError(f"background prior must be in (0, 1), got {probability}")
+        classes = self.classification.values
+        logit = math.log(probability * (classes - 1) / (1 - probability))  # foreground logits stay 0
+        for conv in self.classification.convs:
+            bias = conv[-1].bias.view(-1, classes)  # (anchors, classes): channel a*K + k
+            bias.zero_()
+            bias[:, 0] = logit
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.regression(features), self.classification(features)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundle": ("scratchdet.runtime.cli", "folder + tarball for a Jetson or ARM board"),
     "bench": ("scratchdet.benchmarks.cli", "latency, FPS, throughput and accuracy per model format"),
     "check": ("scratchdet.benchmarks.cli", "the accuracy and speed regression gate"),
+    "compare": ("scratchdet.benchmarks.cli", "accuracy of two configs over several seeds: worse, better or noise"),
 }
 
 VERSIONED_PACKAGES = ("scratchdet-edge", "torch", "onnxruntime", "onnx", "tensorrt", "tensorrt-lean-cu12")

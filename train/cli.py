@@ -35,6 +35,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--batch", type=positive_int)
     train.add_argument("--lr", type=positive_float, help="absolute learning rate (default: base_lr scaled by batch)")
     train.add_argument("--workers", type=non_negative_int)
+    train.add_argument("--seed", type=non_negative_int, help="seed of the initialisation, data order and "
+                       "augmentation (default: train.seed of the config)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--exist-ok", action="store_true",
                        help="replace the run already in OUT (its weights, metrics, plots, export/ ...)")
@@ -51,7 +53,8 @@ def run_train(args: argparse.Namespace) -> None:
         raise ValueError("--resume continues the run in OUT and --exist-ok replaces it: choose one")
     prepare_run_folder(args.out, args.resume, args.exist_ok, rank=int(os.environ.get("RANK", "0")))
     model_config, train_config = load_config(args.config)
-    overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers}
+    overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers,
+                 "seed": args.seed}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
     trainer = Trainer(model_config, train_config, args.data, args.out)
     if args.resume:

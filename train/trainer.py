@@ -35,6 +35,7 @@ from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
+from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import write_plots
@@ -104,9 +105,13 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def warmup_length(config: TrainConfig, total: int) -> int:
+    return min(config.warmup_iters, max(total // 5, 1))  # short runs keep most steps at full LR
+
+
 def lr_factor(config: TrainConfig, iteration: int, total: int) -> float:
     """LR multiplier at `iteration`: 1. linear warmup, 2. step decay at milestones, or 3. cosine."""
-    warmup = min(config.warmup_iters, max(total // 5, 1))  # short runs keep most steps at full LR
+    warmup = warmup_length(config, total)
     if iteration < warmup:
         return config.warmup_ratio + (1 - config.warmup_ratio) * iteration / warmup
     if config.schedule == "step":
@@ -138,6 +143,8 @@ class Trainer:
             model_config = replace(model_config, num_classes=classes)
         self.model_config = model_config
         self.model = SSD(model_config).to(self.device)
+        if config.background_prior is not None:
+            self.model.head.init_background_prior(config.background_prior)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder).to(self.device)
@@ -163,8 +170,14 @@ class Trainer:
                 self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.network = torch.nn.parallel.DistributedDataParallel(self.network)
         self.monitor = GradientMonitor(config.grad_window)
+        self.ema = ModelEMA(self.model, config.ema_decay, config.ema_tau) if config.ema_decay else None
         self.start_epoch, self.iteration, self.best_map = 0, 0, -1.0
         self.nonfinite_streak = 0  # consecutive skipped steps, across epoch ends
+
+    @property
+    def eval_model(self) -> SSD:
+        """The weights evaluated and saved as "model": the EMA when there is one."""
+        return self.ema.module if self.ema else self.model
 
     @property
     def use_amp(self) -> bool:
@@ -174,7 +187,8 @@ class Trainer:
     def checkpoint_payload(self, epoch: int) -> dict:
         return {
             "model_config": to_dict(self.model_config), "train_config": to_dict(self.config),
-            "class_names": self.train_set.class_names, "model": self.model.state_dict(),
+            "class_names": self.train_set.class_names, "model": self.eval_model.state_dict(),
+            **({"train_model": self.model.state_dict(), "ema_updates": self.ema.updates} if self.ema else {}),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": epoch, "iteration": self.iteration,
             "best_map": self.best_map, "grad_history": self.monitor.state(),
@@ -198,7 +212,14 @@ class Trainer:
                    if to_dict(self.config).get(k) != v]
         if changed:
             log.warning("resuming with a changed training config: %s", "; ".join(changed))
-        self.model.load_state_dict(data["model"])
+        if self.ema:
+            if "train_model" not in data:
+                raise CheckpointError(f"{path}: cannot resume with train.ema_decay, the run had no EMA")
+            self.model.load_state_dict(data["train_model"])
+            self.ema.module.load_state_dict(data["model"])
+            self.ema.updates = data["ema_updates"]
+        else:
+            self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         self.scaler.load_state_dict(data["scaler"])
@@ -244,8 +265,13 @@ class Trainer:
         if not math.isfinite(norm) and not self.use_amp:  # AMP's scaler skips such steps itself
             self.optimizer.zero_grad(set_to_none=True)
             return None
+        clip = self.config.warmup_clip
+        if clip is not None and self.iteration < warmup_length(self.config, self.total_iterations):
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema:
+            self.ema.update(self.model)
         return {"loss": parts.total.item(), "box_loss": parts.box.item(), "cls_loss": parts.cls.item(),
                 "grad_norm": norm, "fluctuation": self.monitor.update(norm), "positives": parts.num_positives}
 
@@ -286,7 +312,7 @@ class Trainer:
                   "elapsed_s": elapsed}
         last = epoch + 1 == self.config.epochs
         if (epoch + 1) % self.config.eval_every == 0 or last:
-            result = validate(Predictor(TorchBackend(self.model, self.train_set.class_names)), self.val_set)
+            result = validate(Predictor(TorchBackend(self.eval_model, self.train_set.class_names)), self.val_set)
             record.update(map50=result.map50, map50_11point=result.map50_11point, coco_ap=result.coco_ap)
             log.info("epoch %d: %s", epoch + 1, result.summary())
             if result.map50 > self.best_map:
