@@ -86,8 +86,8 @@ def test_untrained_model_output_stays_bounded_and_parity_holds_despite_tied_scor
 def test_parity_allows_a_different_box_only_where_scores_are_tied():
     reference = [Detections.from_arrays([[0, 0, 10, 10]], [0.5], [0])]
     swapped = [Detections.from_arrays([[2, 0, 12, 10]], [0.5], [0])]  # the other box of a tie was kept
-    tied_scores = np.array([[[0.5], [0.5], [0.1]]])  # [N, P, C]: two candidates score exactly 0.5
-    untied_scores = np.array([[[0.5], [0.3], [0.1]]])
+    tied_scores = np.array([[[0.5, 0.1], [0.5, 0.1], [0.1, 0.1]]])  # [N, P, C]: two class-0 candidates at 0.5
+    untied_scores = np.array([[[0.5, 0.1], [0.3, 0.1], [0.1, 0.1]]])
     assert compare(reference, swapped, tied_scores).ok
     assert compare(reference, swapped, tied_scores).tied == 2  # the kept box on each side
     assert not compare(reference, swapped, untied_scores).ok
