@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm import tqdm
+
+from scratchdet.progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def interleave(calls: dict[str, Callable[[], object]], repeats: int = 5, per_rou
         for _ in range(warmup):
             calls[name]()
     rounds: dict[str, list[list[float]]] = {name: [] for name in names}
-    bar = tqdm(total=repeats * len(names) * per_round, desc="timing", disable=not progress, leave=False)
+    bar = progress_bar(total=repeats * len(names) * per_round, desc="timing", disable=not progress, leave=False)
     for repeat in range(repeats):
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:
             samples = []

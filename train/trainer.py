@@ -39,7 +39,8 @@ from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import write_plots
-from tqdm import tqdm
+
+from scratchdet.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
         losses, started = [], time.perf_counter()
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=self.rank != 0,
+        bar = progress_bar(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=self.rank != 0,
                    leave=False)
         for images, boxes, labels, _ in bar:
             lr = self.optimizer.param_groups[0]["lr"]
