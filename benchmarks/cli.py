@@ -21,6 +21,7 @@ from scratchdet.benchmarks.report import markdown, read_report, write_report
 from scratchdet.models.files import write_text
 
 from scratchdet.arguments import non_negative_float, positive_int, positive_int_list
+from scratchdet.flags import add_model_argument
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _bench_arguments(bench: argparse.ArgumentParser) -> None:
-    bench.add_argument("--model", nargs="+", required=True, help=".pt, .onnx and .engine files")
+    add_model_argument(bench, ".pt, .onnx and .engine files, one row each", nargs="+")
     bench.add_argument("--data", help="dataset for accuracy (its val split) and a real timing image")
     bench.add_argument("--out", default="runs/bench", help="folder for report.json, report.md and fps_vs_map.png")
     bench.add_argument("--batch", type=positive_int_list, default="1,8",
@@ -64,7 +65,7 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
                        help="fail, not warn, on a speed drop against the committed baseline")
     check.add_argument("--allow-other-data", action="store_true",
                        help="compare a report with a baseline measured on another dataset (WARN, not FAIL)")
-    check.add_argument("--threads", type=positive_int, default=2)
+    check.add_argument("--threads", type=positive_int, default=2, help="CPU threads for the A/B speed runs")
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
 

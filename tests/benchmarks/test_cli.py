@@ -1,8 +1,9 @@
 import json
 
-from scratchdet.cli import main
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.models.checkpoint import load_model
+
+from scratchdet.cli import main
 
 
 def test_bench_exits_nonzero_when_a_model_fails_and_keeps_its_row(tiny_checkpoint, tmp_path):
@@ -15,5 +16,5 @@ def test_bench_exits_nonzero_when_a_model_fails_and_keeps_its_row(tiny_checkpoin
     assert main(arguments) == 0
     assert main([*arguments[:3], str(broken), *arguments[3:]]) == 1
     rows = json.loads((tmp_path / "bench" / "report.json").read_text())["rows"]
-    assert [r["status"] for r in rows][0] == "ok"
+    assert rows[0]["status"] == "ok"
     assert rows[1]["path"] == str(broken) and rows[1]["status"].startswith("failed to load")
