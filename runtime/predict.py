@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from scratchdet.runtime.results import Results, detect_results, read_image
 
+from scratchdet.paths import increment_path
 from scratchdet.progress import progress
 
 log = logging.getLogger(__name__)
@@ -84,23 +85,6 @@ def classify(source: str) -> list[Source]:
         raise ValueError(f"{path}: unknown suffix '{path.suffix}'; images: {', '.join(sorted(IMAGE_SUFFIXES))}; "
                          f"videos: {', '.join(sorted(VIDEO_SUFFIXES))}")
     return [found]
-
-
-def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
-    """`path` if free (or exist_ok), else the first free path2, path3, ... (created, so two runs never share)."""
-    path = Path(path)
-    if exist_ok:
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for number in range(1, 10_000):
-        candidate = path if number == 1 else path.with_name(f"{path.name}{number}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise OSError(f"{path}: 9999 numbered folders exist already; pass --exist-ok or another --save-dir")
 
 
 def _download_image(url: str) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scratchdet.runtime import board_runner
 from scratchdet.runtime.detector import Detector
-from scratchdet.runtime.predict import Source, classify, increment_path, predict
+from scratchdet.runtime.predict import Source, classify, predict
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +44,6 @@ def test_sources_are_classified_as_ultralytics_does(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png: no such image, folder, video, glob or camera"):
         classify(str(tmp_path / "missing.png"))
     assert Source("stream", "rtsp://cam/live/stream1").name == "stream1" and Source("camera", "0").name == "camera0"
-
-
-def test_save_dirs_are_incremented_unless_exist_ok(tmp_path):
-    base = tmp_path / "runs" / "predict"
-    assert increment_path(base) == base and base.is_dir()
-    assert increment_path(base) == base.with_name("predict2")
-    assert increment_path(base) == base.with_name("predict3")
-    assert increment_path(base, exist_ok=True) == base
 
 
 def test_video_gives_annotated_video_jsonl_and_labels_per_frame(detector, clip, tmp_path):
