@@ -25,7 +25,13 @@ def _val_arguments(val: argparse.ArgumentParser) -> None:
     val.add_argument("--runtime", help="runtime for the format (default: pytorch, onnxruntime or tensorrt; "
                      "openvino for .onnx)")
     _precision_hint_argument(val)
-    val.add_argument("--json", help="write the metrics to this file")
+    val.add_argument("--conf", type=probability, default=0.25,
+                     help="confidence for precision, recall, F1 and the confusion matrix (AP uses every score)")
+    val.add_argument("--save-dir", default="runs/val",
+                     help="folder for metrics.json, pr_curve.png and confusion_matrix.png; taken already, the next "
+                          "free SAVE_DIR2, SAVE_DIR3, ... is used")
+    val.add_argument("--exist-ok", action="store_true", help="write into --save-dir even if it exists")
+    val.add_argument("--json", help="also write the metrics to this file")
     val.set_defaults(run=run_val)
 
 
@@ -80,20 +86,32 @@ def run_val(args: argparse.Namespace) -> None:
     from scratchdet.models.config import to_dict
     from scratchdet.models.files import write_text
     from scratchdet.runtime.detector import Detector
+    from scratchdet.train.curves import curve_report, plot_curves
     from scratchdet.train.data.load import load_dataset
-    from scratchdet.train.evaluate import validate
+    from scratchdet.train.evaluate import detect_dataset, evaluate
+
+    from scratchdet.paths import increment_path
 
     data = load_dataset(args.data, args.split)
     with Detector(args.model, conf=0.0, runtime=args.runtime, precision_hint=args.precision_hint) as detector:
-        result = validate(detector, data, args.batch)
+        detections = detect_dataset(detector, data, args.batch)
         backend = f"{detector.backend.name}, {detector.backend.precision}"
+    result = evaluate(data.records, detections, data.class_names)
+    curves = curve_report(data.records, detections, data.class_names, args.conf)
     print(f"{args.model} ({backend}) on {args.data} [{args.split}, {len(data.records)} images]")
     print(result.summary())
     for name, values in result.per_class.items():
         print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
               f"COCO AP {values['coco_ap']:.4f}")
-    if args.json:
-        write_text(args.json, json.dumps({**to_dict(result), "model": str(args.model)}, indent=2))
+    print(curves.summary())
+    out = increment_path(args.save_dir, args.exist_ok)
+    plots = plot_curves(curves, out, title=f"{Path(args.model).name} on {Path(args.data).name}/{args.split}: ")
+    metrics = {**to_dict(result), "at_conf": {"conf": args.conf, "all": curves.overall, **curves.per_class},
+               "confusion_matrix": {"rows_predicted_columns_true": [*data.class_names, "background"],
+                                    "counts": curves.confusion.tolist()}, "model": str(args.model)}
+    for path in [out / "metrics.json", *([Path(args.json)] if args.json else [])]:
+        write_text(path, json.dumps(metrics, indent=2))
+    print(f"results in {out}: metrics.json, {', '.join(p.name for p in plots)}")
 
 
 def _precision_hint_argument(parser: argparse.ArgumentParser) -> None:
