@@ -30,6 +30,14 @@ class _LogLines(io.TextIOBase):
         return len(text)
 
 
+class _LogBar(tqdm):
+    """A bar whose postfix waits for the next periodic line: tqdm redraws on every set_postfix, which on a
+    log would mean a line per step (and one showing a stale count, as tqdm updates it lazily)."""
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+
 def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, disable: bool = False,
              leave: bool = False, interval: float = LOG_INTERVAL_S) -> tqdm:
     """tqdm(iterable) on a terminal; off one, a log line every `interval` seconds and at the end."""
@@ -37,5 +45,5 @@ def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | N
         return tqdm(iterable, desc=desc, total=total, disable=disable, leave=leave)
     # leave=True: the closing line is the one a log reader wants; maxinterval keeps tqdm from
     # stretching its check interval past ours on slow loops.
-    return tqdm(iterable, desc=desc, total=total, disable=disable, leave=True, file=_LogLines(),
+    return _LogBar(iterable, desc=desc, total=total, disable=disable, leave=True, file=_LogLines(),
                 mininterval=interval, maxinterval=max(interval, 1.0), bar_format=LOG_FORMAT, dynamic_ncols=False)
