@@ -57,7 +57,8 @@ def write_results_csv(run: Path, records: list[dict]) -> Path:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in epoch_rows(records))
+    writer.writerows({k: "" if v is None else format(v, ".6g") if isinstance(v, float) else v for k, v in row.items()}
+                     for row in epoch_rows(records))
     path = run / "results.csv"
     _write_atomic(path, lambda p: p.write_text(buffer.getvalue()))
     return path
@@ -108,6 +109,9 @@ def write_plots(run: str | Path) -> list[Path]:
 
         def fluctuation(axis) -> None:
             axis.plot(x, series("fluctuation"), linewidth=0.8)
+            if window and x[-1] > window:  # before it, the window holds every step so far, warm-up included
+                axis.axvline(window, color="grey", linestyle=":", label="window full")
+                axis.legend()
             axis.set(xlabel="iteration", ylabel="std / mean of the norm")
 
         written += [
