@@ -42,7 +42,10 @@ def draw(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: li
     corners = np.round(np.asarray(boxes).reshape(-1, 4)).astype(int).tolist()
     for (x1, y1, x2, y2), class_id in zip(corners, class_ids):
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour(int(class_id)), width, cv2.LINE_AA)
-    scale, thickness = width / 3, max(width - 1, 1)
+    # font from the image's size, not the line width: ultralytics' width / 3 gives 15-px-high labels on a
+    # 160-px image, hiding what they label
+    scale = max(min(canvas.shape[:2]) / 1000, 0.35) if line_width is None else line_width / 3
+    thickness = max(round(scale * 2), 1)
     height, image_width = canvas.shape[:2]
     for (x1, y1, _, _), class_id, label in zip(corners, class_ids, labels):
         (w, h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

@@ -107,7 +107,10 @@ def test_predict_writes_board_runners_schema(bccd_models, bccd, tmp_path):
     image = sorted((bccd / "images").iterdir())[0]
     assert board_runner.main([str(bccd_models["fp32"]), str(image), str(tmp_path / "board.json")]) == 0
     board = json.loads((tmp_path / "board.json").read_text())
-    predict(Detector(bccd_models["fp32"], conf=0.0), str(image), tmp_path / "out")
+    detector = Detector(bccd_models["fp32"], conf=0.0)
+    assert predict(detector, str(image), tmp_path / "out").save_dir == tmp_path / "out"
+    assert predict(detector, str(image), tmp_path / "out").save_dir == tmp_path / "out2"  # never overwritten
+    assert predict(detector, str(image), tmp_path / "out", exist_ok=True).save_dir == tmp_path / "out"
     (ours,) = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert list(board) == list(ours) == list(board_runner.DOCUMENT_KEYS)
     assert [board[k] for k in ("image", "width", "height")] == [ours[k] for k in ("image", "width", "height")]
