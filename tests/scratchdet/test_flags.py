@@ -61,8 +61,8 @@ def test_every_option_of_every_command_has_help_and_shows_its_default(command, c
         build_parser([command, "--help"]).parse_args([command, "--help"])
     if command == "predict":
         text = capsys.readouterr().out
-        assert "(default: 0.25)" in text and "(default: None)" not in text and "(default: False)" not in text
-        assert "(default: the model's)" in text
+        assert "(default: runs/predict)" in text and "(default: None)" not in text
+        assert "(default: False)" not in text and "(default: the model's)" in text
 
 
 def test_quantize_runs_with_the_old_flag(tiny_onnx, tmp_path, caplog):
