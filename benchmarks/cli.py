@@ -79,15 +79,15 @@ def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("--candidate-config", required=True, help="config file or shipped config name")
     compare.add_argument("--data", required=True, help="dataset folder (trained on train, scored on val)")
     compare.add_argument("--seeds", type=int, default=3, help="number of seeds (at least 2)")
-    compare.add_argument("--first-seed", type=int, default=0)
+    compare.add_argument("--first-seed", type=int, default=0, help="seed of the first run of both configs")
     compare.add_argument("--candidate-first-seed", type=int,
                          help="candidate seeds start here instead (a config against itself: seed noise alone)")
     compare.add_argument("--epochs", type=int, help="override both configs' train.epochs")
     compare.add_argument("--runs", default="runs/seeds", help="cache of run folders, one per (config, seed)")
     compare.add_argument("--out", help="report folder (default runs/compare/<baseline>_vs_<candidate>)")
-    compare.add_argument("--confidence", type=float, default=0.95)
+    compare.add_argument("--confidence", type=float, default=0.95, help="confidence level of the paired t interval")
     compare.add_argument("--no-speed", action="store_true", help="skip the A/B-interleaved speed timing")
-    compare.add_argument("--threads", type=int, default=2)
+    compare.add_argument("--threads", type=int, default=2, help="CPU threads for training and the A/B speed run")
     compare.set_defaults(run=run_compare)
 
 

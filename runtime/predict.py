@@ -190,6 +190,10 @@ def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/pre
             line_width: int | None = None, max_frames: int | None = None) -> PredictSummary:
     """Detect on every source (see the module docstring); returns counts, time and the save dir used."""
     named = [s for source in ([sources] if isinstance(sources, str) else sources) for s in classify(str(source))]
+    files = [Path(s.value) for s in named if s.kind in ("image", "video")]
+    if exist_ok and any(f.resolve().parent == Path(save_dir).resolve() for f in files):
+        raise ValueError(f"{save_dir}: the save dir holds a source; the annotated outputs would overwrite or mix "
+                         "with the inputs (drop --exist-ok or choose another --save-dir)")
     out = increment_path(save_dir, exist_ok)
     outputs, count, started = _Outputs(out, save_txt, line_width), 0, time.perf_counter()
     stills = [s for s in named if s.kind in ("image", "image_url")]

@@ -150,7 +150,10 @@ class Results:
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as OpenCV reads it (BGR, any depth); ValueError naming the file if unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # e.g. a header announcing more pixels than OpenCV's limit
+        raise ValueError(f"{path}: OpenCV cannot read the image ({str(error).strip().splitlines()[-1]})") from None
     if image is None:
         raise ValueError(f"{path}: cannot read the image (corrupt or not an image)")
     return image
