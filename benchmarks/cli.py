@@ -102,6 +102,8 @@ def run_bench(args: argparse.Namespace) -> int:
     failed = failed_rows(report)
     for row in failed:
         log.error("%s: %s", row["path"], row["status"])
+    if failed and len(failed) == len(report["rows"]):
+        log.error("every model failed (%s); see the status column", ", ".join(row["name"] for row in failed))
     return 1 if failed else 0
 
 
