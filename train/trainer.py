@@ -56,7 +56,8 @@ class RunFolderError(ValueError):
 
 # What a run writes into its folder, and what later stages derive from it there: a new run in the same
 # folder (--exist-ok) removes them, so old plots, exports or bundles never sit beside new weights.
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png", "grad_norm.png", "grad_fluctuation.png", "map.png")
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "results.csv", "loss.png", "lr.png", "grad_norm.png",
+             "grad_fluctuation.png", "map.png")
 DERIVED = ("export", "engines", "bench", "bundle", "bundle.tar.gz")
 
 

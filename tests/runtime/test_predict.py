@@ -142,9 +142,12 @@ def test_a_save_dir_holding_the_source_is_refused(detector, bccd, tmp_path, kind
     (folder / "clip.mp4").write_bytes(b"stands for a video")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     source = {"folder": folder, "image": folder / image.name, "video": folder / "clip.mp4"}[kind]
-    with pytest.raises(ValueError, match=r"in: the save dir holds the source .* would overwrite the inputs"):
-        predict(detector, str(source), folder)
+    with pytest.raises(ValueError, match=r"in: the save dir holds a source; the annotated outputs would overwrite"):
+        predict(detector, str(source), folder, exist_ok=True)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    if kind == "image":  # without --exist-ok the outputs go to a fresh folder beside it
+        assert predict(detector, str(source), folder).save_dir == tmp_path / "in2"
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_a_bad_file_in_a_folder_keeps_the_detections_made_before_it(detector, bccd, tmp_path):
@@ -156,4 +159,4 @@ def test_a_bad_file_in_a_folder_keeps_the_detections_made_before_it(detector, bc
     with pytest.raises(ValueError, match="zz-broken.jpg: cannot read the image"):
         predict(detector, str(folder), tmp_path / "out")
     records = json.loads((tmp_path / "out" / "detections.json").read_text())
-    assert sorted(records) == sorted(p.name for p in folder.iterdir() if p.name != "zz-broken.jpg")
+    assert sorted(d["image"] for d in records) == sorted(p.name for p in folder.iterdir() if p.name != "zz-broken.jpg")

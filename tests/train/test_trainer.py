@@ -138,7 +138,7 @@ def test_a_folder_holding_another_run_is_refused_unless_asked(tmp_path, config_f
     assert _train(config_file, synth_data, run, "--exist-ok") == 0
     assert not (run / "export").exists()
     assert not any(r.get("old") for r in read_metrics(run))
-    assert read_checkpoint(run / "last.pt")["epoch"] == 0
+    assert read_checkpoint(run / "last.pt")["epoch"] == 1  # epochs are counted from 1
 
 
 def test_resume_with_a_dataset_of_other_classes_is_refused(tmp_path, config_file, synth_data):
