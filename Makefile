@@ -65,9 +65,9 @@ export: $(STAMP)
 	$(SD) export --model $(RUN)/best.pt --data $(DATA)
 
 quantize: $(STAMP)
-	$(SD) quantize --onnx $(RUN)/export/model.onnx --data $(DATA) --target ort
-	$(SD) quantize --onnx $(RUN)/export/model.onnx --data $(DATA) --target tensorrt
-	$(SD) quantize --onnx $(RUN)/export/model.onnx --precision fp16
+	$(SD) quantize --model $(RUN)/export/model.onnx --data $(DATA) --target ort
+	$(SD) quantize --model $(RUN)/export/model.onnx --data $(DATA) --target tensorrt
+	$(SD) quantize --model $(RUN)/export/model.onnx --precision fp16
 
 bench: $(STAMP)
 	$(SD) bench --model $(RUN)/best.pt $(RUN)/export/model.onnx $(RUN)/export/model-int8-ort.onnx \
@@ -78,8 +78,8 @@ check: $(STAMP)
 
 # Where TensorRT and a GPU exist: FP16 and INT8 engines; elsewhere it says what is missing and the trtexec lines.
 engine: $(STAMP)
-	$(SD) engine --onnx $(RUN)/export/model-fp16.onnx --precision fp16
-	$(SD) engine --onnx $(RUN)/export/model-int8-tensorrt.onnx --precision int8
+	$(SD) engine --model $(RUN)/export/model-fp16.onnx --precision fp16
+	$(SD) engine --model $(RUN)/export/model-int8-tensorrt.onnx --precision int8
 
 # On a host with a GPU and TensorRT: FP32/FP16/INT8 engines of a briefly trained tiny model, `pytest -m tensorrt`,
 # mAP and detections vs ONNX Runtime FP32, latency, one report (runs/gpu-check/report.md). Elsewhere it exits 1
@@ -88,17 +88,17 @@ gpu-check: $(STAMP)
 	@$(BIN)/python -m scratchdet.benchmarks.gpu_check --data $(DATA) --out runs/gpu-check $(GPU_CHECK_ARGS)
 
 bundle: $(STAMP)
-	$(SD) bundle --onnx $(RUN)/export/model.onnx --data $(DATA)
+	$(SD) bundle --model $(RUN)/export/model.onnx --data $(DATA)
 
 demo: $(STAMP) $(DATA)/annotations.json
 	$(SD) train --config tiny --data $(DATA) --out $(DEMO)
 	$(SD) val --model $(DEMO)/best.pt --data $(DATA) --json $(DEMO)/val.json
-	$(SD) export --weights $(DEMO)/best.pt --data $(DATA)
-	$(SD) quantize --onnx $(DEMO)/export/model.onnx --data $(DATA) --target ort
+	$(SD) export --model $(DEMO)/best.pt --data $(DATA)
+	$(SD) quantize --model $(DEMO)/export/model.onnx --data $(DATA) --target ort
 	$(SD) bench --model $(DEMO)/best.pt $(DEMO)/export/model.onnx $(DEMO)/export/model-int8-ort.onnx \
 		--data $(DATA) --out $(DEMO)/bench
 	$(SD) check --report $(DEMO)/bench/report.json --baseline $(BASELINE) --json $(DEMO)/bench/check.json
-	$(SD) bundle --onnx $(DEMO)/export/model.onnx --data $(DATA) --out $(DEMO)/bundle
+	$(SD) bundle --model $(DEMO)/export/model.onnx --data $(DATA) --out $(DEMO)/bundle
 	@echo
 	@echo "demo finished. Artefacts:"
 	@echo "  training   $(DEMO)/best.pt, last.pt, metrics.jsonl, loss.png, grad_norm.png, grad_fluctuation.png, map.png"

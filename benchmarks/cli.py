@@ -16,11 +16,14 @@ from scratchdet.benchmarks.gate import (
     dataset_check,
     speed_check,
 )
-from scratchdet.benchmarks.harness import run_benchmark
+from scratchdet.benchmarks.harness import failed_rows, run_benchmark
 from scratchdet.benchmarks.report import markdown, read_report, write_report
 from scratchdet.models.files import write_text
 
 from scratchdet.arguments import non_negative_float, positive_int, positive_int_list
+from scratchdet.flags import add_model_argument
+
+log = logging.getLogger(__name__)
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -29,14 +32,15 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _bench_arguments(bench: argparse.ArgumentParser) -> None:
-    bench.add_argument("--model", nargs="+", required=True, help=".pt, .onnx and .engine files")
+    add_model_argument(bench, ".pt, .onnx and .engine files, one row each", nargs="+")
     bench.add_argument("--data", help="dataset for accuracy (its val split) and a real timing image")
-    bench.add_argument("--out", default="runs/bench")
+    bench.add_argument("--out", default="runs/bench", help="folder for report.json, report.md and fps_vs_map.png")
     bench.add_argument("--batch", type=positive_int_list, default="1,8",
                        help="batch sizes, e.g. 1,8 (1 = latency, others = throughput)")
     bench.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds")
-    bench.add_argument("--per-round", type=positive_int, default=10, help="calls per model per round")
-    bench.add_argument("--threads", type=positive_int, default=2)
+    bench.add_argument("--per-round", type=positive_int, default=20,
+                       help="timed calls per model per round (n = repeats x per-round; p99 needs n >= 100)")
+    bench.add_argument("--threads", type=positive_int, default=2, help="CPU threads per model (ONNX Runtime, PyTorch)")
     bench.add_argument("--runtime", default="ort", help="runtimes for .onnx models, comma-separated, timed "
                        "interleaved: ort, openvino (FP32 compute), openvino-bf16 (BF16 compute where the CPU has it)")
     bench.set_defaults(run=run_bench)
@@ -61,7 +65,7 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
                        help="fail, not warn, on a speed drop against the committed baseline")
     check.add_argument("--allow-other-data", action="store_true",
                        help="compare a report with a baseline measured on another dataset (WARN, not FAIL)")
-    check.add_argument("--threads", type=positive_int, default=2)
+    check.add_argument("--threads", type=positive_int, default=2, help="CPU threads for the A/B speed runs")
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
 
@@ -75,30 +79,32 @@ def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("--candidate-config", required=True, help="config file or shipped config name")
     compare.add_argument("--data", required=True, help="dataset folder (trained on train, scored on val)")
     compare.add_argument("--seeds", type=int, default=3, help="number of seeds (at least 2)")
-    compare.add_argument("--first-seed", type=int, default=0)
+    compare.add_argument("--first-seed", type=int, default=0, help="seed of the first run of both configs")
     compare.add_argument("--candidate-first-seed", type=int,
                          help="candidate seeds start here instead (a config against itself: seed noise alone)")
     compare.add_argument("--epochs", type=int, help="override both configs' train.epochs")
     compare.add_argument("--runs", default="runs/seeds", help="cache of run folders, one per (config, seed)")
     compare.add_argument("--out", help="report folder (default runs/compare/<baseline>_vs_<candidate>)")
-    compare.add_argument("--confidence", type=float, default=0.95)
+    compare.add_argument("--confidence", type=float, default=0.95, help="confidence level of the paired t interval")
     compare.add_argument("--no-speed", action="store_true", help="skip the A/B-interleaved speed timing")
-    compare.add_argument("--threads", type=int, default=2)
+    compare.add_argument("--threads", type=int, default=2, help="CPU threads for training and the A/B speed run")
     compare.set_defaults(run=run_compare)
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    """Returns 1 when any model failed to load, run or score (its row is still in the report)."""
     runtimes = tuple(r.strip() for r in args.runtime.split(",") if r.strip())
     report = run_benchmark(args.model, args.data, args.batch, args.repeats, args.per_round, args.threads,
                            runtimes=runtimes)
     out = write_report(report, args.out)
     print(markdown(report))
     print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'fps_vs_map.png'}")
-    failed = [row["name"] for row in report["rows"] if row["status"] != "ok"]
-    if len(failed) == len(report["rows"]):
-        logging.getLogger(__name__).error("every model failed (%s); see the status column", ", ".join(failed))
-        return 1
-    return 0
+    failed = failed_rows(report)
+    for row in failed:
+        log.error("%s: %s", row["path"], row["status"])
+    if failed and len(failed) == len(report["rows"]):
+        log.error("every model failed (%s); see the status column", ", ".join(row["name"] for row in failed))
+    return 1 if failed else 0
 
 
 def _check_pairs(args: argparse.Namespace) -> None:

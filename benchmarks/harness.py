@@ -37,6 +37,10 @@ LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python
 # --runtime names for .onnx models: Detector options of each.
 RUNTIMES = {"ort": {"runtime": "onnxruntime"}, "openvino": {"runtime": "openvino", "precision_hint": "f32"},
             "openvino-bf16": {"runtime": "openvino", "precision_hint": "bf16"}}
+STAGES = ("preprocess", "network", "postprocess")
+# report name -> StageTimes field; "network" is the backend's run, decoding and NMS included (in the graph,
+# or PyTorch's own)
+STAGE_TIMES = {"preprocess": "preprocess", "network": "backend", "postprocess": "postprocess"}
 
 
 @dataclass
@@ -49,7 +53,11 @@ class Row:
     size_mb: float = 0.0
     gflops: float = 0.0
     latency_ms: dict = field(default_factory=dict)  # end to end at batch 1: LatencyStats
-    stages_p50_ms: dict = field(default_factory=dict)  # preprocess / network / postprocess
+    # Per stage (preprocess / network / postprocess), from the same timed calls as latency_ms: each
+    # call's end-to-end time contains its stages, so end-to-end p50 >= every stage's p50, and the
+    # stage means add up to the end-to-end mean less the call overhead.
+    stages_p50_ms: dict = field(default_factory=dict)
+    stages_mean_ms: dict = field(default_factory=dict)
     fps: float = 0.0  # 1000 / p50 end-to-end at batch 1
     network_fps: float = 0.0  # 1000 / p50 of the network stage alone
     throughput: dict = field(default_factory=dict)  # batch -> images/s
@@ -136,6 +144,16 @@ def _open(path: Path, name: str, threads: int, runtime: str = "ort",
         return row, None
 
 
+def _runs(row: Row, detector: Detector, image: np.ndarray) -> bool:
+    """One call before timing: a model that loads but cannot run becomes a failed row."""
+    try:
+        detector.detect(image)
+        return True
+    except Exception as error:
+        row.status = f"failed to run: {type(error).__name__}: {error}"
+        return False
+
+
 def torch_threads(threads: int) -> None:
     import torch
 
@@ -161,15 +179,22 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
                for r in (runtimes if p.suffix == ".onnx" else runtimes[:1])]
     opened = [_open(p, name if len(runtimes) == 1 or p.suffix != ".onnx" else f"{name} [{r}]", threads, r, classes)
               for p, name, r in entries]
-    live = {f"{row.path}|{row.name}": (row, detector) for row, detector in opened if detector is not None}
-    stage_times: dict[str, list[StageTimes]] = {key: [] for key in live}
-    calls = {key: (lambda d=d, times=stage_times[key]: times.append(_timed(d, image))) for key, (_, d) in live.items()}
+    live = {f"{row.path}|{row.name}": (row, detector) for row, detector in opened
+            if detector is not None and _runs(row, detector, image)}
+    calls = {key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}
     if peak is None:  # the limits are measured interleaved with the models, under the same conditions
         calls.update(peak_calls(threads))
-    rounds = interleave(calls, repeats, per_round)
+    stages: dict[str, dict[str, list[float]]] = {key: {s: [] for s in STAGES} for key in live}
+
+    def record_stages(key: str) -> None:  # the stage times of the call just timed, not of warm-up calls
+        if key in live:
+            for stage in STAGES:
+                stages[key][stage].append(getattr(live[key][1].last_times, STAGE_TIMES[stage]))
+
+    rounds = interleave(calls, repeats, per_round, on_sample=record_stages)
     peak = peak or peak_from_rounds(rounds, threads)
     for key, (row, detector) in live.items():
-        _fill_speed(row, detector, rounds[key], stage_times[key][-repeats * per_round :], peak, image, batches)
+        _fill_speed(row, detector, rounds[key], stages[key], peak, image, batches)
         if val is not None:
             try:
                 row.map50, row.coco_ap = accuracy(detector, val)
@@ -180,20 +205,17 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
             "rows": [asdict(row) for row, _ in opened]}
 
 
-def _timed(detector: Detector, image: np.ndarray) -> StageTimes:
+def _timed(detector: Detector, image: np.ndarray | list[np.ndarray]) -> StageTimes:
     detector.detect(image)
     return detector.last_times
 
 
-def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], stage_times: list[StageTimes],
+def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], stages: dict[str, list[float]],
                 peak: Peak, image: np.ndarray, batches: tuple[int, ...]) -> None:
-    """`stage_times`: the timed calls' stages (not the warm-up's)."""
     stats = latency_stats(rounds)
     row.latency_ms = stats.as_dict()
-    # "network" is the backend's run, including decoding and NMS (in the graph, or PyTorch's own)
-    row.stages_p50_ms = {name: float(np.median([getattr(t, stage) for t in stage_times]))
-                         for name, stage in (("preprocess", "preprocess"), ("network", "backend"),
-                                             ("postprocess", "postprocess"))}
+    row.stages_p50_ms = {stage: float(np.median(samples)) for stage, samples in stages.items()}
+    row.stages_mean_ms = {stage: float(np.mean(samples)) for stage, samples in stages.items()}
     row.fps = 1000.0 / stats.p50
     row.network_fps = 1000.0 / row.stages_p50_ms["network"]
     peak_rate = limit_of(peak, row.precision)
@@ -205,3 +227,8 @@ def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], stage_t
         detector.detect(images)  # warm-up at this batch size
         totals = [_timed(detector, images).total for _ in range(3)]
         row.throughput[str(batch)] = batch * 1000.0 / float(np.median(totals))
+
+
+def failed_rows(report: dict) -> list[dict]:
+    """Rows whose model failed to load, run or score."""
+    return [row for row in report["rows"] if row["status"] != "ok"]

@@ -1,7 +1,7 @@
 """What box decoding and NMS in the graph cost, on ONNX Runtime CPU.
 
     python -m scratchdet.benchmarks.nms_overhead --config ssd300_root_resnet34        # random weights
-    python -m scratchdet.benchmarks.nms_overhead --weights runs/bccd_cpu/best.pt --data ../shared/datasets/bccd
+    python -m scratchdet.benchmarks.nms_overhead --model runs/bccd_cpu/best.pt --data ../shared/datasets/bccd
 
 Prints (1) the NMS tail alone on realistic scores (few candidates pass 0.01) and on uniform scores (every
 candidate passes: an untrained model; bounded by the per-class top-k), (2) the full exported graph vs
@@ -26,6 +26,7 @@ from scratchdet.models.config import load_model_config
 from scratchdet.models.ssd import SSD
 
 from scratchdet.arguments import positive_int
+from scratchdet.flags import add_model_argument
 
 
 def tail_inputs(num_priors: int, num_classes: int, uniform: bool, seed: int = 0) -> dict[str, np.ndarray]:
@@ -44,16 +45,16 @@ def tail_inputs(num_priors: int, num_classes: int, uniform: bool, seed: int = 0)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config")
-    parser.add_argument("--weights")
+    parser.add_argument("--config", help="random weights of this config (speed does not depend on weights)")
+    add_model_argument(parser, "checkpoint (.pt) instead of --config", deprecated=("--weights",), required=False)
     parser.add_argument("--data", help="dataset whose val images feed the A/B timing (default: random)")
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--repeats", type=positive_int, default=7)
     args = parser.parse_args(argv)
-    if not (args.weights or args.config):
-        parser.error("give --weights CKPT or --config CFG")
-    if args.weights:
-        model, checkpoint = load_model(args.weights)
+    if not (args.model or args.config):
+        parser.error("give --model CKPT or --config CFG")
+    if args.model:
+        model, checkpoint = load_model(args.model)
         names = checkpoint["class_names"]
     else:
         model = SSD(load_model_config(args.config)).eval()

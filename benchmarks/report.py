@@ -6,15 +6,18 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from scratchdet.benchmarks.harness import Row
+from scratchdet.benchmarks.harness import STAGES, Row
+from scratchdet.benchmarks.timing import MIN_SAMPLES
 from scratchdet.models.files import atomic_write, write_text
 
 TOP_KEYS = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str, type(None)), "batches": list,
             "rows": list}
+
+
+# Row fields added after reports were first written: an older report (a committed baseline) lacks
+# them and reads as if they were empty.
+LATER_ROW_FIELDS = {"stages_mean_ms": dict}
+PAPER_LABEL = "paper, GPU (Tesla P40)"
 
 
 class ReportError(ValueError):
@@ -43,6 +46,8 @@ def validate_report(report: dict, source: str = "report") -> dict:
     for index, row in enumerate(report["rows"]):
         if not isinstance(row, dict):
             raise ReportError(f"{source}: row {index} is not an object: {row!r}")
+        for key, kind in LATER_ROW_FIELDS.items():
+            row.setdefault(key, kind())
         missing, extra = names - set(row), set(row) - names
         if missing or extra:
             raise ReportError(f"{source}: row {index} missing {sorted(missing)}, unknown {sorted(extra)}")
@@ -75,51 +80,70 @@ def _cell(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _stage_split(stages: dict) -> str:
+    return "/".join(_cell(stages.get(k)) for k in STAGES) if stages else "-"
+
+
+def _percentile(latency: dict, key: str) -> float | None:
+    """latency[key], hidden when n is below what that percentile needs (older reports computed it anyway)."""
+    needed = MIN_SAMPLES.get(int(key[1:]), 1) if key[1:].isdigit() else 1
+    return latency.get(key) if latency.get("n", 0) >= needed else None
+
+
 def markdown(report: dict) -> str:
     env = report["environment"]
+    throughput = [b for b in report["batches"] if b > 1]
     lines = [
         f"Machine: {env['cpu']}, {env['threads']} threads; GPU: {env['gpu'] or 'none'}; "
         f"limits measured in this run: FP32 {report['peak']['fp32_gflops']:.0f} GFLOP/s, "
         + (f"BF16 {report['peak']['bf16_gflops']:.0f} GFLOP/s, " if report["peak"].get("bf16_gflops") else "")
         + f"INT8 {report['peak']['int8_gops']:.0f} GOP/s ({report['peak'].get('source', 'reference conv')}). "
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v),
-        f"Batch 1 latency is end to end (image in, detections out); reference: the paper's {report['paper_fps']:.0f} "
-        "FPS (ScratchDet300, GPU).",
+        f"Batch 1 latency in ms, end to end (image in, detections out), over n timed calls; the stage split "
+        f"(preprocess/network/postprocess) is of the mean, from the same calls, so the stages add up to the mean "
+        f"less the call overhead. p95 needs n >= {MIN_SAMPLES[95]}, p99 n >= {MIN_SAMPLES[99]} (else -). "
+        f"FPS = 1000 / p50. Reference: {report['paper_fps']:.0f} FPS ({PAPER_LABEL}, ScratchDet300).",
         "",
-        "| model | format | precision | runtime | MB | GFLOPs | p50 ms (pre/net/post) | p90 | p99 | FPS "
-        "(round min-max) | net FPS | % of limit | " + " | ".join(f"b{b} img/s" for b in report["batches"] if b > 1)
+        "| model | format | precision | runtime | MB | GFLOPs | n | mean (pre/net/post) | min | p50 | p95 | p99 | max "
+        "| FPS (round min-max) | net FPS | % of limit | " + " | ".join(f"b{b} img/s" for b in throughput)
         + " | mAP@0.5 | COCO AP | status |",
-        "|" + "---|" * (15 + sum(b > 1 for b in report["batches"])),
+        "|" + "---|" * (19 + len(throughput)),
     ]
     for row in report["rows"]:
-        lat, stages = row["latency_ms"], row["stages_p50_ms"]
-        split = "/".join(_cell(stages.get(k)) for k in ("preprocess", "network", "postprocess")) if stages else "-"
+        lat = row["latency_ms"]
         fps_range = (f"{row['fps']:.1f} ({1000 / lat['round_median_max']:.1f}-{1000 / lat['round_median_min']:.1f})"
                      if lat else "-")
         roof = _cell(row["roofline_fraction"] * 100 if row["roofline_fraction"] else None, ".0f")
+        status = "ok" if row["status"] == "ok" else "❌ " + row["status"][:80]
         lines.append(" | ".join([
             f"| {row['name']}", row["format"], row["precision"], row["runtime"], _cell(row["size_mb"], ".2f"),
-            _cell(row["gflops"], ".2f"), f"{_cell(lat.get('p50'))} ({split})", _cell(lat.get("p90")),
-            _cell(lat.get("p99")), fps_range, _cell(row["network_fps"]), roof,
-            *[_cell(row["throughput"].get(str(b))) for b in report["batches"] if b > 1],
-            _cell(row["map50"], ".4f"), _cell(row["coco_ap"], ".4f"), ("ok" if row["status"] == "ok" else "❌ "
-                                                                       + row["status"][:80]) + " |"]))
+            _cell(row["gflops"], ".2f"), _cell(lat.get("n"), "d"),
+            f"{_cell(lat.get('mean'))} ({_stage_split(row['stages_mean_ms'])})",
+            *[_cell(_percentile(lat, k)) for k in ("min", "p50", "p95", "p99", "max")],
+            fps_range, _cell(row["network_fps"]), roof, *[_cell(row["throughput"].get(str(b))) for b in throughput],
+            _cell(row["map50"], ".4f"), _cell(row["coco_ap"], ".4f"), status + " |"]))
     return "\n".join(lines) + "\n"
 
 
 def plot(report: dict, path: Path) -> None:
+    """FPS against mAP@0.5 per row; the mAP axis spans 0-1, so small differences look small."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # selected here, not at import: importing this module must not change a user's backend
+    import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots(figsize=(10, 4.5))
     rows = [r for r in report["rows"] if r["status"] == "ok"]
     # One legend entry per point, beside the axes: formats of one model often sit on top of each other.
     for row in rows:
         axis.scatter(row["fps"], row["map50"] if row["map50"] is not None else 0.0, s=50,
-                     label=f"{row['name']} ({row['precision']})")
-    axis.axvline(report["paper_fps"], color="grey", linestyle="--", label=f"paper: {report['paper_fps']:.0f} FPS (GPU)")
+                     label=f"{row['name']} ({row['precision']})" + ("" if row["map50"] is not None else ", no mAP"))
+    axis.axvline(report["paper_fps"], color="grey", linestyle="--",
+                 label=f"{PAPER_LABEL}: {report['paper_fps']:.0f} FPS")
     axis.set(xlabel="end-to-end FPS at batch 1 (this machine)", ylabel="VOC mAP@0.5 (val)",
-             title="speed vs accuracy per format")
+             title="speed vs accuracy per format", ylim=(0.0, 1.0))
     axis.set_xlim(left=0, right=max([report["paper_fps"], *[r["fps"] for r in rows]]) * 1.1)
     axis.grid(alpha=0.3)
-    axis.margins(y=0.2)
     axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     figure.tight_layout()
     with atomic_write(path) as temporary:

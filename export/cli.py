@@ -20,15 +20,16 @@ from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 
 from scratchdet.arguments import int_range, positive_int, probability
+from scratchdet.flags import add_model_argument
 
 log = logging.getLogger(__name__)
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Adds the arguments of `scratchdet export`."""
-    parser.add_argument("--weights", help="checkpoint (.pt)")
+    add_model_argument(parser, "checkpoint (.pt) to export", deprecated=("--weights",), required=False)
     parser.add_argument("--config", help="alone: export random weights of a config (speed work before training); "
-                        "with --weights: the config the checkpoint must have been trained with")
+                        "with --model: the config the checkpoint must have been trained with")
     parser.add_argument("--out", help="ONNX path (default: RUN/export/model.onnx next to the checkpoint)")
     parser.add_argument("--data", help="dataset whose val images check ONNX vs PyTorch parity")
     parser.add_argument("--max-det", type=positive_int, help="detections kept per image by the in-graph NMS "
@@ -40,23 +41,24 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
                         help="candidates per class before NMS (default: the model's)")
     parser.add_argument("--deploy-conf", type=probability, help="score threshold recorded for deployments (predict, "
                         "DeepStream, board runner; default: the model's postprocess.deploy_score_threshold)")
-    parser.add_argument("--opset", type=int_range(OPSETS.start, OPSETS.stop - 1), default=ExportOptions.opset)
+    parser.add_argument("--opset", type=int_range(OPSETS.start, OPSETS.stop - 1), default=ExportOptions.opset,
+                        help="ONNX opset")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     parser.add_argument("--onnx", help="an existing ONNX file, for --verify or --check-tensorrt")
-    parser.add_argument("--verify", action="store_true", help="re-run parity of --onnx against --weights")
+    parser.add_argument("--verify", action="store_true", help="re-run parity of --onnx against --model")
     parser.add_argument("--check-tensorrt", action="store_true", help="check --onnx against TensorRT's parser rules")
     parser.set_defaults(run=run_export)
 
 
 def _source_model(args: argparse.Namespace) -> tuple[SSD, list[str], str | None, Path]:
-    """(model, class names, checkpoint sha256, default output) from --weights or --config."""
-    if args.weights:
+    """(model, class names, checkpoint sha256, default output) from --model or --config."""
+    if args.model:
         # num_classes is set from the dataset at training time, so a config file need not match it.
         expected = load_model_config(args.config) if args.config else None
-        model, checkpoint = load_model(args.weights, expected, ignore=("num_classes", "postprocess"))
-        return model, checkpoint["class_names"], file_sha256(args.weights), Path(args.weights).parent / "export"
+        model, checkpoint = load_model(args.model, expected, ignore=("num_classes", "postprocess"))
+        return model, checkpoint["class_names"], file_sha256(args.model), Path(args.model).parent / "export"
     if not args.config:
-        raise ValueError("export needs --weights CKPT or --config CFG")
+        raise ValueError("export needs --model CKPT or --config CFG")
     config = load_model_config(args.config)
     log.warning("exporting RANDOM weights of config '%s' (for speed work; accuracy is meaningless)", config.name)
     names = [f"class{i}" for i in range(1, config.num_classes)]
@@ -93,7 +95,7 @@ def run_export(args: argparse.Namespace) -> None:
     model, class_names, sha256, default_dir = _source_model(args)
     if args.verify:
         if not args.onnx:
-            raise ValueError("--verify needs --onnx FILE (and --weights CKPT)")
+            raise ValueError("--verify needs --onnx FILE (and --model CKPT)")
         _, metadata = load_checked(args.onnx)
         if metadata["precision"] != "fp32":
             raise ValueError(f"{args.onnx}: --verify checks an FP32 export against its checkpoint within float "

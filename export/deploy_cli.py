@@ -18,14 +18,17 @@ from scratchdet.export.quantize import (
 )
 
 from scratchdet.arguments import non_negative_int, positive_int
+from scratchdet.flags import add_model_argument
 
 log = logging.getLogger(__name__)
 
 
 def calibration_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--calib-images", type=positive_int, default=CalibrationOptions.images)
-    parser.add_argument("--calib-method", choices=METHODS, default=CalibrationOptions.method)
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--calib-images", type=positive_int, default=CalibrationOptions.images,
+                        help="training images used to calibrate the INT8 ranges")
+    parser.add_argument("--calib-method", choices=METHODS, default=CalibrationOptions.method,
+                        help="how activation ranges are chosen from the calibration images")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for picking the calibration images")
     parser.add_argument("--full-range", action="store_true",
                         help="8-bit weights for the ort target (default 7-bit: same detections on x86 CPUs "
                              "without VNNI)")
@@ -37,8 +40,8 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
-    quantize.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
-    quantize.add_argument("--precision", choices=("int8", "fp16"), default="int8")
+    add_model_argument(quantize, "the FP32 ONNX from `scratchdet export`", deprecated=("--onnx",))
+    quantize.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="output precision")
     quantize.add_argument("--data", help="dataset whose training images calibrate INT8")
     quantize.add_argument("--target", choices=TARGETS, default="ort",
                           help="ort: U8S8 for CPUs; tensorrt: symmetric S8S8 for engines")
@@ -48,15 +51,17 @@ def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
 
 
 def _engine_arguments(engine: argparse.ArgumentParser) -> None:
-    engine.add_argument("--onnx", required=True)
-    engine.add_argument("--precision", choices=PRECISIONS, required=True)
-    engine.add_argument("--min-batch", type=positive_int, default=1)
-    engine.add_argument("--opt-batch", type=positive_int, default=1)
-    engine.add_argument("--max-batch", type=positive_int, default=8)
-    engine.add_argument("--workspace-mib", type=positive_int, default=1024)
+    add_model_argument(engine, "the ONNX to build: model.onnx (fp32), model-fp16.onnx or model-int8-tensorrt.onnx",
+                       deprecated=("--onnx",))
+    engine.add_argument("--precision", choices=PRECISIONS, required=True,
+                        help="engine precision; must match the ONNX's (engines are strongly typed)")
+    engine.add_argument("--min-batch", type=positive_int, default=1, help="smallest batch of the optimisation profile")
+    engine.add_argument("--opt-batch", type=positive_int, default=1, help="batch TensorRT tunes kernels for")
+    engine.add_argument("--max-batch", type=positive_int, default=8, help="largest batch of the optimisation profile")
+    engine.add_argument("--workspace-mib", type=positive_int, default=1024, help="builder workspace memory pool (MiB)")
     engine.add_argument("--dla-core", type=non_negative_int,
-                        help="Jetson DLA core (TensorRT 10.0-10.7 or 11.4.1+), GPU fallback on; needs "
-                        "--min-batch = --opt-batch = --max-batch")
+                        help="Jetson DLA core (TensorRT 10.0-10.7 or 11.4.1+), GPU fallback "
+                        "on; needs --min-batch = --opt-batch = --max-batch")
     engine.add_argument("--out", help="engine path (default: RUN/engines/MODEL-PRECISION.engine + .json sidecar)")
     engine.set_defaults(run=run_engine)
 
@@ -66,7 +71,7 @@ def calibration_options(args: argparse.Namespace) -> CalibrationOptions:
 
 
 def run_quantize(args: argparse.Namespace) -> None:
-    source = Path(args.onnx)
+    source = Path(args.model)
     if args.precision == "fp16":
         out = convert_fp16(source, Path(args.out) if args.out else source.with_name(f"{source.stem}-fp16.onnx"))
     else:
@@ -83,7 +88,7 @@ def run_engine(args: argparse.Namespace) -> None:
     from scratchdet.export.cuda_device import CudaError, gpu_info
     from scratchdet.export.tensorrt_build import build_engine, import_tensorrt
 
-    onnx_path = Path(args.onnx)
+    onnx_path = Path(args.model)
     _, metadata = load_checked(onnx_path)
     batches = (args.min_batch, args.opt_batch, args.max_batch)
     out = Path(args.out) if args.out else None

@@ -95,8 +95,8 @@ def precision_settings(precision: str, onnx_precision: str, major: int) -> tuple
     if precision not in PRECISIONS:
         raise EnginePlanError(f"unknown precision '{precision}': choose {', '.join(PRECISIONS)}")
     if onnx_precision not in ONNX_FOR[precision]:
-        hint = {"fp16": "scratchdet quantize --onnx MODEL --precision fp16",
-                "int8": "scratchdet quantize --onnx MODEL --data DATA --target tensorrt",
+        hint = {"fp16": "scratchdet quantize --model MODEL --precision fp16",
+                "int8": "scratchdet quantize --model MODEL --data DATA --target tensorrt",
                 "fp32": "scratchdet export"}[precision]
         why = (" (engines are strongly typed: the FP16 builder flag is deprecated since TensorRT 10.12 and gone "
                "in 11)" if precision == "fp16" else "")
@@ -216,4 +216,4 @@ def check_engine_compatible(engine: str | Path, values: dict[str, Any], tensorrt
                         f"(running {gpu_name} sm_{compute_capability})")
     if problems:
         raise EngineMismatchError(f"{engine}: built for {' and '.join(problems)}; engines are tied to both. "
-                                  f"Rebuild it here: {values.get('trtexec', 'scratchdet engine --onnx MODEL')}")
+                                  f"Rebuild it here: {values.get('trtexec', 'scratchdet engine --model MODEL')}")

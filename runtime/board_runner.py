@@ -4,6 +4,8 @@
     python board_runner.py model.onnx photo.jpg out.json      # an image file (needs opencv-python-headless)
 
 Standalone on purpose: it ships in the bundle and runs where the rest of the project is not installed.
+It also owns the detection JSON schema (`detections_document`), which `scratchdet predict` and the
+Python API's results import from here, so a board and a workstation write the same files.
 """
 
 from __future__ import annotations
@@ -14,9 +16,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
+DOCUMENT_KEYS = ("image", "width", "height", "detections")
+DETECTION_KEYS = ("class_id", "class_name", "score", "box")
+
+
+def detections_document(image: str, width: int | None, height: int | None, boxes: np.ndarray, scores: np.ndarray,
+                        class_ids: np.ndarray, class_names: list[str]) -> dict:
+    """One image's detections as JSON-ready data, the one schema every writer uses:
+    {"image", "width", "height", "detections": [{"class_id" (0-based), "class_name", "score",
+    "box": [x1, y1, x2, y2] in pixels of that image (width x height)}, ...]}, best score first."""
+    detections = [{"class_id": int(c), "class_name": class_names[int(c)], "score": round(float(s), 5),
+                   "box": [round(float(v), 2) for v in box]}
+                  for box, s, c in zip(np.asarray(boxes).reshape(-1, 4), scores, class_ids)]
+    return {"image": image, "width": width, "height": height, "detections": detections}
 
 
 def load_image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -38,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-outputs", action="store_true",
                         help="with .npz: save every graph output, not only the detections (for debugging)")
     args = parser.parse_args(argv)
+    import onnxruntime as ort  # here, so that importing the schema above needs no onnxruntime
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
@@ -56,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         np.savez(args.output, **outputs)
         return 0
     count = int(outputs["num_dets"][0, 0])
-    scale = np.array(original * 2, dtype=np.float32) / metadata["input_size"] if original else 1.0
-    detections = [{"box": (outputs["det_boxes"][0, i] * scale).round(2).tolist(),
-                   "score": float(outputs["det_scores"][0, i]),
-                   "class": metadata["class_names"][int(outputs["det_classes"][0, i])]} for i in range(count)]
-    Path(args.output).write_text(json.dumps(detections, indent=1))
+    size = original or (metadata["input_size"], metadata["input_size"])
+    scale = np.array(size * 2, dtype=np.float32) / metadata["input_size"]
+    boxes = np.clip(outputs["det_boxes"][0, :count] * scale, 0, np.array(size * 2, dtype=np.float32))
+    document = detections_document(Path(args.input).name, size[0], size[1], boxes, outputs["det_scores"][0, :count],
+                                   outputs["det_classes"][0, :count], metadata["class_names"])
+    Path(args.output).write_text(json.dumps(document, indent=1))
     return 0
 
 

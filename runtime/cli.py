@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scratchdet.runtime.results import TXT_FORMAT
+
 from scratchdet.arguments import non_negative_int, positive_int, probability
+from scratchdet.flags import add_model_argument
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -14,25 +17,48 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _val_arguments(val: argparse.ArgumentParser) -> None:
-    val.add_argument("--model", "--weights", dest="model", required=True,
-                     help="model to evaluate: .pt checkpoint, .onnx (any precision) or .engine")
+    add_model_argument(val, "model to evaluate: .pt checkpoint, .onnx (any precision) or .engine",
+                       deprecated=("--weights",))
     val.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
     val.add_argument("--split", default="val", help="dataset split evaluated")
     val.add_argument("--batch", type=positive_int, default=16, help="images per call to the model")
     val.add_argument("--runtime", help="runtime for the format (default: pytorch, onnxruntime or tensorrt; "
                      "openvino for .onnx)")
     _precision_hint_argument(val)
-    val.add_argument("--json", help="write the metrics to this file")
+    val.add_argument("--conf", type=probability, default=0.25,
+                     help="confidence for precision, recall, F1 and the confusion matrix (AP uses every score)")
+    val.add_argument("--save-dir", default="runs/val",
+                     help="folder for metrics.json, pr_curve.png and confusion_matrix.png; taken already, the next "
+                          "free SAVE_DIR2, SAVE_DIR3, ... is used")
+    val.add_argument("--exist-ok", action="store_true", help="write into --save-dir even if it exists")
+    val.add_argument("--json", help="also write the metrics to this file")
     val.set_defaults(run=run_val)
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="image, folder, video file, or camera index (0)")
-    parser.add_argument("--model", required=True, help=".pt checkpoint, .onnx model or .engine")
-    parser.add_argument("--conf", type=probability, default=0.25, help="minimum score kept")
-    parser.add_argument("--classes", type=non_negative_int, nargs="+", help="0-based class ids kept")
-    parser.add_argument("--save-dir", default="runs/predict")
-    parser.add_argument("--threads", type=positive_int, help="ONNX Runtime / OpenVINO threads")
+    parser.add_argument("source", nargs="+",
+                        help="image, folder, glob (quoted), video, camera index (0), or URL (rtsp://, http(s)://, "
+                             "file://); several at once")
+    add_model_argument(parser, ".pt checkpoint, .onnx model or .engine")
+    parser.add_argument("--conf", type=probability,
+                        help="minimum score kept (default: the model's deployment threshold, 0.25 unless exported "
+                             "otherwise)")
+    parser.add_argument("--iou", type=probability,
+                        help="NMS IoU; only tightens the model's own NMS (exported into ONNX/engine graphs): "
+                             "values above the model's change nothing (default: the model's)")
+    parser.add_argument("--max-det", type=positive_int,
+                        help="detections kept per image; at most the model's K (default: the model's)")
+    parser.add_argument("--classes", type=non_negative_int, nargs="+", help="0-based class ids kept (default: all)")
+    parser.add_argument("--save-dir", default="runs/predict",
+                        help="output folder; taken already, the next free SAVE_DIR2, SAVE_DIR3, ... is used")
+    parser.add_argument("--exist-ok", action="store_true", help="write into --save-dir even if it exists")
+    parser.add_argument("--save-txt", action="store_true",
+                        help="also labels/STEM.txt per image or frame, one line per detection: " + TXT_FORMAT)
+    parser.add_argument("--line-width", type=positive_int,
+                        help="box line width in pixels (default: scales with the image)")
+    parser.add_argument("--max-frames", type=positive_int,
+                        help="stop each video, camera or stream after this many frames")
+    parser.add_argument("--threads", type=positive_int, help="ONNX Runtime / OpenVINO threads (default: all cores)")
     parser.add_argument("--runtime", help=".onnx models: onnxruntime (default) or openvino "
                         "(pip install 'scratchdet-edge[openvino]')")
     _precision_hint_argument(parser)
@@ -42,7 +68,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
     from scratchdet.export.deploy_cli import calibration_arguments  # quantisation pulls in torch: only here
 
-    bundle.add_argument("--onnx", required=True, help="the FP32 ONNX from `scratchdet export`")
+    add_model_argument(bundle, "the FP32 ONNX from `scratchdet export`", deprecated=("--onnx",))
     bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
     bundle.add_argument("--out", help="default: RUN/bundle")
     bundle.add_argument("--conf", type=probability,
@@ -60,20 +86,32 @@ def run_val(args: argparse.Namespace) -> None:
     from scratchdet.models.config import to_dict
     from scratchdet.models.files import write_text
     from scratchdet.runtime.detector import Detector
+    from scratchdet.train.curves import curve_report, plot_curves
     from scratchdet.train.data.load import load_dataset
-    from scratchdet.train.evaluate import validate
+    from scratchdet.train.evaluate import detect_dataset, evaluate
+
+    from scratchdet.paths import increment_path
 
     data = load_dataset(args.data, args.split)
     with Detector(args.model, conf=0.0, runtime=args.runtime, precision_hint=args.precision_hint) as detector:
-        result = validate(detector, data, args.batch)
+        detections = detect_dataset(detector, data, args.batch)
         backend = f"{detector.backend.name}, {detector.backend.precision}"
+    result = evaluate(data.records, detections, data.class_names)
+    curves = curve_report(data.records, detections, data.class_names, args.conf)
     print(f"{args.model} ({backend}) on {args.data} [{args.split}, {len(data.records)} images]")
     print(result.summary())
     for name, values in result.per_class.items():
         print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
               f"COCO AP {values['coco_ap']:.4f}")
-    if args.json:
-        write_text(args.json, json.dumps({**to_dict(result), "model": str(args.model)}, indent=2))
+    print(curves.summary())
+    out = increment_path(args.save_dir, args.exist_ok)
+    plots = plot_curves(curves, out, title=f"{Path(args.model).name} on {Path(args.data).name}/{args.split}: ")
+    metrics = {**to_dict(result), "at_conf": {"conf": args.conf, "all": curves.overall, **curves.per_class},
+               "confusion_matrix": {"rows_predicted_columns_true": [*data.class_names, "background"],
+                                    "counts": curves.confusion.tolist()}, "model": str(args.model)}
+    for path in [out / "metrics.json", *([Path(args.json)] if args.json else [])]:
+        write_text(path, json.dumps(metrics, indent=2))
+    print(f"results in {out}: metrics.json, {', '.join(p.name for p in plots)}")
 
 
 def _precision_hint_argument(parser: argparse.ArgumentParser) -> None:
@@ -87,16 +125,18 @@ def run_predict(args: argparse.Namespace) -> None:
 
     detector = Detector(args.model, conf=args.conf, classes=args.classes, threads=args.threads,
                         runtime=args.runtime, precision_hint=args.precision_hint)
-    count, seconds = predict(detector, args.source, args.save_dir)
-    print(f"{count} image(s)/frame(s) in {seconds:.1f} s: {count / max(seconds, 1e-9):.1f} FPS end to end "
-          f"({detector.backend.name}, {detector.backend.precision}); results in {args.save_dir}")
+    summary = predict(detector, args.source, args.save_dir, args.exist_ok, args.iou, args.max_det, args.save_txt,
+                      args.line_width, args.max_frames)
+    print(f"{summary.images} image(s)/frame(s) in {summary.seconds:.1f} s: "
+          f"{summary.images / max(summary.seconds, 1e-9):.1f} FPS end to end ({detector.backend.name}, "
+          f"{detector.backend.precision}); results in {summary.save_dir}")
 
 
 def run_bundle(args: argparse.Namespace) -> None:
     from scratchdet.export.deploy_cli import calibration_options
     from scratchdet.runtime.bundle import make_bundle
 
-    source = Path(args.onnx)
+    source = Path(args.model)
     out = Path(args.out) if args.out else source.parent.parent / "bundle"
     folder = make_bundle(source, args.data, out, calibration_options(args), score_threshold=args.conf,
                          max_batch=args.max_batch)

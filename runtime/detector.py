@@ -70,3 +70,9 @@ class Detector(Predictor):
             model = open_backend(model, runtime, device=device, threads=threads, providers=providers,
                                  spinning=spinning, cuda_graph=cuda_graph, precision_hint=precision_hint)
         super().__init__(model, model.postprocess.deploy_score_threshold if conf is None else conf, classes)
+
+    def __call__(self, source, iou: float | None = None, max_det: int | None = None, color: str = "bgr") -> list:
+        """runtime.results.Results for an image path, folder, glob, image array, or a list of these."""
+        from scratchdet.runtime.results import results_for
+
+        return results_for(self, source, iou, max_det, color)

@@ -1,127 +1,209 @@
-"""`scratchdet predict`: images, folders, videos or a camera through a Detector; annotated output + JSON."""
+"""`scratchdet predict`: detections on images, folders, globs, videos, cameras and streams.
+
+Sources, as ultralytics accepts them: an image or video file, a folder (its images and videos), a glob
+("data/*.jpg", quoted), several of these at once, a camera index (0), or a URL: an image URL is
+downloaded, a video or stream URL (rtsp://, rtmp://, http(s)://, file://) is read by OpenCV's
+VideoCapture (FFmpeg). Outputs go to a fresh folder (runs/predict, runs/predict2, ...):
+annotated images and videos, detections.json (one document per image, board_runner's schema) or
+NAME.jsonl per video (one document per frame, plus "frame"), and with --save-txt one labels/STEM.txt
+per image or frame (see results.TXT_FORMAT).
+"""
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
-from scratchdet.models.detections import Detections
-from scratchdet.models.files import write_text
-from scratchdet.runtime.detector import Detector
-from tqdm import tqdm
+from scratchdet.runtime.results import Results, detect_results, read_image
+
+from scratchdet.paths import increment_path
+from scratchdet.progress import progress
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".gif"}
+STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "tcp", "udp", "srt", "file"}
 
 
-def colour(class_id: int) -> tuple[int, int, int]:
-    """A stable, distinct BGR colour per class."""
-    hue = (class_id * 47) % 180
-    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+@dataclass(frozen=True)
+class Source:
+    """One input: kind "image" (a file), "image_url", "video" (a file), "camera" (an index) or "stream" (a URL)."""
+
+    kind: str
+    value: str
+
+    @property
+    def name(self) -> str:
+        """File name for its outputs: the file's name, camera0, or the URL path's last part."""
+        if self.kind == "camera":
+            return f"camera{self.value}"
+        path = urlparse(self.value).path if "://" in self.value else self.value
+        return Path(path).name or "stream"
 
 
-def draw(image: np.ndarray, result: Detections, class_names: list[str]) -> np.ndarray:
-    """A copy of a BGR image with boxes, class names and scores drawn."""
-    canvas = image.copy()
-    for box, score, class_id in zip(result.boxes, result.scores, result.class_ids):
-        name = class_names[class_id]
-        x1, y1, x2, y2 = np.round(box).astype(int).tolist()
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour(int(class_id)), 2)
-        label = f"{name} {score:.2f}"
-        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        cv2.rectangle(canvas, (x1, max(y1 - h - 4, 0)), (x1 + w + 2, max(y1, h + 4)), colour(int(class_id)), -1)
-        cv2.putText(canvas, label, (x1 + 1, max(y1 - 3, h + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    return canvas
+def _by_suffix(path: Path) -> Source | None:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return Source("image", str(path))
+    return Source("video", str(path)) if suffix in VIDEO_SUFFIXES else None
 
 
-def as_json(result: Detections, class_names: list[str]) -> list[dict]:
-    return [{"box": [round(float(v), 2) for v in box], "score": round(float(score), 5), "class_id": int(cid),
-             "class_name": class_names[cid]}
-            for box, score, cid in zip(result.boxes, result.scores, result.class_ids)]
+def classify(source: str) -> list[Source]:
+    """The inputs one command-line source names (a folder or glob: its images and videos, sorted)."""
+    if source.isdigit():
+        return [Source("camera", source)]
+    scheme = urlparse(source).scheme.lower()
+    if scheme in STREAM_SCHEMES:
+        image_url = Path(urlparse(source).path).suffix.lower() in IMAGE_SUFFIXES and scheme != "file"
+        return [Source("image_url" if image_url else "stream", source)]
+    path = Path(source)
+    if path.is_dir():
+        found = [s for p in sorted(path.iterdir()) if (s := _by_suffix(p))]
+        if not found:
+            raise ValueError(f"{path}: no images or videos in this folder "
+                             f"({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        return found
+    if any(c in source for c in "*?[") and not path.exists():
+        found = [s for p in sorted(glob.glob(source, recursive=True)) if (s := _by_suffix(Path(p)))]
+        if not found:
+            raise FileNotFoundError(f"{source}: the pattern matches no image or video")
+        return found
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such image, folder, video, glob or camera index")
+    found = _by_suffix(path)
+    if found is None:
+        raise ValueError(f"{path}: unknown suffix '{path.suffix}'; images: {', '.join(sorted(IMAGE_SUFFIXES))}; "
+                         f"videos: {', '.join(sorted(VIDEO_SUFFIXES))}")
+    return [found]
 
 
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error as error:  # e.g. beyond OpenCV's pixel limit
-        raise ValueError(f"{path}: OpenCV cannot read the image ({str(error).strip().splitlines()[-1]})") from None
+def _download_image(url: str) -> np.ndarray:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        data = np.frombuffer(response.read(), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"{path}: cannot read the image (corrupt or not an image)")
+        raise ValueError(f"{url}: the download is not an image")
     return image
 
 
-def _images(paths: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
-    for path in paths:
-        yield path.name, _read_image(path)
-
-
-def _open_video(source: str) -> cv2.VideoCapture:
-    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+def open_capture(source: Source) -> cv2.VideoCapture:
+    """An opened VideoCapture for a video file, camera index or stream URL; ValueError naming it otherwise."""
+    capture = cv2.VideoCapture(int(source.value) if source.kind == "camera" else source.value)
     if not capture.isOpened():
-        raise ValueError(f"{source}: cannot open the video {'camera' if source.isdigit() else 'file'}")
+        what = {"camera": "camera", "video": "video file", "stream": "stream"}[source.kind]
+        raise ValueError(f"{source.value}: cannot open the {what}")
     return capture
 
 
-def predict_images(detector: Detector, paths: list[Path], save_dir: Path) -> tuple[int, float]:
-    """Annotated copies and detections.json in save_dir; returns (images, seconds)."""
-    records, started = {}, time.perf_counter()
-    try:
-        for name, image in tqdm(_images(paths), total=len(paths), desc="predict"):
-            (result,) = detector.detect(image)
-            bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            cv2.imwrite(str(save_dir / name), draw(bgr, result, detector.class_names))
-            records[name] = as_json(result, detector.class_names)
-    finally:  # a bad file stops the run, but the detections made so far are kept
-        write_text(save_dir / "detections.json", json.dumps(records, indent=1))
-    return len(paths), time.perf_counter() - started
+@dataclass
+class PredictSummary:
+    images: int  # images and frames
+    seconds: float
+    save_dir: Path
 
 
-def predict_video(detector: Detector, source: str, save_dir: Path, max_frames: int | None = None) -> tuple[int, float]:
-    """An annotated video and one JSON line per frame in save_dir; returns (frames, seconds)."""
-    capture = _open_video(source)
+class _Outputs:
+    """Everything predict writes into one save dir."""
+
+    def __init__(self, save_dir: Path, save_txt: bool, line_width: int | None) -> None:
+        self.save_dir, self.save_txt, self.line_width = save_dir, save_txt, line_width
+        self.documents: list[dict] = []
+        self.names: set[str] = set()
+
+    def unique(self, name: str) -> str:
+        """Images of the same name from two folders get distinct output names (a.jpg, a_2.jpg)."""
+        stem, suffix, number = Path(name).stem, Path(name).suffix, 2
+        while name in self.names:
+            name, number = f"{stem}_{number}{suffix}", number + 1
+        self.names.add(name)
+        return name
+
+    def image(self, result: Results, name: str) -> None:
+        result.save(self.save_dir / name, self.line_width)
+        self.documents.append(result.to_dict())
+        self.labels(result, Path(name).stem)
+
+    def labels(self, result: Results, stem: str) -> None:
+        if self.save_txt:
+            folder = self.save_dir / "labels"
+            folder.mkdir(exist_ok=True)
+            (folder / f"{stem}.txt").write_text(result.to_txt())
+
+    def close(self) -> None:
+        if self.documents:
+            target = self.save_dir / "detections.json"
+            temporary = target.with_name(".detections.json.tmp")
+            temporary.write_text(json.dumps(self.documents, indent=1))
+            temporary.replace(target)
+
+
+def _video(detector, source: Source, outputs: _Outputs, iou: float | None, max_det: int | None,
+           max_frames: int | None) -> int:
+    """Annotated NAME.mp4 and NAME.jsonl (one document per frame) for a video, camera or stream."""
+    capture = open_capture(source)
+    stem = Path(outputs.unique(Path(source.name).stem + ".mp4")).stem
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    stem = "camera" + source if source.isdigit() else Path(source).stem
-    writer, frames, started = None, 0, time.perf_counter()
-    with open(save_dir / f"{stem}.jsonl", "w") as lines, tqdm(total=total, desc="predict") as bar:
-        while max_frames is None or frames < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            (result,) = detector.detect(frame)
-            if writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                writer = cv2.VideoWriter(str(save_dir / f"{stem}.mp4"), fourcc, fps, frame.shape[1::-1])
-            writer.write(draw(frame, result, detector.class_names))
-            lines.write(json.dumps({"frame": frames, "detections": as_json(result, detector.class_names)}) + "\n")
-            frames += 1
-            bar.update(1)
-    capture.release()
-    if writer is not None:
-        writer.release()
-    return frames, time.perf_counter() - started
+    writer, frames = None, 0
+    try:
+        with open(outputs.save_dir / f"{stem}.jsonl", "w") as lines, \
+                progress(desc=f"predict {source.name}", total=total) as bar:
+            while max_frames is None or frames < max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                (result,) = detect_results(detector, [frame], [f"{stem}_{frames}"], iou, max_det)
+                if writer is None:
+                    writer = cv2.VideoWriter(str(outputs.save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                             fps, frame.shape[1::-1])
+                writer.write(result.plot(outputs.line_width))
+                lines.write(json.dumps({"frame": frames, **result.to_dict()}) + "\n")
+                outputs.labels(result, f"{stem}_{frames}")
+                frames += 1
+                bar.update(1)
+    except KeyboardInterrupt:  # a live stream ends when the user says so; keep what was written
+        log.info("%s: stopped after %d frames", source.value, frames)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    return frames
 
 
-def predict(detector: Detector, source: str, save_dir: str | Path) -> tuple[int, float]:
-    """Dispatch on SOURCE: an image, a folder of images, a video file or a camera index."""
-    save_dir = Path(save_dir)
-    path = Path(source)
-    inputs_folder = path if path.is_dir() else path.parent
-    if not source.isdigit() and path.exists() and inputs_folder.resolve() == save_dir.resolve():
-        raise ValueError(f"{save_dir}: the save dir holds the source {source}; the annotated outputs would "
-                         "overwrite the inputs (a video while it is read). Choose another --save-dir")
-    save_dir.mkdir(parents=True, exist_ok=True)
-    if source.isdigit() or path.suffix.lower() in VIDEO_SUFFIXES:
-        return predict_video(detector, source, save_dir)
-    if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise ValueError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-        return predict_images(detector, paths, save_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such image, folder or video")
-    return predict_images(detector, [path], save_dir)
+def _still_images(sources: list[Source]) -> Iterator[tuple[Source, np.ndarray]]:
+    for source in sources:
+        yield source, read_image(source.value) if source.kind == "image" else _download_image(source.value)
+
+
+def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/predict", exist_ok: bool = False,
+            iou: float | None = None, max_det: int | None = None, save_txt: bool = False,
+            line_width: int | None = None, max_frames: int | None = None) -> PredictSummary:
+    """Detect on every source (see the module docstring); returns counts, time and the save dir used."""
+    named = [s for source in ([sources] if isinstance(sources, str) else sources) for s in classify(str(source))]
+    files = [Path(s.value) for s in named if s.kind in ("image", "video")]
+    if exist_ok and any(f.resolve().parent == Path(save_dir).resolve() for f in files):
+        raise ValueError(f"{save_dir}: the save dir holds a source; the annotated outputs would overwrite or mix "
+                         "with the inputs (drop --exist-ok or choose another --save-dir)")
+    out = increment_path(save_dir, exist_ok)
+    outputs, count, started = _Outputs(out, save_txt, line_width), 0, time.perf_counter()
+    stills = [s for s in named if s.kind in ("image", "image_url")]
+    try:
+        for source, image in progress(_still_images(stills), desc="predict", total=len(stills)):
+            (result,) = detect_results(detector, [image], [source.name], iou, max_det)
+            outputs.image(result, outputs.unique(source.name))
+            count += 1
+        for source in (s for s in named if s.kind not in ("image", "image_url")):
+            count += _video(detector, source, outputs, iou, max_det, max_frames)
+    finally:
+        outputs.close()
+    return PredictSummary(count, time.perf_counter() - started, out)

@@ -34,6 +34,12 @@ VERSIONED_PACKAGES = ("scratchdet-edge", "torch", "onnxruntime", "onnx", "tensor
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows every option's default and keeps the descriptions' line breaks."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # "(default: None)" and "(default: False)" say nothing; a help that states its default keeps its words
+        if action.default in (None, False) or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
 
 def versions() -> str:
     """The versions of this package and of the libraries it runs on (absent ones are left out)."""

@@ -20,10 +20,12 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_subparsers(dest="data_command", required=True)
-    synth = data.add_parser("synth", help="write the deterministic synthetic COCO dataset")
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--images", type=positive_int, default=200)
-    synth.add_argument("--seed", type=non_negative_int, default=0)
+    synth = data.add_parser("synth", help="write the deterministic synthetic COCO dataset",
+                            formatter_class=parser.formatter_class)
+    synth.add_argument("--out", required=True, help="dataset folder to create (annotations.json + images/)")
+    synth.add_argument("--images", type=positive_int, default=200, help="number of images")
+    synth.add_argument("--seed", type=non_negative_int, default=0,
+                       help="random seed: the same seed gives the same dataset")
     synth.set_defaults(run=run_synth)
 
 
@@ -31,10 +33,10 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--config", required=True, help="config file or shipped config name")
     train.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
     train.add_argument("--out", required=True, help="run folder, e.g. runs/bccd")
-    train.add_argument("--epochs", type=positive_int)
-    train.add_argument("--batch", type=positive_int)
+    train.add_argument("--epochs", type=positive_int, help="epochs to train (default: the config's)")
+    train.add_argument("--batch", type=positive_int, help="images per step over all processes (default: the config's)")
     train.add_argument("--lr", type=positive_float, help="absolute learning rate (default: base_lr scaled by batch)")
-    train.add_argument("--workers", type=non_negative_int)
+    train.add_argument("--workers", type=non_negative_int, help="data-loading worker processes (default: the config's)")
     train.add_argument("--seed", type=non_negative_int, help="seed of the initialisation, data order and "
                        "augmentation (default: train.seed of the config)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

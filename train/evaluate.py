@@ -18,7 +18,8 @@ from scratchdet.models.predictor import Predictor
 from scratchdet.models.preprocess import prepare
 from scratchdet.train.data.images import read_rgb
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord
-from tqdm import tqdm
+
+from scratchdet.progress import progress
 
 
 @dataclass
@@ -49,7 +50,7 @@ def detect_dataset(predictor: Predictor, data: DetectionSet, batch_size: int = 1
         raise ValueError(f"{data.root}: classes {data.class_names} differ from the model's {predictor.class_names}")
     results: list[Detections] = []
     records = data.records
-    for start in tqdm(range(0, len(records), batch_size), desc=f"detect {data.split}", leave=False):
+    for start in progress(range(0, len(records), batch_size), desc=f"detect {data.split}", leave=False):
         images = [read_record_image(r) for r in records[start : start + batch_size]]
         results.extend(predictor.detect(images, color="rgb"))
     return results

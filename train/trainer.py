@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from scratchdet.models.checkpoint import (
     CheckpointError,
     config_differences,
@@ -39,7 +40,8 @@ from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import write_plots
-from tqdm import tqdm
+
+from scratchdet.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ class RunFolderError(ValueError):
 
 # What a run writes into its folder, and what later stages derive from it there: a new run in the same
 # folder (--exist-ok) removes them, so old plots, exports or bundles never sit beside new weights.
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png", "grad_norm.png", "grad_fluctuation.png", "map.png")
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "results.csv", "loss.png", "lr.png", "grad_norm.png",
+             "grad_fluctuation.png", "map.png")
 DERIVED = ("export", "engines", "bench", "bundle", "bundle.tar.gz")
 
 
@@ -128,12 +131,18 @@ def params_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def write_run_config(path: Path, model_config: ModelConfig, config: TrainConfig, data: str, world: int) -> None:
+    """The resolved config of a run: every default filled in, command-line overrides applied."""
+    values = {"model": to_dict(model_config), "train": to_dict(config), "data": data, "world_size": world}
+    write_text(path, yaml.safe_dump(values, sort_keys=False))
+
+
 class Trainer:
     """One training run writing to `out`: last.pt, best.pt, metrics.jsonl and the plots."""
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: str | Path, out: str | Path) -> None:
         self.rank, self.world, self.device = setup_distributed()
-        self.config, self.out = config, Path(out)
+        self.config, self.out, self.data = config, Path(out), str(data)
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(data, "train")
         self.val_set = load_dataset(data, "val")
@@ -223,18 +232,19 @@ class Trainer:
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         self.scaler.load_state_dict(data["scaler"])
-        self.start_epoch, self.iteration, self.best_map = data["epoch"] + 1, data["iteration"], data["best_map"]
+        # checkpoints count epochs from 1 (the epoch just finished), the loop index from 0
+        self.start_epoch, self.iteration, self.best_map = data["epoch"], data["iteration"], data["best_map"]
         self.monitor = GradientMonitor(self.config.grad_window, data["grad_history"])
         torch.set_rng_state(data["rng"]["torch"])
         self._truncate_metrics(self.start_epoch)
         log.info("resumed from %s after epoch %d (iteration %d)", path, data["epoch"], self.iteration)
 
-    def _truncate_metrics(self, epoch: int) -> None:
-        """Drop the metric lines of the epoch that was cut short; it is trained again."""
+    def _truncate_metrics(self, finished: int) -> None:
+        """Drop the metric lines of the epoch that was cut short (numbered from 1); it is trained again."""
         path = self.out / "metrics.jsonl"
         if self.rank == 0 and path.is_file():
             keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("epoch", 0) < epoch]
+                    if line.strip() and json.loads(line).get("epoch", 0) <= finished]
             write_text(path, "".join(line + "\n" for line in keep))
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
         losses, started = [], time.perf_counter()
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=self.rank != 0,
+        bar = progress_bar(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", disable=self.rank != 0,
                    leave=False)
         for images, boxes, labels, _ in bar:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -297,7 +307,7 @@ class Trainer:
                 continue
             self.nonfinite_streak = 0
             losses.append(metrics["loss"])
-            self.log_metrics({"type": "step", "epoch": epoch, "iteration": self.iteration, "lr": lr, **metrics})
+            self.log_metrics({"type": "step", "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **metrics})
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{lr:.4f}")
         images_per_second = len(self.loader) * self.config.batch_size / (time.perf_counter() - started)
         return float(np.mean(losses)) if losses else float("nan"), images_per_second
@@ -308,7 +318,7 @@ class Trainer:
             raise NonFiniteLossError(f"{self.out}: after epoch {epoch + 1} (iteration {self.iteration}) "
                                      f"{len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); training "
                                      f"diverged. Lower the LR (now {self.optimizer.param_groups[0]['lr']:.4g})")
-        record = {"type": "epoch", "epoch": epoch, "train_loss": loss, "images_per_s": images_per_second,
+        record = {"type": "epoch", "epoch": epoch + 1, "train_loss": loss, "images_per_s": images_per_second,
                   "elapsed_s": elapsed}
         last = epoch + 1 == self.config.epochs
         if (epoch + 1) % self.config.eval_every == 0 or last:
@@ -317,14 +327,16 @@ class Trainer:
             log.info("epoch %d: %s", epoch + 1, result.summary())
             if result.map50 > self.best_map:
                 self.best_map = result.map50
-                save_checkpoint(self.out / "best.pt", {**self.checkpoint_payload(epoch), "eval": record})
+                save_checkpoint(self.out / "best.pt", {**self.checkpoint_payload(epoch + 1), "eval": record})
         self.log_metrics(record)
-        save_checkpoint(self.out / "last.pt", self.checkpoint_payload(epoch))
+        save_checkpoint(self.out / "last.pt", self.checkpoint_payload(epoch + 1))
         write_plots(self.out)
 
     def fit(self) -> Path:
         """Train the remaining epochs; returns the run folder."""
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            write_run_config(self.out / "config.yaml", self.model_config, self.config, self.data, self.world)
         started = time.perf_counter()
         for epoch in range(self.start_epoch, self.config.epochs):
             loss, speed = self.train_epoch(epoch)

@@ -27,7 +27,9 @@ def test_report_rows_hold_speed_accuracy_and_failures(report):
     assert checkpoint["format"] == "pytorch" and onnx["format"] == "onnx"
     for row in (checkpoint, onnx):
         assert row["status"] == "ok"
-        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+        latency = row["latency_ms"]
+        assert latency["n"] == 6 and 0 < latency["min"] <= latency["p50"] <= latency["max"]
+        assert latency["p95"] is None and latency["p99"] is None  # 6 samples: too few for either
         assert row["fps"] == pytest.approx(1000 / row["latency_ms"]["p50"])
         assert set(row["stages_p50_ms"]) == {"preprocess", "network", "postprocess"}
         assert row["throughput"]["4"] > 0 and row["gflops"] > 0 and row["size_mb"] > 0
@@ -38,11 +40,29 @@ def test_report_rows_hold_speed_accuracy_and_failures(report):
     assert report["environment"]["threads"] == 2 and report["environment"]["libraries"]["onnxruntime"]
 
 
+def test_stages_add_up_within_end_to_end(report):
+    for row in report["rows"][:2]:
+        latency, p50s, means = row["latency_ms"], row["stages_p50_ms"], row["stages_mean_ms"]
+        # the same calls: each call's end-to-end time contains its stages, so its order statistics do too
+        assert all(latency["p50"] >= p50s[stage] > 0 for stage in ("preprocess", "network")), row
+        assert latency["p50"] >= p50s["postprocess"] >= 0
+        total = sum(means.values())
+        assert total <= latency["mean"] and total >= 0.8 * latency["mean"], (total, latency["mean"])
+
+
 def test_report_files_are_written_and_schema_checked(report, tmp_path):
     out = write_report(report, tmp_path / "bench")
     assert read_report(out / "report.json")["rows"][0]["name"] == report["rows"][0]["name"]
     assert (out / "fps_vs_map.png").stat().st_size > 5000
-    assert "| model | format |" in (out / "report.md").read_text()
+    table = (out / "report.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| model |"))
+    assert [c.strip() for c in header.split("|")[7:14]] == ["n", "mean (pre/net/post)", "min", "p50", "p95",
+                                                            "p99", "max"]
+    assert "paper, GPU (Tesla P40)" in table
+    older = copy.deepcopy(report)  # a report written before stages_mean_ms existed still reads
+    for row in older["rows"]:
+        del row["stages_mean_ms"]
+    assert validate_report(older)["rows"][0]["stages_mean_ms"] == {}
     broken = copy.deepcopy(report)
     del broken["rows"][0]["fps"]
     with pytest.raises(ReportError, match=r"row 0 missing \['fps'\]"):

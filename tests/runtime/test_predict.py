@@ -1,10 +1,15 @@
+import functools
+import http.server
 import json
+import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from scratchdet.runtime import board_runner
 from scratchdet.runtime.detector import Detector
-from scratchdet.runtime.predict import predict
+from scratchdet.runtime.predict import Source, classify, predict
 
 
 @pytest.fixture(scope="module")
@@ -12,35 +17,109 @@ def detector(bccd_models):
     return Detector(bccd_models["fp32"], conf=0.05)
 
 
-def test_video_gives_annotated_video_with_same_frame_count_and_jsonl(detector, bccd, tmp_path):
-    source = tmp_path / "clip.mp4"
+@pytest.fixture(scope="module")
+def clip(bccd, tmp_path_factory) -> Path:
+    """A 7-frame 320x240 video of BCCD images."""
+    source = tmp_path_factory.mktemp("video") / "clip.mp4"
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
-    frames = [cv2.resize(cv2.imread(str(p)), (320, 240)) for p in sorted((bccd / "images").iterdir())[:7]]
-    for frame in frames:
-        writer.write(frame)
+    for path in sorted((bccd / "images").iterdir())[:7]:
+        writer.write(cv2.resize(cv2.imread(str(path)), (320, 240)))
     writer.release()
-    count, _ = predict(detector, str(source), tmp_path / "out")
-    assert count == 7
-    lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
-    assert [json.loads(line)["frame"] for line in lines] == list(range(7))
+    return source
+
+
+def test_sources_are_classified_as_ultralytics_does(tmp_path):
+    assert classify("0") == [Source("camera", "0")]
+    for url in ("rtsp://cam.local:554/live", "http://host/clip.mp4", "https://host/live", "file:///tmp/a.mp4"):
+        assert classify(url) == [Source("stream", url)]
+    assert classify("https://host/cells.jpg") == [Source("image_url", "https://host/cells.jpg")]
+    for name in ("b.png", "a.jpg", "c.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [s.kind for s in classify(str(tmp_path))] == ["image", "image", "video"]  # sorted: a, b, c
+    assert [Path(s.value).name for s in classify(str(tmp_path / "*.jpg"))] == ["a.jpg"]
+    with pytest.raises(FileNotFoundError, match=r"\*.gif: the pattern matches no image or video"):
+        classify(str(tmp_path / "*.gif"))
+    with pytest.raises(ValueError, match="notes.txt: unknown suffix '.txt'"):
+        classify(str(tmp_path / "notes.txt"))
+    with pytest.raises(FileNotFoundError, match="missing.png: no such image, folder, video, glob or camera"):
+        classify(str(tmp_path / "missing.png"))
+    assert Source("stream", "rtsp://cam/live/stream1").name == "stream1" and Source("camera", "0").name == "camera0"
+
+
+def test_video_gives_annotated_video_jsonl_and_labels_per_frame(detector, clip, tmp_path):
+    summary = predict(detector, str(clip), tmp_path / "out", save_txt=True)
+    assert summary.images == 7 and summary.save_dir == tmp_path / "out"
+    lines = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(7))
+    assert all((line["width"], line["height"]) == (320, 240) for line in lines)
     capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
     assert (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (320, 240)
+    assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == sorted(f"clip_{i}.txt" for i in range(7))
 
 
-def test_folder_gives_annotated_images_and_json(detector, bccd, tmp_path):
+def test_a_stream_url_is_read_through_opencv(detector, clip, tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clip.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
+        summary = predict(detector, [url, clip.as_uri()], tmp_path / "out", max_frames=5)
+    finally:
+        server.shutdown()
+    assert summary.images == 10  # 5 frames from each: the HTTP URL and the file:// URL
+    assert sorted(p.name for p in summary.save_dir.glob("*.jsonl")) == ["clip.jsonl", "clip_2.jsonl"]
+
+
+def test_folders_globs_and_paths_give_images_json_and_txt(detector, bccd, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for path in sorted((bccd / "images").iterdir())[:3]:
+    images = sorted((bccd / "images").iterdir())[:3]
+    for path in images:
         (folder / path.name).write_bytes(path.read_bytes())
-    count, _ = predict(detector, str(folder), tmp_path / "out")
-    records = json.loads((tmp_path / "out" / "detections.json").read_text())
-    assert count == 3 and sorted(records) == sorted(p.name for p in folder.iterdir())
-    for name, detections in records.items():
-        annotated = cv2.imread(str(tmp_path / "out" / name))
-        assert annotated.shape == cv2.imread(str(folder / name)).shape
-        assert all(set(d) == {"box", "score", "class_id", "class_name"} for d in detections)
-        assert all(d["score"] >= 0.05 for d in detections)
+    summary = predict(detector, [str(folder / "*.jpg"), str(images[0])], tmp_path / "out", save_txt=True,
+                      max_det=5, line_width=4)
+    documents = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert summary.images == 4
+    names = [d["image"] for d in documents]
+    assert names == [p.name for p in images] + [images[0].name]
+    annotated = sorted(p.name for p in (tmp_path / "out").glob("*.jpg"))
+    assert annotated == sorted([p.name for p in images] + [f"{images[0].stem}_2.jpg"])  # same name kept apart
+    for document in documents[:3]:
+        assert (document["width"], document["height"]) == (640, 480)
+        assert 0 < len(document["detections"]) <= 5
+        rows = np.loadtxt(tmp_path / "out" / "labels" / f"{Path(document['image']).stem}.txt", ndmin=2)
+        np.testing.assert_allclose(rows[:, 0], [d["class_id"] for d in document["detections"]])
+        np.testing.assert_allclose(rows[:, 1:5], [d["box"] for d in document["detections"]], atol=0.01)
+        np.testing.assert_allclose(rows[:, 5], [d["score"] for d in document["detections"]], atol=1e-5)
+
+
+def test_iou_and_max_det_only_tighten(detector, bccd):
+    image = cv2.imread(str(sorted((bccd / "images").iterdir())[0]))
+    (full,) = detector(image)
+    (same,) = detector(image, iou=0.99)
+    (tight,) = detector(image, iou=0.1, max_det=3)
+    assert len(full) > 3 and len(same) == len(full) and len(tight) <= 3
+    np.testing.assert_array_equal(tight.scores, np.sort(tight.scores)[::-1])
+
+
+def test_predict_writes_board_runners_schema(bccd_models, bccd, tmp_path):
+    image = sorted((bccd / "images").iterdir())[0]
+    assert board_runner.main([str(bccd_models["fp32"]), str(image), str(tmp_path / "board.json")]) == 0
+    board = json.loads((tmp_path / "board.json").read_text())
+    detector = Detector(bccd_models["fp32"], conf=0.0)
+    assert predict(detector, str(image), tmp_path / "out").save_dir == tmp_path / "out"
+    assert predict(detector, str(image), tmp_path / "out").save_dir == tmp_path / "out2"  # never overwritten
+    assert predict(detector, str(image), tmp_path / "out", exist_ok=True).save_dir == tmp_path / "out"
+    (ours,) = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert list(board) == list(ours) == list(board_runner.DOCUMENT_KEYS)
+    assert [board[k] for k in ("image", "width", "height")] == [ours[k] for k in ("image", "width", "height")]
+    assert len(board["detections"]) == len(ours["detections"]) > 0
+    for theirs, mine in zip(board["detections"], ours["detections"]):
+        assert list(theirs) == list(mine) == list(board_runner.DETECTION_KEYS)
+        assert (theirs["class_id"], theirs["class_name"]) == (mine["class_id"], mine["class_name"])
+        assert theirs["score"] == pytest.approx(mine["score"], abs=1e-5)
+        np.testing.assert_allclose(theirs["box"], mine["box"], atol=0.02)
 
 
 def test_unreadable_image_and_unopenable_video_are_named(detector, tmp_path):
@@ -50,8 +129,6 @@ def test_unreadable_image_and_unopenable_video_are_named(detector, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="bad.mp4: cannot open the video file"):
         predict(detector, str(tmp_path / "bad.mp4"), tmp_path / "out")
-    with pytest.raises(FileNotFoundError, match="missing.png: no such image"):
-        predict(detector, str(tmp_path / "missing.png"), tmp_path / "out")
     np.testing.assert_equal(detector.class_names, ["Platelets", "RBC", "WBC"])
 
 
@@ -65,9 +142,12 @@ def test_a_save_dir_holding_the_source_is_refused(detector, bccd, tmp_path, kind
     (folder / "clip.mp4").write_bytes(b"stands for a video")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     source = {"folder": folder, "image": folder / image.name, "video": folder / "clip.mp4"}[kind]
-    with pytest.raises(ValueError, match=r"in: the save dir holds the source .* would overwrite the inputs"):
-        predict(detector, str(source), folder)
+    with pytest.raises(ValueError, match=r"in: the save dir holds a source; the annotated outputs would overwrite"):
+        predict(detector, str(source), folder, exist_ok=True)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    if kind == "image":  # without --exist-ok the outputs go to a fresh folder beside it
+        assert predict(detector, str(source), folder).save_dir == tmp_path / "in2"
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_a_bad_file_in_a_folder_keeps_the_detections_made_before_it(detector, bccd, tmp_path):
@@ -79,4 +159,4 @@ def test_a_bad_file_in_a_folder_keeps_the_detections_made_before_it(detector, bc
     with pytest.raises(ValueError, match="zz-broken.jpg: cannot read the image"):
         predict(detector, str(folder), tmp_path / "out")
     records = json.loads((tmp_path / "out" / "detections.json").read_text())
-    assert sorted(records) == sorted(p.name for p in folder.iterdir() if p.name != "zz-broken.jpg")
+    assert sorted(d["image"] for d in records) == sorted(p.name for p in folder.iterdir() if p.name != "zz-broken.jpg")

@@ -138,7 +138,7 @@ def test_a_folder_holding_another_run_is_refused_unless_asked(tmp_path, config_f
     assert _train(config_file, synth_data, run, "--exist-ok") == 0
     assert not (run / "export").exists()
     assert not any(r.get("old") for r in read_metrics(run))
-    assert read_checkpoint(run / "last.pt")["epoch"] == 0
+    assert read_checkpoint(run / "last.pt")["epoch"] == 1  # epochs are counted from 1
 
 
 def test_resume_with_a_dataset_of_other_classes_is_refused(tmp_path, config_file, synth_data):
@@ -198,16 +198,16 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path, config_file, synth_
     deadline = time.time() + 120
     while time.time() < deadline:  # kill once epoch 2 has started its steps
         metrics = killed / "metrics.jsonl"
-        if metrics.is_file() and any(r["type"] == "step" and r["epoch"] == 1 for r in read_metrics(killed)):
+        if metrics.is_file() and any(r["type"] == "step" and r["epoch"] == 2 for r in read_metrics(killed)):
             break
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert read_checkpoint(killed / "last.pt")["epoch"] == 0, "the kill came too late to be mid-epoch"
+    assert read_checkpoint(killed / "last.pt")["epoch"] == 1, "the kill came too late to be mid-epoch"
     subprocess.run(scratchdet("train", "--config", str(config_file), "--data", str(synth_data), "--out",
                               str(killed), "--resume"), check=True, capture_output=True)
     a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(killed / "last.pt")
-    assert a["epoch"] == b["epoch"] == 2
+    assert a["epoch"] == b["epoch"] == 3  # epochs are counted from 1
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), f"{name} differs after resume"
     def losses(run):

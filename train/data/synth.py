@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scratchdet.models.files import write_text
-from tqdm import tqdm
+
+from scratchdet.progress import progress
 
 CLASSES = ("circle", "square", "triangle")
 
@@ -62,7 +63,7 @@ def make_synthetic_dataset(
     width, height = size
     colours = {"circle": (220, 40, 40), "square": (40, 200, 60), "triangle": (50, 80, 230)}
     coco = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}
-    for index in tqdm(range(images), desc="synthetic images", leave=False):
+    for index in progress(range(images), desc="synthetic images", leave=False):
         rng = np.random.default_rng([seed, index])
         image = _background(rng, height, width)
         placed: list[np.ndarray] = []
