@@ -186,7 +186,7 @@ def read_seed_run(folder: Path, seed: int) -> SeedRun:
         raise ValueError(f"{folder / 'metrics.jsonl'}: no evaluated epoch")
     last = evaluations[-1]
     return SeedRun(seed, str(folder), last["map50"], last["coco_ap"], max(e["map50"] for e in evaluations),
-                   [(e["epoch"] + 1, e["map50"]) for e in evaluations])
+                   [(e["epoch"], e["map50"]) for e in evaluations])  # metrics count epochs from 1
 
 
 def _finished(folder: Path, epochs: int) -> bool:
@@ -197,7 +197,7 @@ def _finished(folder: Path, epochs: int) -> bool:
         return False
     from scratchdet.train.plots import read_metrics
 
-    return any(r.get("type") == "epoch" and r.get("epoch") == epochs - 1 and "map50" in r
+    return any(r.get("type") == "epoch" and r.get("epoch") == epochs and "map50" in r
                for r in read_metrics(metrics))
 
 

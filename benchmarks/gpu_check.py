@@ -1,10 +1,10 @@
 """`make gpu-check`: the TensorRT path proved in one command on the first host with a GPU and TensorRT.
 
-    python -m scratchdet.benchmarks.gpu_check --data DATA [--weights CKPT] [--out runs/gpu-check]
+    python -m scratchdet.benchmarks.gpu_check --data DATA [--model CKPT] [--out runs/gpu-check]
     python -m scratchdet.benchmarks.gpu_check --data DATA --dry-run      # report format on ONNX Runtime
 
 Steps: check TensorRT, cuda-python and a GPU (else one line naming what is missing, exit 1); train the tiny
-config briefly unless --weights is given; export FP32, convert FP16, quantise INT8 (TensorRT flavour); build
+config briefly unless --model is given; export FP32, convert FP16, quantise INT8 (TensorRT flavour); build
 the three engines; run `pytest -m tensorrt`; compare each engine with ONNX Runtime FP32 (mAP on the val split
 and detections at the deployment threshold, within TOLERANCES); time the network at batch 1 and at the
 profile's max batch; write OUT/report.json and OUT/report.md. --dry-run runs the FP32/FP16/INT8 ONNX models
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from scratchdet.flags import add_model_argument
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scratchdet.benchmarks.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="dataset (train split calibrates INT8, val split is measured)")
-    parser.add_argument("--weights", type=Path, help="checkpoint (default: train the tiny config --epochs epochs)")
+    add_model_argument(parser, "checkpoint (default: train the tiny config --epochs epochs)", deprecated=("--weights",),
+                       required=False, type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
     parser.add_argument("--dry-run", action="store_true", help="ONNX Runtime in place of engines: the report format")
     parser.add_argument("--max-batch", type=int, default=8)
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpu-check: cannot run here, missing: {'; '.join(missing)} (try --dry-run for the report format)",
                   file=sys.stderr)
             return 1
-    report = run(Path(args.data), args.out, args.weights, args.dry_run, args.max_batch, args.iterations, args.epochs)
+    report = run(Path(args.data), args.out, args.model, args.dry_run, args.max_batch, args.iterations, args.epochs)
     print(markdown(report))
     print(f"report: {args.out / 'report.md'} and report.json")
     return 0 if report["passed"] else 1

@@ -125,7 +125,7 @@ def _setup(case, tmp, checkpoint, onnx_model, synth):
                 "--verify"]
     if case == "not a checkpoint":
         (tmp / "junk.pt").write_text("hello")
-        return ["val", "--weights", str(tmp / "junk.pt"), "--data", str(synth)]
+        return ["val", "--model", str(tmp / "junk.pt"), "--data", str(synth)]
     raise AssertionError(case)
 
 
@@ -161,12 +161,12 @@ def test_verbose_shows_the_traceback(tmp_path, synth_data):
     from scratchdet.models.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="junk.pt: not a checkpoint written by torch.save"):
-        main(["-v", "val", "--weights", str(tmp_path / "junk.pt"), "--data", str(synth_data)])
+        main(["-v", "val", "--model", str(tmp_path / "junk.pt"), "--data", str(synth_data)])
 
 
 def test_nms_overhead_on_a_bad_checkpoint_is_one_line(tmp_path):
     (tmp_path / "junk.pt").write_text("hello")
-    result = subprocess.run([sys.executable, "-m", "scratchdet.benchmarks.nms_overhead", "--weights",
+    result = subprocess.run([sys.executable, "-m", "scratchdet.benchmarks.nms_overhead", "--model",
                              str(tmp_path / "junk.pt")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
