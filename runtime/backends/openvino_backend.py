@@ -38,11 +38,12 @@ def import_openvino():
 
 
 def compile_onnx(path: str | Path, threads: int | None = None, precision_hint: str = "f32",
-                 extra_outputs: list[str] | None = None, batch: int | None = None):
+                 extra_outputs: list[str] | None = None, batch: int | None = None, profile: bool = False):
     """An OpenVINO CompiledModel of an ONNX file on the CPU.
 
     `extra_outputs`: tensor names to expose as additional outputs (for layer-by-layer comparisons).
     `batch`: fix the batch axis of the input `images` (None keeps it dynamic: see the module docstring).
+    `profile`: record per-layer times (PERF_COUNT; read them from an infer request's `profiling_info`).
 
     Raises:
         ValueError: an unknown precision hint.
@@ -62,6 +63,8 @@ def compile_onnx(path: str | Path, threads: int | None = None, precision_hint: s
     config = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if profile:
+        config["PERF_COUNT"] = True
     return core.compile_model(model, "CPU", config)
 
 

@@ -1,5 +1,13 @@
 import onnx
-from scratchdet.benchmarks.layer_profile import compare, conv_module, format_table, kernel_times
+import pytest
+from scratchdet.benchmarks.layer_profile import (
+    compare,
+    conv_gops,
+    conv_module,
+    format_table,
+    kernel_times,
+    openvino_kernel_times,
+)
 
 
 def test_fused_kernel_names_map_back_to_their_module():
@@ -20,3 +28,29 @@ def test_fp32_and_int8_profiles_cover_the_same_conv_layers(bccd_models):
     assert rows[0][1] == max(fp32.values())
     table = format_table(rows, ("fp32", "int8"), top=5)
     assert len(table.splitlines()) == 1 + 5 + 2 and f"({len(exported)} layers)" in table
+
+
+def test_conv_gops_add_up_to_the_models_flops(bccd_models):
+    from scratchdet.models.checkpoint import load_model
+    from scratchdet.models.info import count_gflops
+
+    model, _ = load_model(bccd_models["pt"])
+    gops = conv_gops(bccd_models["fp32"])
+    exported = {conv_module(n.name) for n in onnx.load(str(bccd_models["fp32"])).graph.node if n.op_type == "Conv"}
+    assert set(gops) == exported and all(g > 0 for g in gops.values())
+    assert sum(gops.values()) == pytest.approx(count_gflops(model, model.config.input_size), rel=0.01)
+
+
+@pytest.mark.openvino
+def test_openvino_profile_maps_every_conv_layer_of_the_int8_file(bccd_models):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
+    ort_times = kernel_times(bccd_models["int8"], runs=3)
+    openvino_times = openvino_kernel_times(bccd_models["int8"], runs=3)
+    layers = lambda times: {k for k in times if not k.startswith("other:")}  # noqa: E731
+    assert layers(openvino_times) == layers(ort_times) == set(conv_gops(bccd_models["int8"]))
+    assert all(ms > 0 for ms in openvino_times.values())
+    gops = conv_gops(bccd_models["int8"])
+    table = format_table(compare(ort_times, openvino_times), ("ort", "openvino"), top=3, gops=gops, limit=100.0)
+    first = table.splitlines()[1].split()
+    ms, layer = float(first[0]), first[-1]
+    assert first[4] == f"{100 * gops[layer] / (ms / 1e3) / 100.0:.0f}%"
