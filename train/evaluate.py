@@ -16,6 +16,7 @@ import numpy as np
 from scratchdet.models.detections import Detections
 from scratchdet.models.predictor import Predictor
 from scratchdet.models.preprocess import prepare
+from scratchdet.train.curves import class_matches
 from scratchdet.train.data.images import read_rgb
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord
 
@@ -72,43 +73,14 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> flo
     return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
 
 
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
-
-
 def class_pr(records: list[ImageRecord], detections: list[Detections], label: int,
              iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision over the score-ranked detections of one class (difficult boxes ignored)."""
-    truths = [(r.boxes[r.labels == label], r.difficult[r.labels == label]) for r in records]
-    positives = sum(int((~difficult).sum()) for _, difficult in truths)
-    found = [np.zeros(len(boxes), dtype=bool) for boxes, _ in truths]
-    candidates = [(s, i, b) for i, d in enumerate(detections)
-                  for b, s in zip(d.boxes[d.class_ids == label], d.scores[d.class_ids == label])]
-    candidates.sort(key=lambda c: -c[0])
-    hits = []
-    for _, image, box in candidates:
-        boxes, difficult = truths[image]
-        if len(boxes) == 0:
-            hits.append(0)
-            continue
-        overlaps = _iou_one_to_many(box, boxes)
-        best = int(overlaps.argmax())
-        if overlaps[best] < iou_threshold:
-            hits.append(0)
-        elif difficult[best]:
-            continue  # neither right nor wrong, as in the VOC devkit
-        elif not found[image][best]:
-            found[image][best] = True
-            hits.append(1)
-        else:
-            hits.append(0)
-    true_positive = np.cumsum(np.array(hits, dtype=np.float64))
-    false_positive = np.cumsum(1 - np.array(hits, dtype=np.float64))
-    recall = true_positive / max(positives, 1)
+    """Recall and precision over the score-ranked detections of one class (VOC matching, difficult boxes
+    ignored: `curves.class_matches`, which the PR curves and confusion plots share)."""
+    matches = class_matches(records, detections, label, iou_threshold)
+    true_positive = np.cumsum(matches.hits, dtype=np.float64)
+    false_positive = np.cumsum(~matches.hits, dtype=np.float64)
+    recall = true_positive / max(matches.positives, 1)
     precision = true_positive / np.maximum(true_positive + false_positive, np.finfo(np.float64).eps)
     return recall, precision
 
