@@ -1,6 +1,6 @@
 """Small ONNX graphs that show where OpenVINO 2026.4.1's INT8 results depart from the ONNX specification.
 
-    python -m scratchdet.benchmarks.openvino_repro OUT_FOLDER
+    python -m scratchdet.benchmarks.openvino_repro OUT_FOLDER     # writes both graphs as .onnx files
 
 `residual_add_graph` (10 nodes): x -> Q -> DQ -> MaxPool -> Q -> DQ (the residual) and DQ(x) -> Conv -> Q -> DQ
 added together and quantised, the shape of every ResNet block after the stem's max-pool. OpenVINO fuses Conv, the
@@ -9,11 +9,15 @@ not round it, so about a fifth of the outputs are one step off the specification
 equals the clamped, unrounded float64 result exactly). Without the MaxPool on the residual OpenVINO does not
 fuse and follows the specification. A one-step difference, not an accuracy problem.
 
-The defect that costs accuracy (the first convolution's bias applied per tensor, channel 0's value for every
-channel, while the batch axis is dynamic) needs the whole exported graph around it: graphs cut before the
-in-graph NonMaxSuppression, and hand-built graphs of up to 30 nodes with the same Q/DQ pattern, normalisation
-and NMS did not show it. `tests/benchmarks/test_openvino.py` reproduces it on the tiny architecture with
-seeded random weights and batch-norm statistics (no training, no data download) and checks the diagnosis.
+`bias_gathernd_graph` (3 nodes) is the defect that costs accuracy: x -> Conv (with its bias input) ->
+QuantizeLinear = y, and a GatherND with batch_dims=1 anywhere in the graph (here on y), the batch axis dynamic.
+OpenVINO then adds channel 0's bias to every output channel of that Conv: y[:, c] is off the specification by
+b[0] - b[c]. Each of these single changes makes it vanish (found by delta debugging from our exported model,
+335 nodes, whose NMS tail gathers each class's candidate boxes with GatherND(batch_dims=1)): the batch fixed
+before compiling, no GatherND, GatherND with batch_dims=0 or a Gather instead, no QuantizeLinear on the Conv
+output, the bias as a separate Add. The GatherND need not read the Conv (one on the graph input also
+triggers it); NMS, TopK, normalisation, Q/DQ of the weights and kernel size do not matter. ONNX Runtime and
+OpenVINO with a fixed batch follow the specification exactly.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 CHANNELS, SIZE = 16, 16
 INPUT_SCALE, CONV_SCALE, CONV_ZERO, OUTPUT_SCALE = 0.02, 0.037, 131, 0.045
+BIAS_CHANNELS, BIAS_SIZE = 4, 8
 
 
 def residual_add_graph(seed: int = 0) -> onnx.ModelProto:
@@ -73,17 +78,58 @@ def residual_add_input(seed: int = 1) -> np.ndarray:
     return (steps * INPUT_SCALE).astype(np.float32)
 
 
+def bias_gathernd_graph(seed: int = 0, gathernd: bool = True) -> onnx.ModelProto:
+    """The 3-node repro of the bias defect (dynamic batch B): inputs x [B, 3, 8, 8] and idx [B, 4, 1]
+    (int64), outputs y = Q(Conv(x, w, b)) (uint8, scale 1, zero point 0) and g = GatherND(y, idx, batch_dims=1).
+    The bias (20-200) dwarfs the conv term (|w . x| <= 3), so y never saturates and one step is 1.0."""
+    rng = np.random.default_rng(seed)
+    weight = rng.uniform(-1, 1, (BIAS_CHANNELS, 3, 1, 1)).astype(np.float32)
+    tensors = {"w": weight, "b": rng.uniform(20, 200, BIAS_CHANNELS).astype(np.float32),
+               "scale": np.array(1.0, np.float32), "zero": np.array(0, np.uint8)}
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+             node("QuantizeLinear", ["c", "scale", "zero"], ["y"], name="q")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 3, BIAS_SIZE, BIAS_SIZE])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.UINT8, ["B", BIAS_CHANNELS, BIAS_SIZE, BIAS_SIZE])]
+    if gathernd:
+        nodes.append(node("GatherND", ["y", "idx"], ["g"], name="gather", batch_dims=1))
+        inputs.append(helper.make_tensor_value_info("idx", TensorProto.INT64, ["B", BIAS_CHANNELS, 1]))
+        outputs.append(helper.make_tensor_value_info("g", TensorProto.UINT8,
+                                                     ["B", BIAS_CHANNELS, BIAS_SIZE, BIAS_SIZE]))
+    graph = helper.make_graph(nodes, "conv_bias_gathernd", inputs, outputs,
+                              [numpy_helper.from_array(value, name) for name, value in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def bias_gathernd_inputs(batch: int = 2, seed: int = 1) -> dict[str, np.ndarray]:
+    """x in [0, 1) and, per image, a permutation of the channels as GatherND indices."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (batch, 3, BIAS_SIZE, BIAS_SIZE)).astype(np.float32)
+    idx = np.stack([rng.permutation(BIAS_CHANNELS) for _ in range(batch)])[..., None].astype(np.int64)
+    return {"x": x, "idx": idx}
+
+
+def bias_gathernd_specification(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """y of the repro in float64 from its own weights, rounded half-to-even and clamped as QuantizeLinear does."""
+    tensors = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    conv = np.einsum("oc,bchw->bohw", tensors["w"][:, :, 0, 0], x.astype(np.float64))
+    return np.clip(np.rint(conv + tensors["b"][None, :, None, None]), 0, 255).astype(np.uint8)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", help="folder for residual_add.onnx")
+    parser.add_argument("out", help="folder for residual_add.onnx and conv_bias_gathernd.onnx")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "residual_add.onnx"
-    temporary = path.with_suffix(".onnx.tmp")
-    onnx.save(residual_add_graph(), str(temporary))
-    os.replace(temporary, path)
-    print(f"wrote {path}")
+    for name, model in (("residual_add", residual_add_graph()), ("conv_bias_gathernd", bias_gathernd_graph())):
+        path = out / f"{name}.onnx"
+        temporary = path.with_suffix(".onnx.tmp")
+        onnx.save(model, str(temporary))
+        os.replace(temporary, path)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

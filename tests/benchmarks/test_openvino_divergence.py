@@ -7,12 +7,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 from scratchdet.benchmarks.openvino_divergence import _Graph, channel_offsets, layer_reports, requantize, run_both
 from scratchdet.benchmarks.openvino_repro import (
     CONV_SCALE,
     CONV_ZERO,
     INPUT_SCALE,
     OUTPUT_SCALE,
+    bias_gathernd_graph,
+    bias_gathernd_inputs,
+    bias_gathernd_specification,
     residual_add_graph,
     residual_add_input,
 )
@@ -77,9 +81,10 @@ def test_int8_agrees_with_fp32_on_openvino_as_on_onnxruntime(models, images, fla
 
 
 def test_openvino_dynamic_batch_still_applies_channel0_bias_to_the_first_conv(models, images):
-    """The defect the trace found (OpenVINO 2026.4.1, dynamic batch): the first conv's output departs from the
-    specification by b[0] - b[c] per channel c. If this fails, OpenVINO fixed it: the static-batch workaround
-    in the OpenVINO backend and the README section can go."""
+    """The defect the trace found (OpenVINO 2026.4.1, dynamic batch), on our exported model: the first conv's
+    output departs from the specification by b[0] - b[c] per channel c (its trigger, the NMS tail's
+    GatherND(batch_dims=1), is isolated in the 3-node repro below). If this fails, OpenVINO fixed it: the
+    static-batch workaround in the OpenVINO backend and the README section can go."""
     model = onnx.load(str(models["int8-ort"]))
     names, ort, ov, _ = run_both(models["int8-ort"], images[:2])
     reports = layer_reports(names, ort, ov, model)
@@ -120,3 +125,42 @@ def test_residual_add_repro_openvino_skips_the_conv_output_rounding(tmp_path):
     low, high = (0 - CONV_ZERO) * CONV_SCALE, (255 - CONV_ZERO) * CONV_SCALE  # the conv output Q's range
     clamped_not_rounded = requantize((np.clip(conv, low, high) + residual) / OUTPUT_SCALE, np.uint8)
     assert np.array_equal(ov, clamped_not_rounded)
+
+
+def _openvino_outputs(path: Path, inputs: dict[str, np.ndarray], batch: int | None) -> dict[str, np.ndarray]:
+    """Every output of the file on OpenVINO (f32 hint, one thread), every input's batch fixed when `batch` is set."""
+    core = openvino.Core()
+    model = core.read_model(str(path))
+    if batch is not None:
+        shapes = {}
+        for port in model.inputs:
+            shape = port.get_partial_shape()
+            shape[0] = batch
+            shapes[port] = shape
+        model.reshape(shapes)
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+    results = compiled.create_infer_request().infer(inputs)
+    return {name: np.array(value) for output, value in results.items() for name in output.get_names()}
+
+
+def test_bias_repro_three_nodes_openvino_adds_channel0_bias_while_the_batch_is_dynamic(tmp_path):
+    """Conv(bias) -> QuantizeLinear plus a GatherND(batch_dims=1): OpenVINO with a dynamic batch is off by
+    b[0] - b[c] on channel c (channel 0 right); ONNX Runtime and OpenVINO with the batch fixed are on the
+    specification; without the GatherND OpenVINO is right with a dynamic batch too. If the first assertion on
+    OpenVINO fails, OpenVINO fixed it: the static-batch compile in the OpenVINO backend can go."""
+    model, inputs = bias_gathernd_graph(), bias_gathernd_inputs(batch=2)
+    path = tmp_path / "conv_bias_gathernd.onnx"
+    onnx.save(model, str(path))
+    spec = bias_gathernd_specification(model, inputs["x"])
+    ort = create_session(path, 1).run(["y", "g"], inputs)
+    assert np.array_equal(ort[0], spec)
+    assert np.array_equal(ort[1], np.stack([image[order] for image, order in zip(spec, inputs["idx"][..., 0])]))
+    dynamic = _openvino_outputs(path, inputs, batch=None)["y"].astype(np.float64)
+    bias = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "b"))
+    offsets = (dynamic - spec).mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(offsets, bias[0] - bias, atol=0.5)  # within the output's rounding step
+    assert np.abs(bias[0] - bias)[1:].min() > 10  # so the offsets are far from rounding noise
+    assert np.array_equal(_openvino_outputs(path, inputs, batch=2)["y"], spec)
+    without = tmp_path / "conv_bias.onnx"
+    onnx.save(bias_gathernd_graph(gathernd=False), str(without))
+    assert np.array_equal(_openvino_outputs(without, {"x": inputs["x"]}, batch=None)["y"], spec)
