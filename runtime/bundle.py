@@ -21,6 +21,7 @@ from pathlib import Path
 from scratchdet.export.contract import load_checked
 from scratchdet.export.engine_plan import PRECISIONS, engine_name, make_plan, trtexec_arguments, trtexec_command
 from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
+from scratchdet.models.files import write_text
 
 MODELS = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8-tensorrt": "model-int8-tensorrt.onnx",
           "int8-ort": "model-int8-ort.onnx"}
@@ -251,12 +252,6 @@ PORTABILITY_8BIT = (
     "detections; on VNNI x86 and ARM, expect the same detections up to the order of near ties.")
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibration: CalibrationOptions,
           score_threshold: float, max_batch: int) -> None:
     shutil.copyfile(fp32_onnx, stage / MODELS["fp32"])
@@ -264,17 +259,17 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
     for target in ("tensorrt", "ort"):
         quantize_int8(stage / MODELS["fp32"], data, target, stage / MODELS[f"int8-{target}"], calibration,
                       cache_dir=fp32_onnx.parent)
-    _write_text(stage / "labels.txt", "\n".join(metadata["class_names"]) + "\n")
-    _write_text(stage / "config_infer_primary.txt", deepstream_config(metadata, "fp16", score_threshold))
-    _write_text(stage / "metadata.json", json.dumps(
+    write_text(stage / "labels.txt", "\n".join(metadata["class_names"]) + "\n")
+    write_text(stage / "config_infer_primary.txt", deepstream_config(metadata, "fp16", score_threshold))
+    write_text(stage / "metadata.json", json.dumps(
         {**metadata, "deploy_score_threshold": score_threshold, "files": MODELS, "engines": ENGINES}, indent=2))
     script = stage / "build_engine.sh"
-    _write_text(script, build_script(metadata, max_batch))
+    write_text(script, build_script(metadata, max_batch))
     script.chmod(0o755)
     shutil.copytree(PARSER_SOURCES, stage / "deepstream", ignore=shutil.ignore_patterns("*.so", "*.tmp"))
     shutil.copyfile(Path(__file__).with_name("board_runner.py"), stage / "board_runner.py")
     portability = PORTABILITY_7BIT if calibration.reduce_range else PORTABILITY_8BIT
-    _write_text(stage / "README.md", README.format(
+    write_text(stage / "README.md", README.format(
         name=metadata["config_name"], size=metadata["input_size"], classes=", ".join(metadata["class_names"]),
         conf=score_threshold, eval_conf=metadata["score_threshold"], max_det=metadata["max_det"],
         parser=PARSER_FUNCTION, jetpack=TRTEXEC_JETPACK, reduce_range=calibration.reduce_range,

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import cv2
 import numpy as np
+from scratchdet.models.files import write_text
 from scratchdet.runtime.results import Results, detect_results, read_image
 
 from scratchdet.paths import increment_path
@@ -137,14 +138,11 @@ class _Outputs:
         if self.save_txt:
             folder = self.save_dir / "labels"
             folder.mkdir(exist_ok=True)
-            (folder / f"{stem}.txt").write_text(result.to_txt())
+            write_text(folder / f"{stem}.txt", result.to_txt())
 
     def close(self) -> None:
         if self.documents:
-            target = self.save_dir / "detections.json"
-            temporary = target.with_name(".detections.json.tmp")
-            temporary.write_text(json.dumps(self.documents, indent=1))
-            temporary.replace(target)
+            write_text(self.save_dir / "detections.json", json.dumps(self.documents, indent=1))
 
 
 def _video(detector, source: Source, outputs: _Outputs, iou: float | None, max_det: int | None,
