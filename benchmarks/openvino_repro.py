@@ -23,12 +23,12 @@ OpenVINO with a fixed batch follow the specification exactly.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from scratchdet.models.files import atomic_write
 
 CHANNELS, SIZE = 16, 16
 INPUT_SCALE, CONV_SCALE, CONV_ZERO, OUTPUT_SCALE = 0.02, 0.037, 131, 0.045
@@ -126,9 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, model in (("residual_add", residual_add_graph()), ("conv_bias_gathernd", bias_gathernd_graph())):
         path = out / f"{name}.onnx"
-        temporary = path.with_suffix(".onnx.tmp")
-        onnx.save(model, str(temporary))
-        os.replace(temporary, path)
+        with atomic_write(path) as temporary:
+            onnx.save(model, str(temporary))
         print(f"wrote {path}")
 
 

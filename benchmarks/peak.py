@@ -126,7 +126,8 @@ class RegisterKernels:
     # The `enum kind` of register_peak.c, widest first within each precision.
     KINDS: ClassVar[dict[str, int]] = {"fp32_avx512": 0, "bf16_avx512": 1, "int8_avx512_vnni": 2, "fp32_avx2": 3,
                                        "int8_avx_vnni": 4, "int8_avx2": 5}
-    # Per call: one vector instruction per cycle per thread, so about 2 ms per million at 3.5 GHz. Calls must be
+    # Per call: 16 vector instructions per iteration at about one per cycle, ~4.5 ms per million iterations
+    # (~27 ms per call) at this machine's clock. Calls must be
     # long: at 200,000 (under 1 ms) a model's thread pool still spinning from the call before took a core and
     # the FP32 "limit" came out at half the machine (ONNX Runtime's FP32 convolutions reached 186 % of it).
     ITERATIONS = 6_000_000

@@ -136,9 +136,7 @@ class _Outputs:
 
     def labels(self, result: Results, stem: str) -> None:
         if self.save_txt:
-            folder = self.save_dir / "labels"
-            folder.mkdir(exist_ok=True)
-            write_text(folder / f"{stem}.txt", result.to_txt())
+            write_text(self.save_dir / "labels" / f"{stem}.txt", result.to_txt())
 
     def close(self) -> None:
         if self.documents:

@@ -1,12 +1,12 @@
 """Validation beyond AP: precision, recall and F1 at a chosen confidence, PR curves per class and a
 confusion matrix, computed from detections and ground truth (any model format: only arrays come in).
 
-Matching is VOC's at IoU 0.5: per class, detections in descending score order each take the
-best-overlapping unmatched ground-truth box; a detection whose best box is "difficult" counts neither
-way. The confusion matrix ignores classes when matching (ultralytics' convention): at the
-confidence, each ground-truth box pairs with at most one detection (highest IoU first), rows are the
-predicted class, columns the true class, and the last row/column is background (missed boxes,
-false detections).
+Matching is VOC's at IoU 0.5: per class, detections in descending score order each look at their
+best-overlapping ground-truth box, and are a hit if it is not matched yet (a false positive if it is); a
+detection whose best box is "difficult" counts neither way. The confusion matrix ignores classes when
+matching (ultralytics' convention): at the confidence, each ground-truth box pairs with at most one
+detection (highest IoU first), rows are the predicted class, columns the true class, and the last
+row/column is background (missed boxes, false detections).
 """
 
 from __future__ import annotations

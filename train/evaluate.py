@@ -77,12 +77,7 @@ def class_pr(records: list[ImageRecord], detections: list[Detections], label: in
              iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision over the score-ranked detections of one class (VOC matching, difficult boxes
     ignored: `curves.class_matches`, which the PR curves and confusion plots share)."""
-    matches = class_matches(records, detections, label, iou_threshold)
-    true_positive = np.cumsum(matches.hits, dtype=np.float64)
-    false_positive = np.cumsum(~matches.hits, dtype=np.float64)
-    recall = true_positive / max(matches.positives, 1)
-    precision = true_positive / np.maximum(true_positive + false_positive, np.finfo(np.float64).eps)
-    return recall, precision
+    return class_matches(records, detections, label, iou_threshold).curve()
 
 
 def coco_metrics(records: list[ImageRecord], detections: list[Detections],

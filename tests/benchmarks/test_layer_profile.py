@@ -49,8 +49,14 @@ def test_openvino_profile_maps_every_conv_layer_of_the_int8_file(bccd_models):
     layers = lambda times: {k for k in times if not k.startswith("other:")}  # noqa: E731
     assert layers(openvino_times) == layers(ort_times) == set(conv_gops(bccd_models["int8"]))
     assert all(ms > 0 for ms in openvino_times.values())
-    gops = conv_gops(bccd_models["int8"])
-    table = format_table(compare(ort_times, openvino_times), ("ort", "openvino"), top=3, gops=gops, limit=100.0)
-    first = table.splitlines()[1].split()
-    ms, layer = float(first[0]), first[-1]
-    assert first[4] == f"{100 * gops[layer] / (ms / 1e3) / 100.0:.0f}%"
+
+
+def test_the_share_of_the_limit_is_each_rows_gops_over_its_time():
+    rows = [("conv_a", 2.0, 4.0), ("other:Add", 1.0, 0.0), ("conv_b", 0.5, 0.25)]
+    table = format_table(rows, ("ort", "openvino"), top=3, gops={"conv_a": 1.0, "conv_b": 0.1}, limit=1000.0)
+    lines = [line.split() for line in table.splitlines()]
+    # conv_a: 1 GOP in 2 ms = 500 G op/s = 50 % of 1000; in 4 ms 25 %. conv_b: 0.1 GOP in 0.5 / 0.25 ms.
+    assert lines[1][4:7] == ["50%", "25%", "conv_a"] and lines[3][4:7] == ["20%", "40%", "conv_b"]
+    assert lines[2][4:6] == ["-", "-"]  # no GOPs for a non-conv kernel
+    # All convolutions: 1.1 GOPs in 2.5 ms (44 %) and in 4.25 ms (26 %).
+    assert lines[4][3:6] == ["1.10", "44%", "26%"]

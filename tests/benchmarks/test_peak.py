@@ -44,8 +44,9 @@ def test_register_peaks_measured_in_one_run(fresh_build):
 
 
 def test_no_real_fp32_workload_passes_the_fp32_limit(fresh_build):
-    """The limit is a limit: ONNX Runtime's FP32 3x3 convolution, fastest of several calls, stays below the
-    register peak measured beside it (it reached 186 % of the limit when calls were too short)."""
+    """The limit is a limit: ONNX Runtime's FP32 3x3 convolution, fastest of several calls, stays within 10 %
+    (timing noise) of the register peak measured beside it (it reached 186 % of the limit when calls were too
+    short; quiet runs measure 96-97 %)."""
     if shutil.which("cc") is None or RegisterKernels.build() is None:
         pytest.skip(f"register kernels cannot run here: {RegisterKernels.why_not}")
     rounds = interleave(peak_calls(2), repeats=3, per_round=3, warmup=1, progress=False)
