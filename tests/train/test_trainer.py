@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,9 +68,10 @@ def test_weight_decay_skips_batchnorm_and_biases():
     assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 4
 
 
-def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_file, synth_data, monkeypatch):
+def _trainer_with_nan_losses(config_file, synth_data, run: Path, max_nonfinite: int) -> Trainer:
+    """A Trainer whose every loss is NaN (the real loss computed, then multiplied by NaN)."""
     model_config, train_config = load_config(config_file)
-    trainer = Trainer(model_config, replace(train_config, max_nonfinite=2), synth_data, tmp_path / "run")
+    trainer = Trainer(model_config, replace(train_config, max_nonfinite=max_nonfinite), synth_data, run)
     real_criterion = trainer.criterion
 
     def nan_loss(*args):
@@ -78,6 +80,11 @@ def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_fil
         return parts
 
     trainer.criterion = nan_loss
+    return trainer
+
+
+def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_file, synth_data):
+    trainer = _trainer_with_nan_losses(config_file, synth_data, tmp_path / "run", max_nonfinite=2)
     with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite losses"):
         trainer.fit()
 
@@ -85,16 +92,7 @@ def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_fil
 def test_non_finite_guard_counts_across_epochs(tmp_path, config_file, synth_data):
     # Before: the count restarted every epoch, so with fewer steps per epoch (6 here) than max_nonfinite (10)
     # a diverged run trained to the end with exit 0.
-    model_config, train_config = load_config(config_file)
-    trainer = Trainer(model_config, replace(train_config, max_nonfinite=10), synth_data, tmp_path / "run")
-    real_criterion = trainer.criterion
-
-    def nan_loss(*args):
-        parts = real_criterion(*args)
-        parts.total = parts.total * float("nan")
-        return parts
-
-    trainer.criterion = nan_loss
+    trainer = _trainer_with_nan_losses(config_file, synth_data, tmp_path / "run", max_nonfinite=10)
     assert len(trainer.loader) < 10
     with pytest.raises(NonFiniteLossError, match="10 consecutive non-finite losses at iteration 10"):
         trainer.fit()
