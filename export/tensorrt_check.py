@@ -176,7 +176,7 @@ def _nms_findings(node: onnx.NodeProto, graph: _Graph, table: VersionTable,
     return findings
 
 
-def _attribute_findings(node: onnx.NodeProto, table: VersionTable) -> list[Finding]:
+def _attribute_findings(node: onnx.NodeProto, _: _Graph, table: VersionTable) -> list[Finding]:
     """The attribute restrictions of MaxPool, ScatterND and Constant rows."""
     row = table.ops[node.op_type]
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -195,10 +195,9 @@ def _attribute_findings(node: onnx.NodeProto, table: VersionTable) -> list[Findi
     return [Finding(_label(node), f"{problem}: {row.restriction}", row.source) for problem in problems]
 
 
-_NODE_RULES: dict[str, Callable[..., list[Finding]]] = {
+_NODE_RULES: dict[str, Callable[[onnx.NodeProto, _Graph, VersionTable], list[Finding]]] = {
     "QuantizeLinear": _quantize_findings, "DequantizeLinear": _quantize_findings, "TopK": _topk_findings,
-    "MaxPool": lambda n, g, t: _attribute_findings(n, t), "ScatterND": lambda n, g, t: _attribute_findings(n, t),
-    "Constant": lambda n, g, t: _attribute_findings(n, t),
+    "MaxPool": _attribute_findings, "ScatterND": _attribute_findings, "Constant": _attribute_findings,
 }
 
 
@@ -218,7 +217,8 @@ def _graph_findings(graph: _Graph, table: VersionTable) -> list[Finding]:
         if kind not in table.data_types:
             findings.append(Finding(f"tensor '{tensor}'", f"type {kind} is not a TensorRT type",
                                     table.data_types_source))
-        elif kind == "UINT8" and tensor not in graph.graph_io:
+        elif kind == "UINT8" and tensor in graph.producers and tensor not in graph.graph_io:
+            # ModelImporter.cpp: "TensorRT does not support UINT8 types for intermediate tensors!" (node outputs)
             findings.append(Finding(f"tensor '{tensor}'", "UINT8 inside the network", table.uint8_source))
         elif kind in QUANTIZED and tensor not in graph.graph_io:
             # a quantised tensor may only be dequantised, or be a Q/DQ zero point
@@ -240,8 +240,10 @@ def check_tensorrt_compatibility(model: onnx.ModelProto, version: str,
     Raises:
         ValueError: no table for `version`. TensorRTCompatibilityError: ONNX type inference fails.
     """
-    table = table_for(version)
-    graph = _Graph(model)
+    return _check(_Graph(model), table_for(version), compute_capability)
+
+
+def _check(graph: _Graph, table: VersionTable, compute_capability: tuple[int, int] | None) -> list[Finding]:
     findings = _graph_findings(graph, table)
     for node in graph.nodes:
         row = table.ops.get(node.op_type)
@@ -260,7 +262,9 @@ def check_tensorrt_compatibility(model: onnx.ModelProto, version: str,
 
 def tensorrt_verdicts(model: onnx.ModelProto, versions: Sequence[str] = SUPPORTED_VERSIONS) -> dict[str, list[Finding]]:
     """The findings of every TensorRT version we have rules for (10.3 for JetPack 6, 11.1 for the 11 line)."""
-    return {version: check_tensorrt_compatibility(model, version) for version in versions}
+    tables = [table_for(version) for version in versions]
+    graph = _Graph(model)  # type inference once for all versions
+    return {table.version: _check(graph, table, None) for table in tables}
 
 
 def summarise(findings: list[Finding]) -> str:
@@ -271,16 +275,22 @@ def summarise(findings: list[Finding]) -> str:
     return "; ".join(f"{len(group)} x {group[0]}" for group in sorted(groups.values(), key=len, reverse=True))
 
 
+NOT_FOR_TENSORRT = ("not for TensorRT (the ort flavour has unsigned U8 activations for CPU runtimes; build engines "
+                    "from `quantize --target tensorrt`)")
+
+
+def _is_ort_flavour(model: onnx.ModelProto) -> bool:
+    return any(p.key == "precision" and p.value.strip('"') == "int8-ort" for p in model.metadata_props)
+
+
 def verdict_lines(model: onnx.ModelProto) -> list[str]:
     """What the CLIs print: one line per TensorRT version, plain about INT8 files not made for TensorRT."""
-    precision = next((p.value.strip('"') for p in model.metadata_props if p.key == "precision"), None)
     lines = []
     for version, findings in tensorrt_verdicts(model).items():
         if not findings:
             lines.append(f"TensorRT {version}: parser rules OK")
-        elif precision == "int8-ort":
-            lines.append(f"TensorRT {version}: not for TensorRT (the ort flavour has unsigned U8 activations for CPU "
-                         f"runtimes; build engines from `quantize --target tensorrt`): {len(findings)} findings")
+        elif _is_ort_flavour(model):
+            lines.append(f"TensorRT {version}: {NOT_FOR_TENSORRT}: {len(findings)} findings")
         else:
             lines.append(f"TensorRT {version}: {len(findings)} findings: {summarise(findings)}")
     return lines
@@ -293,4 +303,5 @@ def require_tensorrt_compatible(model: onnx.ModelProto, source: str,
     if broken:
         listed = "\n".join(f"TensorRT {v}: {len(f)} finding(s):\n  " + "\n  ".join(map(str, f[:20]))
                            for v, f in broken.items())
-        raise TensorRTCompatibilityError(f"{source}: TensorRT parser rules broken\n{listed}")
+        note = f" ({NOT_FOR_TENSORRT})" if _is_ort_flavour(model) else ""
+        raise TensorRTCompatibilityError(f"{source}: TensorRT parser rules broken{note}\n{listed}")
