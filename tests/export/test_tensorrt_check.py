@@ -207,6 +207,8 @@ def test_ort_flavour_is_reported_as_not_meant_for_tensorrt(flavours):
     lines = verdict_lines(model)
     assert [line.split(":")[0] for line in lines] == ["TensorRT 10.3", "TensorRT 11.1"]
     assert all("not for TensorRT (the ort flavour has unsigned U8 activations" in line for line in lines)
+    with pytest.raises(TensorRTCompatibilityError, match=r"ort.onnx: TensorRT parser rules broken \(not for TensorRT"):
+        require_tensorrt_compatible(model, "ort.onnx")
 
 
 def test_require_names_the_file_and_each_version():
