@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 from scratchdet.export.contract import load_checked
 from scratchdet.export.onnx_export import OPSETS, ExportOptions, export_onnx
-from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, require_tensorrt_compatible
+from scratchdet.export.tensorrt_check import require_tensorrt_compatible, verdict_lines
 from scratchdet.export.verify import verify_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
@@ -89,8 +89,9 @@ def _parity(model: SSD, class_names: list[str], onnx_path: Path, data: str | Non
 
 def run_export(args: argparse.Namespace) -> None:
     if args.check_tensorrt and not args.verify and args.onnx:
-        require_tensorrt_compatible(onnx.load(args.onnx), args.onnx)
-        print(f"{args.onnx}: TensorRT 10/11 parser rules OK")
+        model = onnx.load(args.onnx)
+        require_tensorrt_compatible(model, args.onnx)
+        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(model)))
         return
     model, class_names, sha256, default_dir = _source_model(args)
     if args.verify:
@@ -105,11 +106,10 @@ def run_export(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else default_dir / "model.onnx"
     options = ExportOptions(args.opset, _postprocess(args, model), not args.no_simplify)
     report = export_onnx(model, class_names, out, options, sha256)
-    findings = check_tensorrt_compatibility(onnx.load(str(out)))
     print(f"exported      {out} ({out.stat().st_size / 1e6:.2f} MB)")
     print(f"nodes         {report.nodes_before_simplify} -> {report.nodes_after_simplify} after onnxsim; "
           f"BatchNormalization {report.op_counts.get('BatchNormalization', 0)}, "
           f"NonMaxSuppression {report.op_counts.get('NonMaxSuppression', 0)}")
     print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
-    print(f"TensorRT      {'parser rules OK' if not findings else '; '.join(map(str, findings))}")
+    print("\n".join(verdict_lines(onnx.load(out))))
     print(_parity(model, class_names, out, args.data))

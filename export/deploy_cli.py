@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+import onnx
 from scratchdet.export.contract import load_checked
 from scratchdet.export.engine_plan import PRECISIONS, make_plan, trtexec_command
 from scratchdet.export.quantize import (
@@ -16,6 +17,7 @@ from scratchdet.export.quantize import (
     quantization_summary,
     quantize_int8,
 )
+from scratchdet.export.tensorrt_check import verdict_lines
 
 from scratchdet.arguments import non_negative_int, positive_int
 from scratchdet.flags import add_model_argument
@@ -82,6 +84,7 @@ def run_quantize(args: argparse.Namespace) -> None:
     summary = quantization_summary(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {summary['precision']}): "
           f"{summary['QuantizeLinear']} QuantizeLinear, {summary['DequantizeLinear']} DequantizeLinear nodes")
+    print("\n".join(verdict_lines(onnx.load(out))))
 
 
 def run_engine(args: argparse.Namespace) -> None:

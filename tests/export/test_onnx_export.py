@@ -5,7 +5,7 @@ import torch
 from scratchdet.export.contract import ContractError, check_contract, load_checked
 from scratchdet.export.onnx_backend import create_session, run_session
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
-from scratchdet.export.tensorrt_check import check_tensorrt_compatibility
+from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, tensorrt_verdicts
 from scratchdet.export.verify import compare, verify_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
@@ -32,7 +32,7 @@ def test_graph_follows_the_contract(exported):
     assert "BatchNormalization" not in ops and ops.count("NonMaxSuppression") == 1
     assert report.nodes_after_simplify < report.nodes_before_simplify
     assert report.fold_max_abs_diff < 1e-4
-    assert check_tensorrt_compatibility(model) == []
+    assert tensorrt_verdicts(model) == {"10.3": [], "11.1": []}
 
 
 def test_onnx_runtime_optimised_graph_has_no_batchnorm(exported, tmp_path):
@@ -127,11 +127,11 @@ def test_tensorrt_check_names_the_node_that_breaks_a_rule(exported):
     _, path, _ = exported
     model = onnx.load(str(path))
     topk = next(n for n in model.graph.node if n.op_type == "TopK")
-    topk.input[1] = "images"  # K no longer a constant
+    topk.attribute.append(onnx.helper.make_attribute("sorted", 0))
     model.graph.node.append(onnx.helper.make_node("NonZero", ["images"], ["nz"], name="odd"))
-    findings = [str(f) for f in check_tensorrt_compatibility(model)]
-    assert any(f.startswith(f"TopK '{topk.name}': input 1") for f in findings)
-    assert "NonZero 'odd': operator not in the TensorRT 10/11 support table" in findings
+    findings = [str(f) for f in check_tensorrt_compatibility(model, "10.3")]
+    assert any(f.startswith(f"TopK '{topk.name}': `sorted` is 0, must be 1") for f in findings)
+    assert any(f.startswith("NonZero 'odd': operator NonZero is not in the TensorRT 10.3 table") for f in findings)
 
 
 def test_check_tensorrt_cli_fails_on_a_graph_that_breaks_a_rule(exported, tmp_path):
@@ -164,6 +164,7 @@ def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_dat
     assert main(["export", "--weights", str(tiny_checkpoint), "--out", str(out), "--data", str(synth_data)]) == 0
     printed = capsys.readouterr().out
     assert "parity OK" in printed and "BatchNormalization 0" in printed
+    assert "TensorRT 10.3: parser rules OK\nTensorRT 11.1: parser rules OK" in printed
     assert main(["export", "--weights", str(tiny_checkpoint), "--onnx", str(out), "--verify"]) == 0
     assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
 
