@@ -41,8 +41,9 @@ def test_coco_to_yolo_to_coco_keeps_every_box_within_1e6_of_the_image_size(tmp_p
     ], splits={"train": ["a.png", "b.png"], "val": ["c.png"]})
     for source in (synth_data, fractional):
         before = tree_digest(source)
-        yolo = convert_dataset(source, "yolo", tmp_path / f"{source.name}_out" / "yolo") and tmp_path / f"{source.name}_out" / "yolo"
-        back = convert_dataset(yolo, "coco", tmp_path / f"{source.name}_out" / "coco") and tmp_path / f"{source.name}_out" / "coco"
+        yolo, back = tmp_path / f"{source.name}_out" / "yolo", tmp_path / f"{source.name}_out" / "coco"
+        convert_dataset(source, "yolo", yolo)
+        convert_dataset(yolo, "coco", back)
         assert dataset_layout(yolo) == "yolo" and dataset_layout(back) == "coco"
         for split in ("train", "val"):
             assert_same_boxes(source, yolo, split)
@@ -75,7 +76,8 @@ def run_numbers(run: Path) -> tuple[list[float], dict, dict]:
 
 
 def test_training_on_the_yolo_copy_gives_the_coco_originals_metrics(tmp_path):
-    coco = make_synthetic_dataset(tmp_path / "coco", images=24, seed=3)  # 19 train, 5 val: 2 steps of 8 (last batch dropped)
+    # 19 train images, 5 val: 2 steps of 8 (the last batch is dropped)
+    coco = make_synthetic_dataset(tmp_path / "coco", images=24, seed=3)
     convert_dataset(coco, "yolo", tmp_path / "yolo")
     train_tiny(coco, tmp_path / "run_coco", epochs=1)
     train_tiny(tmp_path / "yolo" / "data.yaml", tmp_path / "run_yolo", epochs=1)  # validated on the YOLO val split

@@ -1,5 +1,4 @@
 from scratchdet.cli import main
-
 from tests.train.data.test_yolo import make_yolo, with_val
 
 

@@ -26,7 +26,8 @@ def roboflow_split(folder, images, boxes, categories=None):
 
 
 def make_export(root):
-    roboflow_split(root / "train", ["a_jpg.rf.1.jpg", "b_jpg.rf.2.jpg"], [(0, 1, [1, 2, 10, 10]), (1, 2, [5, 5, 20, 8])])
+    roboflow_split(root / "train", ["a_jpg.rf.1.jpg", "b_jpg.rf.2.jpg"],
+                   [(0, 1, [1, 2, 10, 10]), (1, 2, [5, 5, 20, 8])])
     roboflow_split(root / "valid", ["c_jpg.rf.3.jpg"], [(0, 2, [0.5, 1.5, 30, 20])])
     roboflow_split(root / "test", ["d_jpg.rf.4.jpg"], [])
     return root
@@ -54,7 +55,7 @@ def test_roboflow_problems_name_the_split_file(tmp_path):
     with pytest.raises(DatasetError, match=r"valid/_annotations\.coco\.json: annotation 0 has unknown category_id 9"):
         load_dataset(root, "val")
     (root / "test" / "_annotations.coco.json").unlink()
-    with pytest.raises(DatasetError, match=r"no split 'test' \(expected test/_annotations\.coco\.json; found: train, val"):
+    with pytest.raises(DatasetError, match=r"no split 'test' \(expected test/_annotations\.coco\.json; found: train, v"):
         load_dataset(root, "test")
 
 
