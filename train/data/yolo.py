@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scratchdet.train.data.images import ImageReadError, image_size
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, Problems, clean_boxes, finish
 from scratchdet.train.data.yolo_yaml import (
@@ -120,6 +121,23 @@ def _check_disjoint(layout_splits: dict[str, list[Path]], yaml_path: Path, probl
                 problems.add(yaml_path, f"splits '{a}' and '{b}' share {len(shared)} image(s), e.g. {min(shared)}")
 
 
+# EXIF orientations 2-8 show the stored pixels mirrored or turned; ultralytics' labels refer to the image shown
+# (its `exif_size` and OpenCV's imread apply the tag), our reader keeps the stored pixels.
+EXIF_ORIENTATION = 0x0112
+
+
+def _orientation_problem(image: Path) -> str | None:
+    try:
+        with Image.open(image) as opened:
+            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+    except OSError:
+        return None  # image_size has reported it already
+    if orientation in (None, 1):
+        return None
+    return (f"EXIF orientation {orientation}: its labels refer to the image as shown, turned or mirrored from the "
+            "stored pixels we train on; save it upright (e.g. PIL.ImageOps.exif_transpose) and drop the tag")
+
+
 def _record(index: int, image: Path, rows: np.ndarray, width: int, height: int, issues: Counter) -> ImageRecord:
     # x1, y1, x2, y2 pixels from centre-size normalised, in float64 before the float32 record.
     cx, cy, w, h = rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
@@ -158,6 +176,10 @@ def load_yolo(data: str | Path, split: str) -> DetectionSet:
             width, height = image_size(image)
         except ImageReadError as error:
             problems.add(image, str(error).removeprefix(f"{image}: "))
+            continue
+        turned = _orientation_problem(image)
+        if turned:
+            problems.add(image, turned)
             continue
         label = label_path(image)
         if not label.is_file():

@@ -174,3 +174,14 @@ def test_a_folder_with_images_but_no_yaml_says_what_is_missing(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(DatasetError, match="not a dataset folder .*or a YOLO data.yaml"):
         load_dataset(tmp_path, "train")
+
+
+def test_an_image_with_an_exif_rotation_is_named(tmp_path):
+    from PIL import Image
+
+    root = with_val(make_yolo(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n"}))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.new("RGB", (WIDTH, HEIGHT)).save(root / "images" / "train" / "b.jpg", exif=exif)
+    with pytest.raises(DatasetError, match=r"b\.jpg: EXIF orientation 6: its labels refer to the image as shown"):
+        load_yolo(root, "train")
