@@ -10,7 +10,7 @@ from scratchdet.train.data.records import DatasetError, DetectionSet
 from scratchdet.train.data.roboflow_coco import ANNOTATIONS, SPLIT_FOLDERS, load_roboflow_coco, roboflow_splits
 from scratchdet.train.data.voc import load_voc
 from scratchdet.train.data.yolo import load_yolo
-from scratchdet.train.data.yolo_yaml import find_yaml, read_yaml
+from scratchdet.train.data.yolo_yaml import find_yaml, read_yaml, split_present
 
 LAYOUTS = ("coco", "voc", "roboflow-coco", "yolo")
 
@@ -54,7 +54,8 @@ def dataset_splits(data: str | Path) -> list[str]:
         return list(roboflow_splits(data))
     if layout == "yolo":
         yaml_path = find_yaml(data)
-        return list(read_yaml(yaml_path).splits) if yaml_path else []
+        yolo = read_yaml(yaml_path) if yaml_path else None
+        return [s for s in yolo.splits if split_present(yolo, s)] if yolo else []
     if layout == "voc":
         return [s for s in ("train", "val", "test") if (data / "ImageSets" / "Main" / f"{s}.txt").is_file()]
     return _coco_splits(data)

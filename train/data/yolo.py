@@ -162,7 +162,14 @@ def load_yolo(data: str | Path, split: str) -> DetectionSet:
     problems = Problems(layout.root)
     listed = {}
     for name in layout.splits:
-        listed[name], skipped = split_images(layout, name, problems)
+        try:
+            listed[name], skipped = split_images(layout, name, problems)
+        except DatasetError as error:
+            if split in (name, "all"):
+                raise
+            # Roboflow's data.yaml names ../test/images even when the export has no test split.
+            log.warning("%s; skipped, loading '%s'", error, split)
+            continue
         if skipped and name == split:
             log.warning("%s: %d %s image(s) skipped (OpenCV cannot decode them)", layout.root, skipped,
                         "/".join(sorted(UNREADABLE_SUFFIXES)))

@@ -119,6 +119,11 @@ def _entry_path(layout: YoloLayout, entry: str) -> Path:
     return path
 
 
+def split_present(layout: YoloLayout, split: str) -> bool:
+    """Whether every entry of `split` names an existing folder or list file."""
+    return split in layout.splits and all(_entry_path(layout, e).exists() for e in layout.splits[split])
+
+
 def _listed(list_file: Path, problems: Problems) -> list[Path]:
     images = []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from scratchdet.train.data.load import dataset_layout, load_dataset
+from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.yolo import load_yolo
 from scratchdet.train.data.yolo_yaml import label_path
@@ -163,8 +163,12 @@ def test_roboflow_yolo_export_paths_and_overlapping_splits(tmp_path):
     for split in ("train", "valid"):
         make_yolo(tmp_path / split, {f"{split}_a": "0 0.5 0.5 0.2 0.2\n"}, split="")
         (tmp_path / split / "data.yaml").unlink()
-    (tmp_path / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['cat', 'dog']\n")
-    assert [r.path.name for r in load_dataset(tmp_path, "val").records] == ["valid_a.png"]
+    (tmp_path / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
+                                        "nc: 2\nnames: ['cat', 'dog']\n")
+    assert [r.path.name for r in load_dataset(tmp_path, "val").records] == ["valid_a.png"]  # no test/: not needed
+    with pytest.raises(DatasetError, match=r"'test' entry '\.\./test/images' is neither a folder nor a list file"):
+        load_dataset(tmp_path, "test")
+    assert dataset_splits(tmp_path) == ["train", "val"]  # what `data check` and `data convert` go through
     (tmp_path / "data.yaml").write_text("train: ../train/images\nval: ../train/images\nnames: ['cat', 'dog']\n")
     with pytest.raises(DatasetError, match=r"data\.yaml: splits 'train' and 'val' share 1 image\(s\)"):
         load_dataset(tmp_path, "val")
