@@ -27,6 +27,7 @@ from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecor
 from scratchdet.train.data.yolo_yaml import (
     IMAGE_SUFFIXES,
     UNREADABLE_SUFFIXES,
+    YoloLayout,
     find_yaml,
     label_path,
     read_yaml,
@@ -112,11 +113,11 @@ def _orphan_labels(images: list[Path], problems: Problems) -> None:
                 problems.add(label, f"label file without an image (no {label.stem}.* in {image_folder})")
 
 
-def _check_disjoint(layout_splits: dict[str, list[Path]], yaml_path: Path, problems: Problems) -> None:
-    names = list(layout_splits)
+def _check_disjoint(listed: dict[str, list[Path]], yaml_path: Path, problems: Problems) -> None:
+    names = list(listed)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            shared = set(layout_splits[a]) & set(layout_splits[b])
+            shared = set(listed[a]) & set(listed[b])
             if shared:
                 problems.add(yaml_path, f"splits '{a}' and '{b}' share {len(shared)} image(s), e.g. {min(shared)}")
 
@@ -149,6 +150,25 @@ def _record(index: int, image: Path, rows: np.ndarray, width: int, height: int, 
     return ImageRecord(index, image, width, height, boxes, labels, np.zeros(len(boxes), dtype=bool))
 
 
+def _split_lists(layout: YoloLayout, split: str, problems: Problems) -> tuple[dict[str, list[Path]], int]:
+    """Every split's images (for the overlap check) and how many of `split`'s files are undecodable here."""
+    listed, skipped = {}, 0
+    for name in layout.splits:
+        try:
+            listed[name], undecodable = split_images(layout, name, problems)
+        except DatasetError as error:
+            if split in (name, "all"):
+                raise
+            # Roboflow's data.yaml names ../test/images even when the export has no test split.
+            log.warning("%s; skipped, loading '%s'", error, split)
+            continue
+        skipped += undecodable if split in (name, "all") else 0
+    _check_disjoint(listed, layout.yaml_path, problems)
+    if split != "all" and split not in listed:
+        raise DatasetError(f"{layout.yaml_path}: no split '{split}' (splits: {', '.join(listed)}, all)")
+    return listed, skipped
+
+
 def load_yolo(data: str | Path, split: str) -> DetectionSet:
     """Read split `split` ('all': every split) of a YOLO dataset, by its data.yaml or the folder holding it.
 
@@ -160,24 +180,10 @@ def load_yolo(data: str | Path, split: str) -> DetectionSet:
         raise DatasetError(f"{data}: no data.yaml (a YOLO dataset needs one naming its classes and splits)")
     layout = read_yaml(yaml_path)
     problems = Problems(layout.root)
-    listed = {}
-    for name in layout.splits:
-        try:
-            listed[name], skipped = split_images(layout, name, problems)
-        except DatasetError as error:
-            if split in (name, "all"):
-                raise
-            # Roboflow's data.yaml names ../test/images even when the export has no test split.
-            log.warning("%s; skipped, loading '%s'", error, split)
-            continue
-        if skipped and name == split:
-            log.warning("%s: %d %s image(s) skipped (OpenCV cannot decode them)", layout.root, skipped,
-                        "/".join(sorted(UNREADABLE_SUFFIXES)))
-    _check_disjoint(listed, yaml_path, problems)
-    if split != "all" and split not in listed:
-        raise DatasetError(f"{yaml_path}: no split '{split}' (splits: {', '.join(listed)}, all)")
+    listed, skipped = _split_lists(layout, split, problems)
     images = sorted({p for ps in listed.values() for p in ps}, key=str) if split == "all" else listed[split]
     dataset = DetectionSet(layout.root, split, layout.class_names, [])
+    dataset.issues[f"images OpenCV cannot decode ({', '.join(sorted(UNREADABLE_SUFFIXES))}), skipped"] = skipped
     for index, image in enumerate(images, start=1):
         try:
             width, height = image_size(image)
@@ -191,9 +197,8 @@ def load_yolo(data: str | Path, split: str) -> DetectionSet:
         label = label_path(image)
         if not label.is_file():
             dataset.issues["images without a label file (background)"] += 1
-            rows = np.zeros((0, 5))
-        else:
-            rows = read_labels(label, len(layout.class_names), problems, dataset.issues)
+        rows = read_labels(label, len(layout.class_names), problems, dataset.issues) if label.is_file() else \
+            np.zeros((0, 5))
         dataset.records.append(_record(index, image, rows, width, height, dataset.issues))
     _orphan_labels(images, problems)
     problems.raise_if_any()

@@ -54,6 +54,8 @@ def test_boxes_are_read_as_pixels_and_background_images_kept(tmp_path):
     assert len(b.boxes) == 0 and len(c.boxes) == 0
     assert data.issues["images without boxes (background only)"] == 2
     assert data.issues["images without a label file (background)"] == 1
+    (root / "images" / "train" / "d.heic").write_bytes(b"")
+    assert load_dataset(root, "train").issues["images OpenCV cannot decode (.dng, .heic, .mpo), skipped"] == 1
 
 
 @pytest.mark.parametrize(("text", "expected"), [
