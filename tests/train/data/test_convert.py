@@ -10,6 +10,7 @@ from scratchdet.train.data.load import dataset_layout, load_dataset
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.synth import make_synthetic_dataset
 
+from scratchdet.cli import main
 from tests.conftest import train_tiny
 from tests.train.data.test_coco import make_dataset
 
@@ -87,3 +88,11 @@ def test_training_on_the_yolo_copy_gives_the_coco_originals_metrics(tmp_path):
     assert len(coco_steps) == 2 and yolo_steps == coco_steps
     assert yolo_epoch == coco_epoch
     assert all(torch.equal(coco_weights[k], yolo_weights[k]) for k in coco_weights)
+    # `scratchdet val` on the YOLO data.yaml scores the YOLO-trained weights as on the COCO original.
+    scores = {}
+    for name, data in (("coco", coco), ("yolo", tmp_path / "yolo" / "data.yaml")):
+        assert main(["val", "--model", str(tmp_path / f"run_{name}" / "last.pt"), "--data", str(data),
+                     "--save-dir", str(tmp_path / f"val_{name}"), "--json", str(tmp_path / f"{name}.json")]) == 0
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        scores[name].pop("model")
+    assert scores["yolo"] == scores["coco"] and scores["coco"]["map50"] == coco_epoch["map50"]
