@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 # command -> (module that configures it, one-line help); the order is the pipeline's.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("scratchdet.models.cli", "parameters, GFLOPs, feature maps and priors of a config"),
-    "data": ("scratchdet.train.cli", "dataset tools (the synthetic demo dataset)"),
+    "data": ("scratchdet.train.cli", "dataset tools: the synthetic demo set, check, convert (COCO/YOLO)"),
     "train": ("scratchdet.train.cli", "train an SSD from scratch"),
     "val": ("scratchdet.runtime.cli", "VOC mAP@0.5 and COCO AP of a model (.pt, .onnx or .engine)"),
     "export": ("scratchdet.export.cli", "export ONNX with box decoding and NMS in the graph"),

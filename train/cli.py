@@ -7,6 +7,10 @@ import os
 from dataclasses import replace
 
 from scratchdet.train.config import load_config
+from scratchdet.train.data.convert import FORMATS, convert_dataset
+from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
+from scratchdet.train.data.records import DatasetError
+from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.trainer import Trainer, prepare_run_folder
 
@@ -27,11 +31,28 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=non_negative_int, default=0,
                        help="random seed: the same seed gives the same dataset")
     synth.set_defaults(run=run_synth)
+    check = data.add_parser("check", help="check every split of a dataset: all problems (file:line), class counts",
+                            formatter_class=parser.formatter_class)
+    check.add_argument("data", metavar="DATA", help=DATA_HELP)
+    check.set_defaults(run=run_check)
+    convert = data.add_parser("convert", help="write a dataset in the COCO or YOLO layout (the source is only read)",
+                              formatter_class=parser.formatter_class)
+    convert.add_argument("data", metavar="DATA", help=DATA_HELP)
+    convert.add_argument("--to", required=True, choices=FORMATS, help="layout to write")
+    convert.add_argument("--out", required=True, help="new (or empty) folder to write it to")
+    convert.add_argument("--symlink", action="store_true",
+                         help="symlink the images instead of copying them (no space used; a tool that rewrites an "
+                              "image in place, as ultralytics does to repair a corrupt JPEG, then changes the source)")
+    convert.set_defaults(run=run_convert)
+
+
+DATA_HELP = ("dataset: a COCO folder (annotations.json + images/), a VOC root, a Roboflow COCO export "
+             "(train/ valid/ test/ with _annotations.coco.json), or a YOLO data.yaml or the folder holding it")
 
 
 def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--config", required=True, help="config file or shipped config name")
-    train.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
+    train.add_argument("--data", required=True, help=DATA_HELP)
     train.add_argument("--out", required=True, help="run folder, e.g. runs/bccd")
     train.add_argument("--epochs", type=positive_int, help="epochs to train (default: the config's)")
     train.add_argument("--batch", type=positive_int, help="images per step over all processes (default: the config's)")
@@ -48,6 +69,33 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
 def run_synth(args: argparse.Namespace) -> None:
     out = make_synthetic_dataset(args.out, args.images, args.seed)
     print(f"synthetic dataset: {out} ({args.images} images)")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    print(f"{args.data}: {dataset_layout(args.data)} layout")
+    sets, failed = {}, []
+    for split in dataset_splits(args.data):
+        try:
+            sets[split] = load_dataset(args.data, split)
+        except DatasetError as error:
+            failed.append(split)
+            print(f"[{split}] {error}")
+            continue
+        print(sets[split].report())
+    if sets:
+        print(class_table(sets))
+    if failed:
+        print(f"problems in split(s) {', '.join(failed)}: fix them and run `scratchdet data check` again")
+    return 1 if failed else 0
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    sets = convert_dataset(args.data, args.to, args.out, args.symlink)
+    for dataset in sets.values():
+        print(dataset.report())
+    images = sum(len(d.records) for d in sets.values())
+    print(f"{args.to} dataset: {args.out} ({', '.join(sets)}; {images} images "
+          f"{'symlinked' if args.symlink else 'copied'})")
 
 
 def run_train(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,25 @@ def _sections(path: Path, data: Any) -> tuple[list, list, list]:
     if not found["categories"]:
         raise DatasetError(f"{path}: no 'categories'")
     return found["images"], found["categories"], found["annotations"]
+
+
+def _without_parents(path: Path, categories: list, annotations: list) -> list:
+    """`categories` less those that are another category's supercategory and own no annotation.
+
+    Roboflow's COCO exports prepend such a root category (named after the project, e.g. id 0 'cells' with
+    'Platelets', 'RBC', 'WBC' as its children); as a class it would take a label and an output channel that
+    nothing trains (the rule of roboflow/rf-detr#1303).
+    """
+    objects = [c for c in categories if isinstance(c, dict)]
+    parents = {c.get("supercategory") for c in objects if c.get("supercategory") != c.get("name")}
+    used = {a.get("category_id") for a in annotations if isinstance(a, dict)}
+    roots = [c for c in objects if c.get("name") in parents and c.get("id") not in used]
+    if not roots or len(roots) == len(categories):
+        return categories
+    for category in roots:
+        log.info("%s: category %r (id %r) is the supercategory of others and has no boxes: not a class",
+                 path, category.get("name"), category.get("id"))
+    return [c for c in categories if not any(c is r for r in roots)]
 
 
 def _category_index(path: Path, categories: list, problems: Problems) -> tuple[dict[int, int], list[str]]:
@@ -240,17 +260,37 @@ def load_coco(root: str | Path, split: str) -> DetectionSet:
     path = root / "annotations.json"
     if not path.is_file():
         raise DatasetError(f"{root}: no annotations.json (expected COCO layout: annotations.json + images/)")
+    return read_coco(root, path, root / "images", split,
+                     lambda names, problems: split_file_names(root, names, split, problems))
+
+
+def coco_class_names(path: Path) -> list[str]:
+    """The class names of a COCO file, in label order (what `read_coco` gives its DetectionSet)."""
+    _, categories, annotations = _sections(path, _read_json(path))
+    return _category_index(path, _without_parents(path, categories, annotations), Problems(path.parent))[1]
+
+
+Selection = Callable[[list[str], Problems], set[str]]
+
+
+def read_coco(root: Path, path: Path, image_dir: Path, split: str, select: Selection | None = None) -> DetectionSet:
+    """The images of one COCO file (file names relative to `image_dir`) that `select` picks (default: all).
+
+    Raises:
+        DatasetError: listing every problem of the file and of the selected images' headers.
+    """
     images, categories, annotations = _sections(path, _read_json(path))
     problems = Problems(root)
-    labels_of, class_names = _category_index(path, categories, problems)
+    labels_of, class_names = _category_index(path, _without_parents(path, categories, annotations), problems)
     by_id = _image_index(path, images, problems)
     by_image = _boxes_by_image(path, annotations, by_id, labels_of, problems)
-    wanted = split_file_names(root, [im["file_name"] for im in by_id.values()], split, problems)
+    names = [im["file_name"] for im in by_id.values()]
+    wanted = set(names) if select is None else select(names, problems)
     dataset = DetectionSet(root, split, class_names, [])
     for image in by_id.values():
         if image["file_name"] not in wanted:
             continue
-        file = root / "images" / image["file_name"]
+        file = image_dir / image["file_name"]
         if not file.is_file():
             log.warning("%s: image file missing, skipped", file)
             dataset.issues["images missing, skipped"] += 1
