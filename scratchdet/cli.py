@@ -67,6 +67,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == command:
             importlib.import_module(module).configure(name, sub)
+            sub.add_argument("--force", action="store_true",
+                             help="replace output files that are read-only (refused otherwise)")
     return parser
 
 
@@ -75,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
+        if args.force:  # imported only here: `scratchdet --help` loads no stage
+            from scratchdet.models.files import replacing_read_only
+            with replacing_read_only():
+                return args.run(args) or 0
         return args.run(args) or 0
     except (ValueError, OSError, RuntimeError, ImportError) as error:
         if args.verbose:
