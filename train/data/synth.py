@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scratchdet.models.files import write_bytes, write_text
+from scratchdet.models.files import ensure_writable, write_bytes, write_text
 
 from scratchdet.progress import progress
 
@@ -59,6 +59,8 @@ def make_synthetic_dataset(
 ) -> Path:
     """Write `images` images to out/images, out/annotations.json and out/splits.json (80/20)."""
     out = Path(out)
+    for name in ("annotations.json", "splits.json"):  # a read-only one is refused before any image is drawn
+        ensure_writable(out / name)
     (out / "images").mkdir(parents=True, exist_ok=True)
     width, height = size
     colours = {"circle": (220, 40, 40), "square": (40, 200, 60), "triangle": (50, 80, 230)}
