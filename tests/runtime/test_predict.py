@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scratchdet.cli import main
 from scratchdet.runtime import board_runner
 from scratchdet.runtime.detector import Detector
 from scratchdet.runtime.predict import Source, classify, predict
+
+from scratchdet.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_predict_writes_board_runners_schema(bccd_models, bccd, tmp_path):
 class NeverCalled:
     """A detector for runs that must stop or skip before any detection."""
 
-    class_names = ["a"]
+    class_names = ("a",)
 
     def detect(self, images, color="bgr"):
         raise AssertionError("the detector ran")
