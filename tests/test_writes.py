@@ -30,6 +30,7 @@ ALLOWED = {
 
 # destinations that are not artefacts: yielded by the helper, or scratch space deleted after use
 BINDERS = {"atomic_write", "atomic_folder", "TemporaryDirectory", "mkdtemp"}
+KEYWORD_DESTINATIONS = {"calibration_cache_path"}  # quantize_static writes its range cache there
 FILE_MODULES = {"tarfile", "gzip", "io", "bz2", "lzma", "zipfile", "codecs"}
 RENAMES = {("os", "replace"), ("os", "rename"), ("os", "renames"), ("shutil", "move")}
 # call -> index of its destination argument (-1: the object the method is called on)
@@ -111,6 +112,9 @@ def _problem(call: ast.Call, bound: set[str]) -> str | None:
             if destination is None or not _rooted(destination, bound):
                 return f"{name}() opens for writing a path that no atomic_write yielded"
         return None
+    for keyword in call.keywords:
+        if keyword.arg in KEYWORD_DESTINATIONS and not _rooted(keyword.value, bound):
+            return f"{name}({keyword.arg}=...) writes to a path that no atomic_write yielded"
     # module-qualified writers by full name (torch.save); methods by their name alone (figure.savefig)
     key = name if name in WRITERS else parts[-1] if parts[-1] in WRITERS else None
     if key is None:
