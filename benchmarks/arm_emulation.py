@@ -25,6 +25,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from scratchdet.models.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _arm64_sources() -> str:
 def _apt_options(apt: Path) -> list[str]:
     for folder in ("state/lists/partial", "cache/archives/partial", "parts", "prefs"):
         (apt / folder).mkdir(parents=True, exist_ok=True)
-    (apt / "sources.sources").write_text(_arm64_sources())
+    write_text(apt / "sources.sources", _arm64_sources())
     (apt / "state" / "status").touch()
     return ["-o", f"Dir::State={apt / 'state'}", "-o", f"Dir::State::status={apt / 'state' / 'status'}",
             "-o", f"Dir::Cache={apt / 'cache'}", "-o", "Dir::Etc::SourceList=/dev/null",
@@ -120,7 +121,7 @@ def _write_cpuinfo(sysroot: Path, core: str) -> None:
              f"CPU variant\t: 0x0\nCPU part\t: {part:#x}\nCPU revision\t: 0\n")
     text = "".join(f"processor\t: {i}\n{block}\n" for i in range(2))
     (sysroot / "proc").mkdir(exist_ok=True)
-    (sysroot / "proc" / "cpuinfo").write_text(text)
+    write_text(sysroot / "proc" / "cpuinfo", text)
 
 
 def ensure_sysroot(sysroot: Path = DEFAULT_SYSROOT) -> tuple[Path, float]:
@@ -139,7 +140,7 @@ def ensure_sysroot(sysroot: Path = DEFAULT_SYSROOT) -> tuple[Path, float]:
     _run([sys.executable, "-m", "pip", "install", "-q", "--platform", "manylinux_2_28_aarch64",
           "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
           "--target", str(sysroot / "site"), *wanted.split()], "pip install aarch64 wheels")
-    stamp.write_text(wanted)
+    write_text(stamp, wanted)
     return sysroot / "usr" / "bin" / "python3.11", time.perf_counter() - started
 
 

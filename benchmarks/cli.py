@@ -151,18 +151,19 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from scratchdet.benchmarks.compare import EXIT_CODES, compare, markdown, write_report
+    from scratchdet.benchmarks.compare import EXIT_CODES, compare, markdown, validate_inputs, write_report
 
     if args.seeds < 2:
         raise ValueError(f"--seeds {args.seeds}: a confidence interval needs at least 2 seeds")
     if not 0 < args.confidence < 1:
         raise ValueError(f"--confidence {args.confidence}: must be between 0 and 1")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    out = args.out or f"runs/compare/{Path(args.baseline_config).stem}_vs_{Path(args.candidate_config).stem}"
+    validate_inputs((args.baseline_config, args.candidate_config), args.data, args.runs, out)
     report = compare(args.baseline_config, args.candidate_config, args.data, seeds, args.epochs, args.runs,
                      speed=not args.no_speed, threads=args.threads, confidence=args.confidence,
                      candidate_seed_offset=(args.candidate_first_seed - args.first_seed
                                             if args.candidate_first_seed is not None else 0))
-    out = args.out or f"runs/compare/{Path(args.baseline_config).stem}_vs_{Path(args.candidate_config).stem}"
     out = write_report(report, out)
     print(markdown(report))
     print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'curves.png'}")

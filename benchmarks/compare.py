@@ -21,12 +21,12 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scratchdet.models.files import atomic_write, ensure_writable, write_text
 from scratchdet.train.config import load_config
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,7 @@ def run_folder(root: str | Path, config: str | Path, data: str | Path, epochs: i
 
 
 def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2))
-    os.replace(temporary, path)
+    write_text(path, json.dumps(data, indent=2))
 
 
 def read_seed_run(folder: Path, seed: int) -> SeedRun:
@@ -231,6 +229,29 @@ def _evaluated(folder: Path) -> bool:
 
 
 # -- the comparison --------------------------------------------------------------------------------
+REPORT_FILES = ("report.json", "report.md", "curves.png")
+
+
+def validate_inputs(configs: Sequence[str | Path], data: str | Path, runs: str | Path,
+                    out: str | Path | None = None) -> None:
+    """Everything a comparison needs, checked before the first training step (issue 24: a misspelt candidate
+    used to be found only after the whole baseline had trained).
+
+    Raises:
+        ConfigError / ValueError: a config is not found or invalid, or the data does not load.
+        OSError: the runs folder or the report folder `out` cannot be written (naming it).
+    """
+    from scratchdet.train.data.load import load_dataset
+
+    for config in configs:
+        load_config(config)
+    for split in ("train", "val"):
+        load_dataset(data, split)
+    ensure_writable(Path(runs) / "write-test")
+    for name in REPORT_FILES if out is not None else ():
+        ensure_writable(Path(out) / name)
+
+
 EXIT_CODES = {"better": 0, "no detectable difference": 0, "worse": 2}  # 1 is any error (scratchdet.cli)
 
 
@@ -242,6 +263,7 @@ def compare(baseline: str, candidate: str, data: str | Path, seeds: Sequence[int
     `candidate_seed_offset` pairs baseline seed k with candidate seed k + offset: a config against itself
     with an offset measures what seed noise alone produces (with offset 0 both arms are the same runs).
     """
+    validate_inputs((baseline, candidate), data, runs)
     arms: dict[str, list[SeedRun]] = {"baseline": [], "candidate": []}
     for seed in seeds:
         for arm, config, arm_seed in (("baseline", baseline, seed), ("candidate", candidate,
@@ -346,10 +368,11 @@ def plot_runs(arms: dict[str, list[dict]], path: Path) -> Path:
             axis.legend()
     figure.tight_layout()
     path = Path(path)
-    temporary = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_write(path) as temporary:
+            figure.savefig(temporary, dpi=100)
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -357,9 +380,7 @@ def write_report(report: dict, out: str | Path) -> Path:
     """report.json, report.md and curves.png in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "report.json", report)
-    temporary = out / "report.md.tmp"
-    temporary.write_text(markdown(report))
-    os.replace(temporary, out / "report.md")
-    plot(report, out / "curves.png")
+    _write_json(out / REPORT_FILES[0], report)
+    write_text(out / REPORT_FILES[1], markdown(report))
+    plot(report, out / REPORT_FILES[2])
     return out

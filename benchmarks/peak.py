@@ -49,7 +49,7 @@ class Peak:
     source: str = "given"  # what the limits were measured with
 
 
-def _conv_model(path: Path) -> None:
+def _conv_model() -> onnx.ModelProto:
     weight = np.random.default_rng(0).normal(0, 0.05, (CHANNELS, CHANNELS, 3, 3)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["y"], ["z"])],
@@ -57,7 +57,7 @@ def _conv_model(path: Path) -> None:
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
         [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)  # ORT reads <= 13
-    onnx.save(model, str(path))
+    return model
 
 
 class _Reader:
@@ -76,7 +76,7 @@ def reference_calls(threads: int | None = None) -> dict[str, Callable[[], object
 
     with tempfile.TemporaryDirectory() as folder:
         fp32, int8 = Path(folder) / "conv.onnx", Path(folder) / "conv-int8.onnx"
-        _conv_model(fp32)
+        onnx.save(_conv_model(), str(fp32))
         with quiet_quantizer_logging():
             quantize_static(fp32, int8, _Reader(4), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

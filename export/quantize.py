@@ -177,7 +177,13 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     reduce_range = options.reduce_range and not symmetric  # TensorRT INT8 is full 8-bit symmetric
     # One write of graph and final metadata together: a kill leaves the previous file, never an INT8 graph
     # labelled fp32 (quantize_static copies the source's metadata).
-    with atomic_write(out) as temporary:
+    fresh = not cache.is_file()
+    # the cache through the helper too (ONNX Runtime's own write leaves it 0600, issue 24); an existing file
+    # at the path it is given reads as a cache, so the helper's empty temporary is removed for it to write
+    with atomic_write(out) as temporary, \
+            atomic_write(cache) if fresh else contextlib.nullcontext(cache) as cache_file:
+        if fresh:
+            cache_file.unlink()
         with quiet_quantizer_logging():
             quantize_static(
                 model, temporary, _Reader(images), quant_format=QuantFormat.QDQ,
@@ -186,7 +192,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
                 calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[options.method],
                 extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-                calibration_cache_path=cache,
+                calibration_cache_path=cache_file,
             )
         quantized = onnx.load(str(temporary))
         write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {

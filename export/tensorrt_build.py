@@ -9,7 +9,6 @@ Builder -> network -> OnnxParser -> builder config (memory pool, profile, timing
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from scratchdet.export.cuda_device import gpu_info
 from scratchdet.export.engine_plan import EnginePlan, sidecar, write_sidecar
-from scratchdet.models.files import file_sha256
+from scratchdet.models.files import file_sha256, write_bytes
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -39,12 +38,6 @@ def import_tensorrt() -> ModuleType:
     if not hasattr(tensorrt, "Builder"):
         raise ImportError(f"{missing}; the `tensorrt` found at {list(tensorrt.__path__)} has no bindings")
     return tensorrt
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def _parse(builder: trt.Builder, plan: EnginePlan,
@@ -109,11 +102,10 @@ def build_engine(plan: EnginePlan, metadata: dict) -> Path:
     if serialized is None:
         raise RuntimeError(f"{plan.onnx}: TensorRT returned no engine (see the builder log above)")
     engine = Path(plan.engine)
-    engine.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes(engine, bytes(serialized))
+    write_bytes(engine, bytes(serialized))
     timing_cache = config.get_timing_cache()
     if timing_cache is not None:
-        _write_bytes(Path(plan.timing_cache), bytes(timing_cache.serialize()))
+        write_bytes(Path(plan.timing_cache), bytes(timing_cache.serialize()))
     name, capability = gpu_info()
     write_sidecar(plan.sidecar, sidecar(plan, tensorrt.__version__, name, capability, file_sha256(plan.onnx),
                                         time.perf_counter() - started, metadata))

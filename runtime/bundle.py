@@ -10,18 +10,17 @@ half a bundle over an old one.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shlex
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 from scratchdet.export.contract import load_checked
 from scratchdet.export.engine_plan import PRECISIONS, engine_name, make_plan, trtexec_arguments, trtexec_command
 from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
-from scratchdet.models.files import write_text
+from scratchdet.models.files import atomic_folder, atomic_write, write_text
 
 MODELS = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8-tensorrt": "model-int8-tensorrt.onnx",
           "int8-ort": "model-int8-ort.onnx"}
@@ -278,21 +277,6 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
         calibration_file.unlink()
 
 
-def _replace_folder(stage: Path, out: Path) -> None:
-    """Move the finished `stage` to `out`; an existing `out` is set aside first and removed only after."""
-    if not out.exists():
-        os.replace(stage, out)
-        return
-    holder = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    os.replace(out, holder / out.name)
-    try:
-        os.replace(stage, out)
-    except OSError:
-        os.replace(holder / out.name, out)
-        raise
-    shutil.rmtree(holder, ignore_errors=True)
-
-
 def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibration: CalibrationOptions,
                 tarball: bool = True, score_threshold: float | None = None, max_batch: int = 8) -> Path:
     """Write the bundle folder (and out.tar.gz); returns the folder.
@@ -315,21 +299,11 @@ def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibr
         raise ValueError(f"deployment score threshold {threshold} is outside [0, 1]")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metadata.json").is_file())):
         raise FileExistsError(f"{out}: exists and is not a bundle; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
-    stage.chmod(0o755)  # mkdtemp makes it private; the bundle is meant to be copied and shared
-    archive_path = out.with_name(f".{out.name}.tar.gz.tmp")
-    try:
+    # the folder takes its place first, then the tarball (inner context first): both or neither are new
+    with atomic_write(out.with_suffix(".tar.gz")) if tarball else contextlib.nullcontext() as archive_path, \
+            atomic_folder(out) as stage:
         _fill(stage, fp32_onnx, data, metadata, calibration, threshold, max_batch)
-        if tarball:
+        if archive_path is not None:
             with tarfile.open(archive_path, "w:gz") as archive:
                 archive.add(stage, arcname=out.name)
-        _replace_folder(stage, out)
-    except BaseException:
-        archive_path.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    if tarball:
-        os.replace(archive_path, out.with_suffix(".tar.gz"))
     return out

@@ -119,7 +119,7 @@ def _precision_hint_argument(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO's float precision: bf16 is faster on CPUs with BF16 and changes the results")
 
 
-def run_predict(args: argparse.Namespace) -> None:
+def run_predict(args: argparse.Namespace) -> int:
     from scratchdet.runtime.detector import Detector
     from scratchdet.runtime.predict import predict
 
@@ -129,7 +129,12 @@ def run_predict(args: argparse.Namespace) -> None:
                       args.line_width, args.max_frames)
     print(f"{summary.images} image(s)/frame(s) in {summary.seconds:.1f} s: "
           f"{summary.images / max(summary.seconds, 1e-9):.1f} FPS end to end ({detector.backend.name}, "
-          f"{detector.backend.precision}); results in {summary.save_dir}")
+          f"{detector.backend.precision}); "
+          + (f"results in {summary.save_dir}" if summary.save_dir else "nothing written, no results folder"))
+    if summary.skipped:  # as ultralytics: the others are processed, and the run still fails
+        print(f"{len(summary.skipped)} source(s) skipped, unreadable:", *summary.skipped, sep="\n  ")
+        return 1
+    return 0
 
 
 def run_bundle(args: argparse.Namespace) -> None:

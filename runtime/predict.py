@@ -7,6 +7,11 @@ VideoCapture (FFmpeg). Outputs go to a fresh folder (runs/predict, runs/predict2
 annotated images and videos, detections.json (one document per image, board_runner's schema) or
 NAME.jsonl per video (one document per frame, plus "frame"), and with --save-txt one labels/STEM.txt
 per image or frame (see results.TXT_FORMAT).
+
+A source that cannot be read (a corrupt or empty image, a failed download, a video that does not open) is
+logged and skipped, and the others are processed, as ultralytics does; the summary lists the skipped ones so
+the CLI can exit non-zero. Destinations are checked before the first detection, and a run that wrote nothing
+leaves no save folder behind.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import glob
 import json
 import logging
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +29,7 @@ from urllib.parse import urlparse
 
 import cv2
 import numpy as np
-from scratchdet.models.files import write_text
+from scratchdet.models.files import final_mode, write_text
 from scratchdet.runtime.results import Results, detect_results, read_image
 
 from scratchdet.paths import increment_path
@@ -89,8 +95,12 @@ def classify(source: str) -> list[Source]:
 
 
 def _download_image(url: str) -> np.ndarray:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        data = np.frombuffer(response.read(), dtype=np.uint8)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = np.frombuffer(response.read(), dtype=np.uint8)
+    except (urllib.error.URLError, OSError) as error:  # HTTPError is a URLError; a timeout an OSError
+        reason = getattr(error, "reason", None) if not isinstance(error, urllib.error.HTTPError) else None
+        raise OSError(f"{url}: download failed ({reason or error})") from None
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"{url}: the download is not an image")
@@ -110,7 +120,8 @@ def open_capture(source: Source) -> cv2.VideoCapture:
 class PredictSummary:
     images: int  # images and frames
     seconds: float
-    save_dir: Path
+    save_dir: Path | None  # None: nothing was written, and the folder was removed
+    skipped: list[str]  # "SOURCE: why" for each source that could not be read
 
 
 class _Outputs:
@@ -120,6 +131,17 @@ class _Outputs:
         self.save_dir, self.save_txt, self.line_width = save_dir, save_txt, line_width
         self.documents: list[dict] = []
         self.names: set[str] = set()
+
+    def check(self) -> None:
+        """Refuse, before anything is written, destinations that would fail after the first images."""
+        labels = self.save_dir / "labels"
+        if self.save_txt and labels.exists() and not labels.is_dir():
+            raise NotADirectoryError(f"{labels}: labels is a file, not a folder; --save-txt writes "
+                                     "labels/STEM.txt in it (move the file or choose another --save-dir)")
+        documents = self.save_dir / "detections.json"
+        if documents.is_dir():
+            raise IsADirectoryError(f"{documents}: is a folder; predict writes detections.json there")
+        final_mode(documents)  # a read-only detections.json is refused now, not after the run
 
     def unique(self, name: str) -> str:
         """Images of the same name from two folders get distinct output names (a.jpg, a_2.jpg)."""
@@ -176,9 +198,23 @@ def _video(detector, source: Source, outputs: _Outputs, iou: float | None, max_d
     return frames
 
 
-def _still_images(sources: list[Source]) -> Iterator[tuple[Source, np.ndarray]]:
+def _still_images(sources: list[Source], skipped: list[str]) -> Iterator[tuple[Source, np.ndarray]]:
+    """Each readable image; an unreadable one is logged, added to `skipped` and passed over."""
     for source in sources:
-        yield source, read_image(source.value) if source.kind == "image" else _download_image(source.value)
+        try:
+            yield source, read_image(source.value) if source.kind == "image" else _download_image(source.value)
+        except (ValueError, OSError) as error:
+            log.error("skipped: %s", error)
+            skipped.append(str(error))
+
+
+def _remove_if_empty(folder: Path) -> Path | None:
+    """`folder`, or None after removing it when the run wrote nothing into it."""
+    if any(folder.iterdir()):
+        return folder
+    folder.rmdir()
+    log.info("%s: nothing was written; the folder is removed", folder)
+    return None
 
 
 def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/predict", exist_ok: bool = False,
@@ -190,16 +226,23 @@ def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/pre
     if exist_ok and any(f.resolve().parent == Path(save_dir).resolve() for f in files):
         raise ValueError(f"{save_dir}: the save dir holds a source; the annotated outputs would overwrite or mix "
                          "with the inputs (drop --exist-ok or choose another --save-dir)")
+    existed = Path(save_dir).is_dir()
     out = increment_path(save_dir, exist_ok)
-    outputs, count, started = _Outputs(out, save_txt, line_width), 0, time.perf_counter()
+    outputs, count, started, skipped = _Outputs(out, save_txt, line_width), 0, time.perf_counter(), []
     stills = [s for s in named if s.kind in ("image", "image_url")]
     try:
-        for source, image in progress(_still_images(stills), desc="predict", total=len(stills)):
+        outputs.check()
+        for source, image in progress(_still_images(stills, skipped), desc="predict", total=len(stills)):
             (result,) = detect_results(detector, [image], [source.name], iou, max_det)
             outputs.image(result, outputs.unique(source.name))
             count += 1
         for source in (s for s in named if s.kind not in ("image", "image_url")):
-            count += _video(detector, source, outputs, iou, max_det, max_frames)
-    finally:
+            try:
+                count += _video(detector, source, outputs, iou, max_det, max_frames)
+            except ValueError as error:  # open_capture: the video, camera or stream does not open
+                log.error("skipped: %s", error)
+                skipped.append(str(error))
         outputs.close()
-    return PredictSummary(count, time.perf_counter() - started, out)
+    finally:
+        kept = out if exist_ok and existed else _remove_if_empty(out)
+    return PredictSummary(count, time.perf_counter() - started, kept, skipped)

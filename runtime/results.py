@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scratchdet.models.files import write_bytes
 from scratchdet.runtime.board_runner import detections_document
 
 TXT_FORMAT = "class_id x1 y1 x2 y2 score (0-based class id, corners in pixels of the original image)"
@@ -122,17 +123,13 @@ class Results:
     def save(self, path: str | Path, line_width: int | None = None) -> Path:
         """Write the annotated image (format from the suffix); returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
         try:
-            written = cv2.imwrite(str(temporary), self.plot(line_width))
-        except cv2.error:  # OpenCV raises for an unknown suffix and returns False for an unwritable file
-            written = False
-        if not written:
-            temporary.unlink(missing_ok=True)
-            raise OSError(f"{path}: OpenCV could not write the image (unknown suffix or unwritable folder)")
-        temporary.replace(path)
-        return path
+            encoded, data = cv2.imencode(path.suffix, self.plot(line_width))
+        except cv2.error:  # OpenCV raises for an unknown suffix
+            encoded = False
+        if not encoded:
+            raise OSError(f"{path}: OpenCV could not encode the image (unknown suffix '{path.suffix}')")
+        return write_bytes(path, data.tobytes())
 
     def to_dict(self) -> dict:
         """board_runner's schema: {"image", "width", "height", "detections": [...]}."""

@@ -57,6 +57,16 @@ def chosen_command(argv: list[str]) -> str | None:
     return next((arg for arg in argv if arg in COMMANDS), None)
 
 
+def _add_force(parser: argparse.ArgumentParser, default: object) -> None:
+    """--force on a command and on each of its subcommands (`data synth ... --force`)."""
+    parser.add_argument("--force", action="store_true", default=default,
+                        help="replace output files that are read-only (refused otherwise)")
+    for action in parser._actions:  # argparse has no public way to list subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_force(child, argparse.SUPPRESS)  # keeps the parent's value unless given here
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scratchdet", description="ScratchDet Edge: train, export, deploy SSD")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
@@ -67,6 +77,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == command:
             importlib.import_module(module).configure(name, sub)
+            _add_force(sub, default=False)
     return parser
 
 
@@ -75,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
+        if args.force:  # imported only here: `scratchdet --help` loads no stage
+            from scratchdet.models.files import replacing_read_only
+            with replacing_read_only():
+                return args.run(args) or 0
         return args.run(args) or 0
     except (ValueError, OSError, RuntimeError, ImportError) as error:
         if args.verbose:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from scratchdet.models.detections import Detections
+from scratchdet.models.files import atomic_write
 from scratchdet.train.data.records import ImageRecord
 
 
@@ -158,10 +159,11 @@ def curve_report(records: list[ImageRecord], detections: list[Detections], class
 def _save(figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    temporary.replace(path)
+    try:
+        with atomic_write(path) as temporary:
+            figure.savefig(temporary, dpi=110)
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from scratchdet.models.files import atomic_write
+from scratchdet.models.files import atomic_write, write_text
 
 CSV_COLUMNS = ("epoch", "train_loss", "box_loss", "cls_loss", "lr", "grad_norm", "images_per_s", "elapsed_s",
                "map50", "map50_11point", "coco_ap")
@@ -48,11 +48,6 @@ def epoch_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def _write_atomic(path: Path, write) -> None:
-    with atomic_write(path) as temporary:
-        write(temporary)
-
-
 def write_results_csv(run: Path, records: list[dict]) -> Path:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
@@ -60,7 +55,7 @@ def write_results_csv(run: Path, records: list[dict]) -> Path:
     writer.writerows({k: "" if v is None else format(v, ".6g") if isinstance(v, float) else v for k, v in row.items()}
                      for row in epoch_rows(records))
     path = run / "results.csv"
-    _write_atomic(path, lambda p: p.write_text(buffer.getvalue()))
+    write_text(path, buffer.getvalue())
     return path
 
 
@@ -76,8 +71,11 @@ def _figure(run: Path, name: str, title: str, draw) -> Path:
     axis.grid(alpha=0.3, which="both")
     figure.tight_layout()
     path = run / name
-    _write_atomic(path, lambda p: figure.savefig(p, dpi=100))
-    plt.close(figure)
+    try:
+        with atomic_write(path) as temporary:
+            figure.savefig(temporary, dpi=100)
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -28,7 +28,7 @@ from scratchdet.models.checkpoint import (
     save_checkpoint,
 )
 from scratchdet.models.config import ModelConfig, from_dict, to_dict
-from scratchdet.models.files import write_text
+from scratchdet.models.files import append_line, write_text
 from scratchdet.models.predictor import Predictor
 from scratchdet.models.ssd import SSD
 from scratchdet.models.torch_backend import TorchBackend
@@ -250,8 +250,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
     def log_metrics(self, record: dict) -> None:
         if self.rank == 0:
-            with open(self.out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_line(self.out / "metrics.jsonl", json.dumps(record))
 
     def step(self, images: torch.Tensor, boxes: list, labels: list) -> dict | None:
         """One optimisation step; returns its metrics, or None when the loss was not finite."""

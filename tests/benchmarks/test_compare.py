@@ -140,6 +140,7 @@ def test_compare_exit_code_is_2_for_a_worse_candidate(tmp_path, monkeypatch, cap
         return SeedRun(seed, str(tmp_path / f"{config}{seed}"), value, value / 2, value, [(1, value)])
 
     monkeypatch.setattr(compare_module, "train_seed", fake_train)
+    monkeypatch.setattr(compare_module, "validate_inputs", lambda *args: None)  # the configs are made up
     code = main(["compare", "--baseline-config", "a.yaml", "--candidate-config", "b.yaml", "--data", "d",
                  "--seeds", "3", "--out", str(tmp_path / "out"), "--no-speed"])
     assert code == 2
@@ -154,6 +155,7 @@ def test_candidate_first_seed_pairs_other_seeds(tmp_path, monkeypatch):
         return SeedRun(seed, str(tmp_path / f"{config}{seed}"), 0.5 + seed / 100, 0.2, 0.5, [])
 
     monkeypatch.setattr(compare_module, "train_seed", fake_train)
+    monkeypatch.setattr(compare_module, "validate_inputs", lambda *args: None)  # the configs are made up
     assert main(["compare", "--baseline-config", "a.yaml", "--candidate-config", "a.yaml", "--data", "d",
                  "--seeds", "2", "--candidate-first-seed", "3", "--out", str(tmp_path / "out"), "--no-speed"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -161,6 +163,25 @@ def test_candidate_first_seed_pairs_other_seeds(tmp_path, monkeypatch):
     assert [r["seed"] for r in report["candidate"]["runs"]] == [3, 4]
     assert report["difference"]["map50"]["mean"] == pytest.approx(0.03)
     assert "| 0, 3 |" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"--candidate-config": "tnyi"}, "tnyi: config not found"),
+    ({"--data": "missing-data"}, "missing-data"),
+])
+def test_compare_checks_configs_and_data_before_any_training(tmp_path, config_file, synth_data, monkeypatch, caplog,
+                                                             change, message):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the inputs were checked")
+
+    monkeypatch.setattr("scratchdet.train.trainer.Trainer.__init__", no_training)
+    monkeypatch.setattr(compare_module, "train_seed", no_training)
+    options = {"--baseline-config": str(config_file), "--candidate-config": str(config_file),
+               "--data": str(synth_data), "--runs": str(tmp_path / "runs"), "--out": str(tmp_path / "report")}
+    options.update({key: str(tmp_path / value) if key == "--data" else value for key, value in change.items()})
+    assert main(["compare", *[x for pair in options.items() for x in pair], "--seeds", "2", "--no-speed"]) == 1
+    assert message in caplog.text
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "report").exists()
 
 
 def test_compare_refuses_a_single_seed(tmp_path):

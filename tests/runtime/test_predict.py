@@ -11,6 +11,8 @@ from scratchdet.runtime import board_runner
 from scratchdet.runtime.detector import Detector
 from scratchdet.runtime.predict import Source, classify, predict
 
+from scratchdet.cli import main
+
 
 @pytest.fixture(scope="module")
 def detector(bccd_models):
@@ -122,14 +124,48 @@ def test_predict_writes_board_runners_schema(bccd_models, bccd, tmp_path):
         np.testing.assert_allclose(theirs["box"], mine["box"], atol=0.02)
 
 
-def test_unreadable_image_and_unopenable_video_are_named(detector, tmp_path):
+class NeverCalled:
+    """A detector for runs that must stop or skip before any detection."""
+
+    class_names = ("a",)
+
+    def detect(self, images, color="bgr"):
+        raise AssertionError("the detector ran")
+
+
+def test_unreadable_image_and_unopenable_video_are_skipped_and_leave_no_folder(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="bad.jpg: cannot read the image"):
-        predict(detector, str(tmp_path / "bad.jpg"), tmp_path / "out")
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
-    with pytest.raises(ValueError, match="bad.mp4: cannot open the video file"):
-        predict(detector, str(tmp_path / "bad.mp4"), tmp_path / "out")
-    np.testing.assert_equal(detector.class_names, ["Platelets", "RBC", "WBC"])
+    for name, message in (("bad.jpg", "bad.jpg: cannot read the image"),
+                          ("bad.mp4", "bad.mp4: cannot open the video file")):
+        summary = predict(NeverCalled(), str(tmp_path / name), tmp_path / "out")
+        assert summary.images == 0 and summary.save_dir is None
+        assert len(summary.skipped) == 1 and message in summary.skipped[0]
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()  # the next run is not out2
+
+
+def test_a_404_names_the_url(tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/x.jpg"
+        summary = predict(NeverCalled(), url, tmp_path / "out")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary.skipped == [f"{url}: download failed (HTTP Error 404: File not found)"]
+    assert summary.save_dir is None and not (tmp_path / "out").exists()
+
+
+def test_save_txt_into_a_folder_where_labels_is_a_file_is_refused_before_any_write(tmp_path, synth_data):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels").write_text("a file")
+    image = sorted((synth_data / "images").iterdir())[0]
+    with pytest.raises(NotADirectoryError, match=r"out/labels: labels is a file, not a folder"):
+        predict(NeverCalled(), str(image), out, exist_ok=True, save_txt=True)
+    assert sorted(p.name for p in out.iterdir()) == ["labels"]  # no detections.json, no drawing
 
 
 @pytest.mark.parametrize("kind", ["folder", "image", "video"])
@@ -150,13 +186,18 @@ def test_a_save_dir_holding_the_source_is_refused(detector, bccd, tmp_path, kind
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
-def test_a_bad_file_in_a_folder_keeps_the_detections_made_before_it(detector, bccd, tmp_path):
+def test_bad_files_in_a_folder_are_skipped_and_the_others_processed(tiny_checkpoint, synth_data, tmp_path,
+                                                                      capsys):
     folder = tmp_path / "in"
     folder.mkdir()
-    for path in sorted((bccd / "images").iterdir())[:2]:
+    good = sorted((synth_data / "images").iterdir())[:2]
+    for path in good:
         (folder / path.name).write_bytes(path.read_bytes())
-    (folder / "zz-broken.jpg").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="zz-broken.jpg: cannot read the image"):
-        predict(detector, str(folder), tmp_path / "out")
+    (folder / "aa-empty.png").write_bytes(b"")  # before the good ones: the run goes on after it
+    (folder / "zz-broken.png").write_bytes(b"not an image")
+    assert main(["predict", str(folder), "--model", str(tiny_checkpoint), "--save-dir", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "2 source(s) skipped, unreadable:" in out and "aa-empty.png: " in out and "zz-broken.png: " in out
     records = json.loads((tmp_path / "out" / "detections.json").read_text())
-    assert sorted(d["image"] for d in records) == sorted(p.name for p in folder.iterdir() if p.name != "zz-broken.jpg")
+    assert sorted(d["image"] for d in records) == [p.name for p in good]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([p.name for p in good] + ["detections.json"])

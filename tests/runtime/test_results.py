@@ -42,7 +42,7 @@ def test_results_serialise_and_save(tmp_path):
     assert result.to_txt() == "1 10.00 10.00 50.00 60.00 0.50000\n"
     assert result.save(tmp_path / "x" / "a.png").is_file() and list((tmp_path / "x").iterdir()) == [
         tmp_path / "x" / "a.png"]
-    with pytest.raises(OSError, match=r"a\.nope: OpenCV could not write"):
+    with pytest.raises(OSError, match=r"a\.nope: OpenCV could not encode the image \(unknown suffix .\.nope.\)"):
         result.save(tmp_path / "a.nope")
 
 

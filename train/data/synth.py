@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scratchdet.models.files import write_text
+from scratchdet.models.files import ensure_writable, write_bytes, write_text
 
 from scratchdet.progress import progress
 
@@ -59,6 +59,8 @@ def make_synthetic_dataset(
 ) -> Path:
     """Write `images` images to out/images, out/annotations.json and out/splits.json (80/20)."""
     out = Path(out)
+    for name in ("annotations.json", "splits.json"):  # a read-only one is refused before any image is drawn
+        ensure_writable(out / name)
     (out / "images").mkdir(parents=True, exist_ok=True)
     width, height = size
     colours = {"circle": (220, 40, 40), "square": (40, 200, 60), "triangle": (50, 80, 230)}
@@ -82,7 +84,10 @@ def make_synthetic_dataset(
                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
             })
         name = f"synth_{index:05d}.png"
-        cv2.imwrite(str(out / "images" / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        encoded, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not encoded:
+            raise RuntimeError(f"{out / 'images' / name}: OpenCV could not encode the image as PNG")
+        write_bytes(out / "images" / name, png.tobytes())
         coco["images"].append({"id": index + 1, "file_name": name, "width": width, "height": height})
     names = [im["file_name"] for im in coco["images"]]
     split = round(len(names) * 0.8)
