@@ -98,11 +98,11 @@ def match(reference: Detections, candidate: Detections, tol: Tolerance) -> np.nd
     paired candidate of highest IoU (ties: the nearer box, then the lower index); a candidate pairs once."""
     if tol.score is None:
         raise ValueError(f"{tol} compares no detections (its score tolerance is None)")
-    partners = np.full(len(reference), -1, dtype=np.int64)
-    if not len(reference) or not len(candidate):
+    partners = np.full(len(reference.scores), -1, dtype=np.int64)
+    if not len(reference.scores) or not len(candidate.scores):
         return partners
     overlaps = pairwise_iou(reference.boxes, candidate.boxes)
-    used = np.zeros(len(candidate), dtype=bool)
+    used = np.zeros(len(candidate.scores), dtype=bool)
     for i, (box, score, class_id) in enumerate(zip(reference.boxes, reference.scores, reference.class_ids)):
         if score < tol.min_score:
             continue
