@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from scratchdet.benchmarks.gate import (
+    BASELINE_MAP_TOLERANCE,
     GateResult,
     ab_speed,
     accuracy_checks,
@@ -53,7 +54,7 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--candidate-config", help="A/B speed: the candidate architecture (config)")
     check.add_argument("--baseline-onnx", help="A/B speed: baseline ONNX (instead of configs)")
     check.add_argument("--candidate-onnx", help="A/B speed: candidate ONNX")
-    check.add_argument("--map-tolerance", type=non_negative_float, default=0.002,
+    check.add_argument("--map-tolerance", type=non_negative_float, default=BASELINE_MAP_TOLERANCE,
                        help="mAP drop allowed (0.002 = 0.2 points)")
     check.add_argument("--speed-tolerance", type=non_negative_float, default=0.05,
                        help="A/B speed drop allowed (0.05 = 5%%)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from scratchdet.benchmarks.timing import interleave, speed_ratios
+from scratchdet.models import boxes
 
 
 @dataclass
@@ -99,10 +100,22 @@ def presence_checks(report: dict, baseline: dict | None) -> list[Check]:
     return checks
 
 
-def accuracy_checks(report: dict, baseline: dict | None, tolerance: float = 0.002,
+def map_tolerance(kind: str) -> float:
+    """The mAP@0.5 gap TOLERANCES[kind] allows (models/boxes.py)."""
+    allowed = boxes.tolerance(kind).map50
+    if allowed is None:
+        raise ValueError(f"tolerance '{kind}' sets no mAP gap")
+    return allowed
+
+
+BASELINE_MAP_TOLERANCE = map_tolerance("baseline")
+
+
+def accuracy_checks(report: dict, baseline: dict | None, tolerance: float = BASELINE_MAP_TOLERANCE,
                     export_tolerance: dict[str, float] | None = None) -> list[Check]:
-    """mAP per format against the baseline report, and exported formats against the report's checkpoint."""
-    export_tolerance = export_tolerance or {"fp32": 0.001, "fp16": 0.005, "int8": 0.01}
+    """mAP per format against the baseline report, and exported formats against the report's checkpoint
+    (default tolerances: models/boxes.py TOLERANCES "baseline" and "export-<precision>")."""
+    export_tolerance = export_tolerance or {p: map_tolerance(f"export-{p}") for p in ("fp32", "fp16", "int8")}
     rows = [r for r in report["rows"] if r["status"] == "ok" and r["map50"] is not None]
     checks = presence_checks(report, baseline)
     if baseline is not None:

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from scratchdet.export.contract import unpack_outputs
+from scratchdet.models.boxes import Tolerance, matched_count, tolerance
 from scratchdet.models.detections import Detections
-
-FP32_BOX_TOLERANCE_PX = 1e-3  # float32 rounding of other kernels, in input pixels
-FP32_SCORE_TOLERANCE = 1e-5
 
 
 def parity_problems(host: dict[str, np.ndarray], other: dict[str, np.ndarray], exact: bool) -> list[str]:
-    """What differs, per image: detection counts, class order, then boxes and scores beyond tolerance
-    (or at all, when `exact`); empty when the runs agree."""
+    """What differs, per image: detection counts, class order, then boxes and scores beyond the "arm-fp32"
+    tolerance (or at all, when `exact`), row by row; empty when the runs agree."""
+    fp32 = tolerance("arm-fp32")
+    box_limit, score_limit = (0.0, 0.0) if exact else (fp32.box_px, fp32.score or 0.0)
     problems = []
     for image, (a, b) in enumerate(zip(host["num_dets"][:, 0], other["num_dets"][:, 0])):
         if a != b:
@@ -25,7 +26,6 @@ def parity_problems(host: dict[str, np.ndarray], other: dict[str, np.ndarray], e
             continue
         box = float(np.abs(host["det_boxes"][image, :a] - other["det_boxes"][image, :a]).max(initial=0))
         score = float(np.abs(host["det_scores"][image, :a] - other["det_scores"][image, :a]).max(initial=0))
-        box_limit, score_limit = (0.0, 0.0) if exact else (FP32_BOX_TOLERANCE_PX, FP32_SCORE_TOLERANCE)
         if box > box_limit or score > score_limit:
             problems.append(f"image {image}: max box diff {box:.3g} px, max score diff {score:.3g}")
     return problems
@@ -42,24 +42,12 @@ def max_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]) -
     return box, score
 
 
-def near_match_fraction(host: dict[str, np.ndarray], other: dict[str, np.ndarray], box_tolerance: float = 1.0,
-                        score_tolerance: float = 0.02) -> float:
-    """Share of host detections with a partner in `other` (same image and class, box within
-    `box_tolerance` px, score within `score_tolerance`), pairing each at most once."""
-    matched = total = 0
-    for image, count in enumerate(host["num_dets"][:, 0]):
-        rows = slice(0, other["num_dets"][image, 0])
-        boxes, scores = other["det_boxes"][image, rows], other["det_scores"][image, rows]
-        classes, used = other["det_classes"][image, rows], np.zeros(len(scores), dtype=bool)
-        for i in range(count):
-            close = ((classes == host["det_classes"][image, i]) & ~used
-                     & (np.abs(boxes - host["det_boxes"][image, i]).max(axis=1) <= box_tolerance)
-                     & (np.abs(scores - host["det_scores"][image, i]) <= score_tolerance))
-            if close.any():
-                used[np.argmax(close)] = True
-                matched += 1
-        total += count
-    return matched / max(total, 1)
+def near_match_fraction(host: dict[str, np.ndarray], other: dict[str, np.ndarray],
+                        tol: Tolerance | None = None) -> float:
+    """Share of host detections (raw outputs) with a partner in `other` under `tol` (default "arm-int8":
+    same image and class, box within 1 px, score within 0.02), pairing each at most once."""
+    found, total = matched_count(unpack_outputs(host), unpack_outputs(other), tol or tolerance("arm-int8"))
+    return found / max(total, 1)
 
 
 def with_quantized_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
@@ -95,33 +83,8 @@ def tensor_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]
     return differences
 
 
-def found_again(reference: list[Detections], candidate: list[Detections], min_score: float = 0.25,
-                min_iou: float = 0.7, score_tolerance: float = 0.1) -> tuple[int, int]:
-    """How many confident reference detections (score >= `min_score`) a candidate run finds again: same image
-    and class, IoU >= `min_iou`, score within `score_tolerance`; each candidate detection pairs at most once,
-    with the highest-IoU partner. Returns (found, total)."""
-    found = total = 0
-    for ref, other in zip(reference, candidate):
-        used = np.zeros(len(other.scores), dtype=bool)
-        for box, score, cls in zip(ref.boxes, ref.scores, ref.class_ids):
-            if score < min_score:
-                continue
-            total += 1
-            eligible = (other.class_ids == cls) & ~used & (np.abs(other.scores - score) <= score_tolerance)
-            if not eligible.any():
-                continue
-            overlaps = np.where(eligible, box_iou(box, other.boxes), -1.0)
-            best = int(overlaps.argmax())
-            if overlaps[best] >= min_iou:
-                used[best] = True
-                found += 1
-    return found, total
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one x1, y1, x2, y2 box with each of `boxes` [N, 4]."""
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return inter / np.maximum(union, 1e-12)
+def found_again(reference: list[Detections], candidate: list[Detections],
+                tol: Tolerance | None = None) -> tuple[int, int]:
+    """(found, total): how many confident reference detections a candidate run finds again under `tol`
+    (default "openvino-int8": score >= 0.25, same image and class, IoU >= 0.7, score within 0.1)."""
+    return matched_count(reference, candidate, tol or tolerance("openvino-int8"))

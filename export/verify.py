@@ -1,10 +1,11 @@
 """Parity of an exported model with its PyTorch source: same detections within stated tolerances.
 
-Tolerances, and why: the ONNX graph runs the folded network in ONNX Runtime's kernels, so raw outputs
-differ from PyTorch by float rounding (about 1e-5 relative). Scores must agree within 1e-4 (absolute)
-and boxes within 0.1 input pixels plus 1e-4 of the coordinate's size (an untrained model predicts boxes
-thousands of pixels wide, where float32 rounding alone exceeds 0.1 px): far below anything visible,
-far above rounding.
+Tolerances (models/boxes.py TOLERANCES["export-fp32"]), and why: the ONNX graph runs the folded network
+in ONNX Runtime's kernels, so raw outputs differ from PyTorch by float rounding (about 1e-5 relative).
+Scores must agree within 1e-4 (absolute) and boxes within 0.1 input pixels plus 1e-4 of the coordinate's
+size (an untrained model predicts boxes thousands of pixels wide, where float32 rounding alone exceeds
+0.1 px): far below anything visible, far above rounding. Detections pair through `boxes.match`, so a
+detection farther than that from every candidate is unmatched.
 
 Exact ties: ONNX leaves the order of equal scores in NonMaxSuppression unspecified, so where two
 candidates of a class score the same (within the score tolerance), the runtimes may keep different
@@ -23,70 +24,64 @@ import numpy as np
 import torch
 from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.export.onnx_backend import OnnxBackend
+from scratchdet.models.boxes import TOLERANCES, Tolerance, match
 from scratchdet.models.detections import Backend, Detections
 from scratchdet.models.ssd import SSD
 from scratchdet.models.torch_backend import TorchBackend
 
-SCORE_TOLERANCE = 1e-4
-BOX_TOLERANCE_PX = 0.1
-BOX_TOLERANCE_RELATIVE = 1e-4
+EXPORT_FP32 = TOLERANCES["export-fp32"]
 
 
 @dataclass
 class ParityReport:
     images: int
     detections: int  # in the reference
+    tolerance: Tolerance = EXPORT_FP32
     count_mismatches: list[int] = field(default_factory=list)  # images whose counts differ by untied detections
-    unmatched: int = 0  # untied detections without a partner
-    tied: int = 0  # detections of tied scores left unmatched or moved: allowed (see the module docstring)
-    max_box_diff_px: float = 0.0
+    unmatched: int = 0  # untied detections without a partner within the tolerance, on either side
+    tied: int = 0  # detections of tied scores left unmatched: allowed (see the module docstring)
+    max_box_diff_px: float = 0.0  # over the matched pairs
     max_score_diff: float = 0.0
-    boxes_out_of_tolerance: int = 0
 
     @property
     def ok(self) -> bool:
-        return (self.detections > 0 and not self.count_mismatches and self.unmatched == 0
-                and self.boxes_out_of_tolerance == 0 and self.max_score_diff <= SCORE_TOLERANCE)
+        return self.detections > 0 and not self.count_mismatches and self.unmatched == 0
 
     def summary(self) -> str:
         verdict = "OK" if self.ok else "MISMATCH"
         empty = " (the reference detects nothing: nothing was compared)" if self.detections == 0 else ""
+        t = self.tolerance
         return (f"parity {verdict}: {self.images} images, {self.detections} detections{empty}, count mismatches "
-                f"{self.count_mismatches}, unmatched {self.unmatched}, tied {self.tied}, max box diff "
-                f"{self.max_box_diff_px:.2e} px ({self.boxes_out_of_tolerance} beyond {BOX_TOLERANCE_PX} px + "
-                f"{BOX_TOLERANCE_RELATIVE:g} x size), max score diff {self.max_score_diff:.2e} "
-                f"(tol {SCORE_TOLERANCE})")
+                f"{self.count_mismatches}, unmatched {self.unmatched} (beyond {t.box_px} px + {t.box_relative:g} "
+                f"x size or score {t.score}), tied {self.tied}, max box diff {self.max_box_diff_px:.2e} px, "
+                f"max score diff {self.max_score_diff:.2e}")
 
 
-def _is_tied(class_scores: np.ndarray | None, score: float) -> bool:
+def _is_tied(class_scores: np.ndarray | None, score: float, score_tolerance: float) -> bool:
     """Whether `score` occurs twice or more among one class's candidate scores [P]."""
     if class_scores is None:
         return False
-    return int((np.abs(class_scores - score) <= SCORE_TOLERANCE).sum()) >= 2
+    return int((np.abs(class_scores - score) <= score_tolerance).sum()) >= 2
 
 
 def compare_image(a: Detections, b: Detections, report: ParityReport, index: int,
                   scores: np.ndarray | None = None) -> None:
-    """Match each of a's detections to one of b's of the same class (closest box); `scores` [P, C] are the
+    """Pair a's detections with b's (`boxes.match` at the report's tolerance); `scores` [P, C] are the
     reference's candidate scores of this image, to recognise ties (None: no tie is allowed)."""
+    score_tolerance = report.tolerance.score or 0.0
+    partners = match(a, b, report.tolerance)
+    paired = partners[partners >= 0]
+    if len(paired):
+        report.max_box_diff_px = max(report.max_box_diff_px,
+                                     float(np.abs(b.boxes[paired] - a.boxes[partners >= 0]).max()))
+        report.max_score_diff = max(report.max_score_diff,
+                                    float(np.abs(b.scores[paired] - a.scores[partners >= 0]).max()))
     used = np.zeros(len(b), dtype=bool)
+    used[paired] = True
     loose = 0  # untied detections without a partner, on either side
-    for box, score, cls in zip(a.boxes, a.scores, a.class_ids):
-        tied = _is_tied(None if scores is None else scores[:, cls], float(score))
-        options = np.where((b.class_ids == cls) & ~used)[0]
-        distance = np.abs(b.boxes[options] - box).max(axis=1) if len(options) else np.empty(0)
-        allowed = BOX_TOLERANCE_PX + BOX_TOLERANCE_RELATIVE * np.abs(box).max()
-        if len(options) == 0 or (tied and distance.min() > allowed):
-            report.tied += int(tied)
-            loose += int(not tied)
-            continue
-        best = options[int(distance.argmin())]
-        used[best] = True
-        report.max_box_diff_px = max(report.max_box_diff_px, float(distance.min()))
-        report.boxes_out_of_tolerance += int(distance.min() > allowed)
-        report.max_score_diff = max(report.max_score_diff, float(abs(b.scores[best] - score)))
-    for score, cls in zip(b.scores[~used], b.class_ids[~used]):
-        tied = _is_tied(None if scores is None else scores[:, cls], float(score))
+    for score, cls in [*zip(a.scores[partners < 0], a.class_ids[partners < 0]),
+                       *zip(b.scores[~used], b.class_ids[~used])]:
+        tied = _is_tied(None if scores is None else scores[:, cls], float(score), score_tolerance)
         report.tied += int(tied)
         loose += int(not tied)
     report.unmatched += loose
@@ -94,10 +89,10 @@ def compare_image(a: Detections, b: Detections, report: ParityReport, index: int
         report.count_mismatches.append(index)
 
 
-def compare(reference: list[Detections], candidate: list[Detections],
-            scores: np.ndarray | None = None) -> ParityReport:
+def compare(reference: list[Detections], candidate: list[Detections], scores: np.ndarray | None = None,
+            tolerance: Tolerance = EXPORT_FP32) -> ParityReport:
     """Parity of two detection lists of the same images; `scores` [N, P, C]: see compare_image."""
-    report = ParityReport(len(reference), sum(len(r) for r in reference))
+    report = ParityReport(len(reference), sum(len(r) for r in reference), tolerance)
     for index, (a, b) in enumerate(zip(reference, candidate)):
         compare_image(a, b, report, index, None if scores is None else scores[index])
     return report

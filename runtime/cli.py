@@ -83,10 +83,9 @@ def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
 def run_val(args: argparse.Namespace) -> None:
     import json
 
-    from scratchdet.models.config import to_dict
     from scratchdet.models.files import write_text
     from scratchdet.runtime.detector import Detector
-    from scratchdet.train.curves import curve_report, plot_curves
+    from scratchdet.train.curves import plot_curves
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import detect_dataset, evaluate
 
@@ -96,19 +95,16 @@ def run_val(args: argparse.Namespace) -> None:
     with Detector(args.model, conf=0.0, runtime=args.runtime, precision_hint=args.precision_hint) as detector:
         detections = detect_dataset(detector, data, args.batch)
         backend = f"{detector.backend.name}, {detector.backend.precision}"
-    result = evaluate(data.records, detections, data.class_names)
-    curves = curve_report(data.records, detections, data.class_names, args.conf)
+    result = evaluate(data.records, detections, data.class_names, args.conf)
     print(f"{args.model} ({backend}) on {args.data} [{args.split}, {len(data.records)} images]")
     print(result.summary())
     for name, values in result.per_class.items():
         print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
               f"COCO AP {values['coco_ap']:.4f}")
-    print(curves.summary())
+    print(result.at_conf_summary())
     out = increment_path(args.save_dir, args.exist_ok)
-    plots = plot_curves(curves, out, title=f"{Path(args.model).name} on {Path(args.data).name}/{args.split}: ")
-    metrics = {**to_dict(result), "at_conf": {"conf": args.conf, "all": curves.overall, **curves.per_class},
-               "confusion_matrix": {"rows_predicted_columns_true": [*data.class_names, "background"],
-                                    "counts": curves.confusion.tolist()}, "model": str(args.model)}
+    plots = plot_curves(result, out, title=f"{Path(args.model).name} on {Path(args.data).name}/{args.split}: ")
+    metrics = {**result.metrics(), "model": str(args.model)}
     for path in [out / "metrics.json", *([Path(args.json)] if args.json else [])]:
         write_text(path, json.dumps(metrics, indent=2))
     print(f"results in {out}: metrics.json, {', '.join(p.name for p in plots)}")

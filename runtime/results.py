@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scratchdet.models.boxes import nms
 from scratchdet.models.files import write_bytes
 from scratchdet.runtime.board_runner import detections_document
 
@@ -61,28 +62,15 @@ def draw(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: li
     return canvas
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    top_left, bottom_right = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    union = np.prod(box[2:] - box[:2]) + np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def tighten(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float | None = None,
             max_det: int | None = None) -> np.ndarray:
-    """Indices kept by a second, per-class NMS at `iou` and a cap of `max_det`, best score first.
+    """Indices kept by a second, per-class NMS at `iou` (models.boxes.nms) and a cap of `max_det`, best
+    score first.
 
     The model's own NMS already ran (in the ONNX/engine graph, or the PyTorch postprocess) with the
     thresholds it was exported with, so this can only remove more: an `iou` above the model's changes
     nothing, and `max_det` above the model's K keeps all."""
-    order = np.argsort(-scores, kind="stable")
-    if iou is not None:
-        kept: list[int] = []
-        for index in order:
-            same = [k for k in kept if class_ids[k] == class_ids[index]]
-            if not same or _iou(boxes[index], boxes[same]).max() <= iou:
-                kept.append(int(index))
-        order = np.array(kept, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable") if iou is None else nms(boxes, scores, class_ids, iou)
     return order[:max_det] if max_det is not None else order
 
 

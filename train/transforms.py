@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scratchdet.models.boxes import pairwise_iou
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -53,14 +54,6 @@ def expand(sample: Sample, rng: np.random.Generator, fill: tuple[float, ...], ma
     return canvas, boxes + np.array([left, top, left, top], dtype=np.float32), labels
 
 
-def _iou_with(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(boxes[:, :2], rect[:2])
-    bottom_right = np.minimum(boxes[:, 2:], rect[2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / (area + np.prod(rect[2:] - rect[:2]) - inter)
-
-
 def random_crop(sample: Sample, rng: np.random.Generator, trials: int = 50) -> Sample:
     """IoU-constrained crop: scale 0.3-1, aspect 0.5-2, some box with IoU >= a sampled minimum;
     keep the boxes whose centre falls inside, clipped to the crop."""
@@ -75,7 +68,7 @@ def random_crop(sample: Sample, rng: np.random.Generator, trials: int = 50) -> S
             continue
         left, top = rng.uniform(0, width - w), rng.uniform(0, height - h)
         rect = np.array([left, top, left + w, top + h], dtype=np.float32)
-        if len(boxes) and _iou_with(boxes, rect).max() < min_iou:
+        if len(boxes) and pairwise_iou(boxes, rect[None]).max() < min_iou:
             continue
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         inside = np.all((centres > rect[:2]) & (centres < rect[2:]), axis=1)

@@ -1,7 +1,14 @@
 import numpy as np
 import onnx
 import pytest
-from scratchdet.benchmarks.portability import tensor_differences, with_quantized_outputs
+from scratchdet.benchmarks.portability import (
+    found_again,
+    near_match_fraction,
+    parity_problems,
+    tensor_differences,
+    with_quantized_outputs,
+)
+from scratchdet.models.detections import Detections
 
 
 def test_every_quantised_tensor_becomes_an_output_and_runs(bccd_models, tmp_path):
@@ -31,3 +38,31 @@ def test_tensor_differences_count_elements_and_steps():
     a, b = tensor_differences(host, other, ["a", "b"])
     assert (a.differing, a.size, a.max_difference) == (0, 3, 0)
     assert (b.differing, b.size, b.max_difference) == (2, 2, 5)
+
+
+def outputs(boxes, scores, classes):
+    """One image's raw NMS outputs (num_dets, det_boxes, det_scores, det_classes) padded to 4 rows."""
+    count = len(scores)
+    pad = 4 - count
+    return {"num_dets": np.array([[count]], np.int32),
+            "det_boxes": np.array([[*boxes, *[[0, 0, 0, 0]] * pad]], np.float32),
+            "det_scores": np.array([[*scores, *[0] * pad]], np.float32),
+            "det_classes": np.array([[*classes, *[0] * pad]], np.int32)}
+
+
+def test_arm_comparisons_use_the_arm_tolerances():
+    host = outputs([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.5], [0, 1])
+    rounded = outputs([[0, 0, 10, 10.0005], [20, 20, 30, 30]], [0.9, 0.5], [0, 1])  # within 1e-3 px
+    assert parity_problems(host, rounded, exact=False) == [] and parity_problems(host, rounded, exact=True) != []
+    near = outputs([[1, 0, 11, 10], [20, 20, 30, 31.5]], [0.91, 0.5], [0, 1])  # 1 px and 0.01 away; 1.5 px away
+    assert parity_problems(host, near, exact=False) != []
+    assert near_match_fraction(host, near) == 0.5
+
+
+def test_found_again_counts_confident_reference_detections_at_iou_07():
+    reference = [Detections.from_arrays([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], [0.9, 0.5, 0.1],
+                                        [0, 0, 0])]
+    candidate = [Detections.from_arrays([[0, 0, 10, 7], [20, 20, 30, 28]], [0.85, 0.5], [0, 0])]  # IoU 0.7, 0.8
+    assert found_again(reference, candidate) == (2, 2)  # the 0.1 detection is below 0.25: not counted
+    moved = [Detections.from_arrays([[0, 0, 10, 6.5], [20, 20, 30, 28]], [0.85, 0.35], [0, 0])]
+    assert found_again(reference, moved) == (0, 2)  # IoU 0.65; score 0.15 away

@@ -7,6 +7,7 @@ import pytest
 from scratchdet.export.contract import unpack_outputs
 from scratchdet.export.nms_graph import nms_tail_model
 from scratchdet.export.onnx_backend import import_onnxruntime
+from scratchdet.models.boxes import nms
 from scratchdet.models.config import PostprocessConfig
 
 
@@ -66,3 +67,19 @@ def test_more_survivors_than_max_det_keep_the_best():
 def test_zero_survivors_give_zero_detections():
     dets = run_tail(OVERLAPPING, [[0.001], [0.002], [0.0]], PostprocessConfig(score_threshold=0.01))
     assert len(dets) == 0 and dets.boxes.shape == (0, 4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_onnx_nms_keeps_what_the_numpy_nms_keeps_on_random_boxes(seed):
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform(0, 50, (80, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 25, (80, 2))], axis=1).astype(np.float32)
+    scores = rng.uniform(0.05, 1.0, (80, 3)).astype(np.float32)  # distinct: no tie order to argue about
+    config = PostprocessConfig(score_threshold=0.0, iou_threshold=0.45, pre_nms_topk=80, max_det=240)
+    got = run_tail(boxes, scores, config)
+    # every (prior, class) pair is a candidate; numpy NMS over all of them, per class
+    expected = nms(np.repeat(boxes, 3, axis=0), scores.reshape(-1), np.tile(np.arange(3), 80), 0.45)
+    np.testing.assert_array_equal(got.class_ids, expected % 3)
+    np.testing.assert_array_equal(got.boxes, boxes[expected // 3])
+    np.testing.assert_array_equal(got.scores, scores.reshape(-1)[expected])
+    assert 0 < len(expected) < 240

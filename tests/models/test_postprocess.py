@@ -2,17 +2,9 @@ import numpy as np
 import pytest
 import torch
 from scratchdet.models.box_coder import BoxCoder
+from scratchdet.models.boxes import nms
 from scratchdet.models.config import PostprocessConfig
 from scratchdet.models.postprocess import box_iou, greedy_nms_mask, postprocess
-
-
-def reference_greedy(boxes: torch.Tensor, iou_threshold: float) -> list[bool]:
-    """Textbook greedy NMS over boxes sorted best first: the loop the vectorised version replaces."""
-    keep = []
-    for j in range(len(boxes)):
-        kept_before = [i for i in range(j) if keep[i]]
-        keep.append(all(box_iou(boxes[i : i + 1], boxes[j : j + 1]).item() <= iou_threshold for i in kept_before))
-    return keep
 
 
 def test_box_iou_of_half_overlapping_boxes():
@@ -35,15 +27,17 @@ def test_iou_exactly_at_the_threshold_does_not_suppress():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_vectorised_nms_equals_the_greedy_loop_on_random_clusters(seed):
+def test_vectorised_nms_equals_the_numpy_nms_on_random_clusters_per_class(seed):
+    """The torch NMS (classes batched, boxes sorted best first) keeps what models.boxes.nms keeps."""
     generator = torch.Generator().manual_seed(seed)
-    centres = torch.rand(60, 2, generator=generator) * 50
-    sizes = torch.rand(60, 2, generator=generator) * 20 + 5
-    boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], dim=1)
-    keep = greedy_nms_mask(boxes, torch.ones(60, dtype=torch.bool), 0.45)
-    expected = reference_greedy(boxes, 0.45)
-    assert keep.tolist() == expected
-    assert 0 < sum(expected) < 60  # the case exercises suppression both ways
+    centres = torch.rand(3, 60, 2, generator=generator) * 50
+    sizes = torch.rand(3, 60, 2, generator=generator) * 20 + 5
+    boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], dim=-1)  # [C, K, 4]
+    keep = greedy_nms_mask(boxes, torch.ones(3, 60, dtype=torch.bool), 0.45)
+    scores = np.tile(np.linspace(1, 0.1, 60), 3)  # best first within each class
+    expected = nms(boxes.reshape(-1, 4).numpy(), scores, np.repeat(np.arange(3), 60), 0.45)
+    assert sorted(keep.reshape(-1).nonzero().squeeze(1).tolist()) == sorted(expected.tolist())
+    assert 0 < len(expected) < 180  # the case exercises suppression both ways
 
 
 def test_invalid_boxes_neither_kept_nor_suppressing():

@@ -3,8 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scratchdet.models.detections import Detections
-from scratchdet.train.curves import curve_report, plot_curves
+from scratchdet.train.curves import plot_curves
 from scratchdet.train.data.records import ImageRecord
+from scratchdet.train.evaluate import evaluate
 
 
 def record(boxes, labels, difficult=None):
@@ -31,8 +32,8 @@ def case():
 
 
 def test_precision_recall_f1_and_confusion_by_hand(case):
-    report = curve_report(*case, ["A", "B"], conf=0.25)
-    a, b = report.per_class["A"], report.per_class["B"]
+    report = evaluate(*case, ["A", "B"], conf=0.25)
+    a, b = report.at_conf["A"], report.at_conf["B"]
     assert (a["precision"], a["recall"], a["f1"]) == pytest.approx((0.5, 1.0, 2 / 3))
     assert (b["precision"], b["recall"], b["f1"], b["ground_truth"]) == (0.0, 0.0, 0.0, 2)
     assert (a["best_f1"], a["best_f1_conf"]) == pytest.approx((1.0, 0.9))
@@ -43,7 +44,7 @@ def test_precision_recall_f1_and_confusion_by_hand(case):
 
 
 def test_plots_are_written(case, tmp_path):
-    written = plot_curves(curve_report(*case, ["A", "B"]), tmp_path)
+    written = plot_curves(evaluate(*case, ["A", "B"]), tmp_path)
     assert [p.name for p in written] == ["pr_curve.png", "confusion_matrix.png"]
     import matplotlib.image
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scratchdet.models.detections import Detections
 from scratchdet.train.data.records import ImageRecord
-from scratchdet.train.evaluate import class_pr, coco_metrics, evaluate, voc_ap
+from scratchdet.train.evaluate import class_matches, coco_metrics, evaluate, voc_ap
 
 
 def record(boxes, labels, difficult=None):
@@ -25,10 +25,10 @@ def test_voc_ap_on_a_hand_computed_case():
     assert voc_ap(recall, precision, eleven_point=True) == pytest.approx((4 + 3 * 2 / 3) / 11)
 
 
-def test_class_pr_counts_duplicates_as_false_and_ignores_difficult():
+def test_class_matches_count_duplicates_as_false_and_ignores_difficult():
     truth = [record([[0, 0, 10, 10], [50, 50, 60, 60]], [1, 1], difficult=[False, True])]
     found = [dets([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.8, 0.7], [1, 1, 1])]
-    recall, precision = class_pr(truth, found, 1)
+    recall, precision = class_matches(truth, found, 1).curve()
     np.testing.assert_allclose(recall, [1.0, 1.0])  # the difficult match is neither hit nor miss
     np.testing.assert_allclose(precision, [1.0, 0.5])
 
