@@ -30,7 +30,7 @@ class Placement:
 
 
 ROLES = {"Conv": ("x", "w", "b"), "Add": ("x", "x"), "Relu": ("x",), "MaxPool": ("x",), "Concat": None,
-         "Reshape": ("x", "shape"), "Transpose": ("x",), "Pad": ("x", "pads", "value")}
+         "Reshape": ("x", "shape"), "Transpose": ("x",), "Pad": ("x", "pads", "value"), "TopK": ("x", "k")}
 SHAPE_OPS = ("Shape", "Reshape")
 
 

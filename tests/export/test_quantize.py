@@ -66,6 +66,7 @@ def test_tensorrt_flavour_is_what_tensorrt_parses(fp32, synth_data, tmp_path):
     assert found.quantised_inputs["Relu.x"] == 0  # TensorRT fuses ReLU into the Conv
     assert found.quantised_inputs["Conv.x"] == found.quantised_inputs["Conv.w"] == 36
     assert found.quantised_inputs["MaxPool.x"] == 1
+    assert found.quantised_inputs["TopK.x"] == 0 and found.float_inputs["TopK.x"] == 2  # NMS scores stay float
     producers = {out: node for node in model.graph.node for out in node.output}
     residual_adds = [n for n in model.graph.node if n.op_type == "Add" and n.name.startswith("/model/backbone/")]
     assert len(residual_adds) == 10
