@@ -9,6 +9,10 @@ TensorRT 10 vs 11 (../shared/reference/tensorrt-facts.md section 3; TensorRT 11 
 Our choice: every engine is strongly typed and takes its precision from the ONNX, on both majors: fp32
 from the FP32 ONNX, fp16 from an FP16 ONNX (`quantize --precision fp16`), int8 from the symmetric Q/DQ
 ONNX (`quantize --target tensorrt`). One path, the same numerics on 10 and 11, and nothing deprecated.
+FP32 engines are built without TF32: BuilderFlag TF32 is on by default ("Enabled by default", NvInfer.h
+BuilderFlag::kTF32 in 10.3.0 and 11.1) and rounds Conv/MatMul inputs to 10-bit mantissas, while gpu_check
+holds FP32 engines to the ONNX Runtime score within 0.001. We clear it as trtexec's --noTF32 does
+(samples/common/sampleEngines.cpp: `config.clearFlag(BuilderFlag::kTF32)`, same in v10.3.0 and 11.1).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class EnginePlan:
     strongly_typed: bool
     network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag names set on create_network
     builder_flags: tuple[str, ...]
+    cleared_builder_flags: tuple[str, ...]  # default-on BuilderFlag names cleared (TF32 for fp32)
     shapes: dict[str, tuple[list[int], list[int], list[int]]]  # input -> (min, opt, max)
     workspace_mib: int = 1024
     dla_core: int | None = None
@@ -105,6 +110,11 @@ def precision_settings(precision: str, onnx_precision: str, major: int) -> tuple
     return True, ()
 
 
+def cleared_builder_flags(precision: str) -> tuple[str, ...]:
+    """TF32 off for fp32 engines (plain IEEE FP32 convolutions); the fp16/int8 networks keep TensorRT's default."""
+    return ("TF32",) if precision == "fp32" else ()
+
+
 def network_flags(strongly_typed: bool, major: int) -> tuple[str, ...]:
     """STRONGLY_TYPED on 10.x only: 11.x is always strongly typed and ignores the deprecated flag."""
     return ("STRONGLY_TYPED",) if strongly_typed and major == 10 else ()
@@ -148,7 +158,8 @@ def make_plan(onnx: Path, metadata: dict, precision: str, tensorrt_version: str,
         flags = (*flags, *dla_flags(tensorrt_version, batches))
     engine, sidecar, cache = engine_paths(onnx, precision, major, out)
     return EnginePlan(str(onnx), str(engine), str(sidecar), str(cache), precision, major, strongly_typed,
-                      network_flags(strongly_typed, major), flags, profile_shapes(metadata["input_size"], *batches),
+                      network_flags(strongly_typed, major), flags, cleared_builder_flags(precision),
+                      profile_shapes(metadata["input_size"], *batches),
                       workspace_mib, dla_core)
 
 
@@ -176,6 +187,8 @@ def trtexec_arguments(plan: EnginePlan) -> list[str]:
             f"--timingCacheFile={plan.timing_cache}"]
     if "STRONGLY_TYPED" in plan.network_flags:
         args.append("--stronglyTyped")
+    if "TF32" in plan.cleared_builder_flags:
+        args.append("--noTF32")  # trtexec 10.3 and 11.1: samples/common/sampleOptions.cpp
     if plan.dla_core is not None:
         args += [f"--useDLACore={plan.dla_core}", "--allowGPUFallback"]
     return args

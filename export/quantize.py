@@ -3,9 +3,11 @@
 Two INT8 flavours (README, "INT8"), both Q/DQ with per-channel weights, through
 onnxruntime.quantization:
   ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
-  tensorrt  signed symmetric activations and weights, zero point 0: what TensorRT's Q/DQ parser takes.
-Only the network is quantised (its Conv, Relu, Add and MaxPool nodes); normalisation, box decoding and NMS
-stay float32. For `ort` the 3-channel first conv is zero-padded to 4 input channels first (channel_pad.py).
+  tensorrt  signed symmetric activations and weights, zero point 0, float biases, Q/DQ on op inputs only
+            (TensorRT's placement rules, as NVIDIA ModelOpt applies them: tensorrt_qdq.py).
+Only the network is quantised (its Conv, Relu, Add and MaxPool nodes; tensorrt: Conv, Add, MaxPool inputs);
+normalisation, box decoding and NMS stay float32. For `ort` the 3-channel first conv is zero-padded to 4 input
+channels first (channel_pad.py).
 Calibration ranges are cached under a key of everything they depend on (ONNX bytes, images, method,
 layout), so a second run with the same inputs reuses them.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from scratchdet.export import tensorrt_qdq
 from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
 from scratchdet.export.contract import check_contract, load_checked, read_metadata, write_metadata
 from scratchdet.models.files import atomic_write, ensure_writable, file_sha256
@@ -106,9 +109,9 @@ def quiet_quantizer_logging() -> Iterator[None]:
         root.removeFilter(hint)
 
 
-def network_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the network's quantisable nodes (everything else stays float)."""
-    nodes = [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name.startswith(NETWORK_PREFIXES)]
+def network_nodes(model: onnx.ModelProto, ops: tuple[str, ...] = QUANTIZED_OPS) -> list[str]:
+    """Names of the network's quantisable nodes of types `ops` (everything else stays float)."""
+    nodes = [n.name for n in model.graph.node if n.op_type in ops and n.name.startswith(NETWORK_PREFIXES)]
     if not nodes:
         raise QuantizationError("no quantisable network nodes found (was this ONNX made by `scratchdet export`?)")
     return nodes
@@ -175,6 +178,13 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     log.info("calibration ranges: %s (%s)", cache, "reused" if cache.is_file() else "computing")
     symmetric = target == "tensorrt"
     reduce_range = options.reduce_range and not symmetric  # TensorRT INT8 is full 8-bit symmetric
+    if symmetric:
+        nodes = network_nodes(model, tensorrt_qdq.OPS)
+        residual = tensorrt_qdq.non_residual_add_inputs(model, nodes)
+        extra = tensorrt_qdq.extra_options(model)
+    else:
+        nodes, residual = network_nodes(model), {}
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     # One write of graph and final metadata together: a kill leaves the previous file, never an INT8 graph
     # labelled fp32 (quantize_static copies the source's metadata).
     fresh = not cache.is_file()
@@ -187,14 +197,14 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
         with quiet_quantizer_logging():
             quantize_static(
                 model, temporary, _Reader(images), quant_format=QuantFormat.QDQ,
-                nodes_to_quantize=network_nodes(model), per_channel=True, reduce_range=reduce_range,
+                nodes_to_quantize=nodes, per_channel=True, reduce_range=reduce_range,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[options.method],
-                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-                calibration_cache_path=cache_file,
+                extra_options=extra, calibration_cache_path=cache_file,
             )
         quantized = onnx.load(str(temporary))
+        tensorrt_qdq.unquantize_inputs(quantized, residual)  # the Conv side of each residual Add stays float
         write_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": {
             "target": target, "calibration_images": options.images, "calibration_method": options.method,
             "calibration_seed": options.seed, "calibration_data_hash": images_hash, "reduce_range": reduce_range,

@@ -80,6 +80,8 @@ def _configure(builder: trt.Builder, plan: EnginePlan) -> trt.IBuilderConfig:
                            f"delete it and build again")
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    for flag in plan.cleared_builder_flags:  # BuilderFlag.TF32 and clear_flag exist in the 10.3 and 11.x bindings
+        config.clear_flag(getattr(trt.BuilderFlag, flag))
     if plan.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core

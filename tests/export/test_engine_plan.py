@@ -101,3 +101,30 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command
         check_engine_compatible("m.engine", values, "10.4.0", "Orin", "8.7")
     with pytest.raises(EngineMismatchError, match=r"GPU Orin sm_8.7 \(running RTX 4090 sm_8.9\)"):
         check_engine_compatible("m.engine", values, "10.3.0", "RTX 4090", "8.9")
+
+
+@pytest.mark.parametrize("version", ["10.3.0.30", "11.1.0"])
+def test_fp32_engines_are_built_without_tf32(version, monkeypatch):
+    onnx = Path("runs/x/export/model.onnx")
+    fp32 = make_plan(onnx, METADATA, "fp32", version)
+    assert fp32.cleared_builder_flags == ("TF32",) and "--noTF32" in trtexec_command(fp32).split()
+    for precision, onnx_precision in (("fp16", "fp16"), ("int8", "int8-tensorrt")):
+        plan = make_plan(onnx, {**METADATA, "precision": onnx_precision}, precision, version)
+        assert plan.cleared_builder_flags == () and "--noTF32" not in trtexec_command(plan)
+    # The Python builder clears the same flag: a stand-in `tensorrt` records the config calls.
+    import types
+
+    from scratchdet.export import tensorrt_build
+
+    calls = []
+    config = types.SimpleNamespace(
+        set_memory_pool_limit=lambda *a: None, add_optimization_profile=lambda p: 0,
+        create_timing_cache=lambda data: "cache", set_timing_cache=lambda cache, ignore_mismatch: True,
+        set_flag=lambda flag: calls.append(("set", flag)), clear_flag=lambda flag: calls.append(("clear", flag)))
+    profile = types.SimpleNamespace(set_shape=lambda *a: None)
+    builder = types.SimpleNamespace(create_builder_config=lambda: config, create_optimization_profile=lambda: profile)
+    fake = types.SimpleNamespace(MemoryPoolType=types.SimpleNamespace(WORKSPACE=0),
+                                 BuilderFlag=types.SimpleNamespace(TF32="TF32", GPU_FALLBACK="GPU_FALLBACK"))
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
+    tensorrt_build._configure(builder, fp32)
+    assert calls == [("clear", "TF32")]

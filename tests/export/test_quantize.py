@@ -53,6 +53,30 @@ def test_every_conv_is_quantised_and_decode_nms_untouched(fp32, synth_data, tmp_
     assert sum(n.op_type == "NonMaxSuppression" for n in tail) == 1
 
 
+def test_tensorrt_flavour_is_what_tensorrt_parses(fp32, synth_data, tmp_path):
+    from scratchdet.benchmarks.qdq_placement import non_int8_dequantize, placement
+
+    model = onnx.load(str(quantize_int8(fp32, synth_data, "tensorrt", tmp_path / "trt.onnx",
+                                        CalibrationOptions(images=8))))
+    assert non_int8_dequantize(model) == []  # the parser takes only INT8 into DequantizeLinear (36 INT32 before)
+    found = placement(model)
+    assert found.nonzero_zero_points == 0 and found.quantize > 0
+    assert found.biases == {"float": 36}
+    assert found.dequantize_into_shape_ops == 0  # head outputs reach Reshape in float
+    assert found.quantised_inputs["Relu.x"] == 0  # TensorRT fuses ReLU into the Conv
+    assert found.quantised_inputs["Conv.x"] == found.quantised_inputs["Conv.w"] == 36
+    assert found.quantised_inputs["MaxPool.x"] == 1
+    assert found.quantised_inputs["TopK.x"] == 0 and found.float_inputs["TopK.x"] == 2  # NMS scores stay float
+    producers = {out: node for node in model.graph.node for out in node.output}
+    residual_adds = [n for n in model.graph.node if n.op_type == "Add" and n.name.startswith("/model/backbone/")]
+    assert len(residual_adds) == 10
+    for add in residual_adds:  # only the skip input quantised; the Conv branch fuses into Conv + Add
+        kinds = sorted(producers[i].op_type for i in add.input)
+        assert kinds == ["Conv", "DequantizeLinear"], (add.name, kinds)
+    used = {name for node in model.graph.node for name in node.input}
+    assert all(t.name in used for t in model.graph.initializer)  # no scale left behind by the Add edit
+
+
 def test_calibration_ranges_are_cached_and_reused(fp32, synth_data, tmp_path):
     options = CalibrationOptions(images=8)
     first = quantize_int8(fp32, synth_data, "ort", tmp_path / "a.onnx", options, cache_dir=tmp_path / "cache")
@@ -69,10 +93,13 @@ def test_int8_and_fp16_keep_accuracy_close(bccd_models, bccd, tmp_path):
     data = load_dataset(bccd, "val")
     fp32, int8 = bccd_models["fp32"], bccd_models["int8"]
     fp16 = convert_fp16(fp32, tmp_path / "fp16.onnx")
-    scores = {p.name: validate(Predictor(OnnxBackend(p)), data).map50 for p in (fp32, fp16, int8)}
+    tensorrt = quantize_int8(fp32, bccd, "tensorrt", tmp_path / "model-int8-tensorrt.onnx",
+                             CalibrationOptions(images=32))
+    scores = {p.name: validate(Predictor(OnnxBackend(p)), data).map50 for p in (fp32, fp16, int8, tensorrt)}
     assert scores["model.onnx"] > 0.05, "the fixture model should detect something"
     assert abs(scores["fp16.onnx"] - scores["model.onnx"]) <= 0.01
     assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05  # a 2-epoch model: loose, see the README
+    assert abs(scores["model-int8-tensorrt.onnx"] - scores["model.onnx"]) <= 0.05
 
 
 def test_bad_inputs_are_clear_errors(fp32, synth_data, tmp_path):
