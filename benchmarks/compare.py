@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
 from scratchdet.train.config import load_config
 
 log = logging.getLogger(__name__)
@@ -320,6 +321,7 @@ def plot_runs(arms: dict[str, list[dict]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from scratchdet.train.plots import read_metrics
 
     figure, (curves, norms) = plt.subplots(1, 2, figsize=(12, 4.5))

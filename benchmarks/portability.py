@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from scratchdet.models.detections import Detections
+
+from scratchdet.models.inference.detections import Detections
 
 FP32_BOX_TOLERANCE_PX = 1e-3  # float32 rounding of other kernels, in input pixels
 FP32_SCORE_TOLERANCE = 1e-5

@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from scratchdet.export.contract import load_checked
-from scratchdet.export.engine_plan import PRECISIONS, make_plan, trtexec_command
+from scratchdet.arguments import non_negative_int, positive_int
+from scratchdet.export.engine_plan import make_plan, trtexec_command
 from scratchdet.export.quantize import (
     METHODS,
     TARGETS,
@@ -16,9 +16,8 @@ from scratchdet.export.quantize import (
     quantization_summary,
     quantize_int8,
 )
-
-from scratchdet.arguments import non_negative_int, positive_int
 from scratchdet.flags import add_model_argument
+from scratchdet.models.contract import ENGINE_PRECISIONS, load_checked
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
 def _engine_arguments(engine: argparse.ArgumentParser) -> None:
     add_model_argument(engine, "the ONNX to build: model.onnx (fp32), model-fp16.onnx or model-int8-tensorrt.onnx",
                        deprecated=("--onnx",))
-    engine.add_argument("--precision", choices=PRECISIONS, required=True,
+    engine.add_argument("--precision", choices=ENGINE_PRECISIONS, required=True,
                         help="engine precision; must match the ONNX's (engines are strongly typed)")
     engine.add_argument("--min-batch", type=positive_int, default=1, help="smallest batch of the optimisation profile")
     engine.add_argument("--opt-batch", type=positive_int, default=1, help="batch TensorRT tunes kernels for")
@@ -85,8 +84,9 @@ def run_quantize(args: argparse.Namespace) -> None:
 
 
 def run_engine(args: argparse.Namespace) -> None:
-    from scratchdet.export.cuda_device import CudaError, gpu_info
-    from scratchdet.export.tensorrt_build import build_engine, import_tensorrt
+    from scratchdet.export.tensorrt_build import build_engine
+    from scratchdet.models.inference.cuda_device import CudaError, gpu_info
+    from scratchdet.models.inference.tensorrt_backend import import_tensorrt
 
     onnx_path = Path(args.model)
     _, metadata = load_checked(onnx_path)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scratchdet.runtime.results import TXT_FORMAT
-
 from scratchdet.arguments import non_negative_int, positive_int, probability
 from scratchdet.flags import add_model_argument
+from scratchdet.runtime.results import TXT_FORMAT
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -85,12 +84,11 @@ def run_val(args: argparse.Namespace) -> None:
 
     from scratchdet.models.config import to_dict
     from scratchdet.models.files import write_text
+    from scratchdet.paths import increment_path
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.curves import curve_report, plot_curves
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import detect_dataset, evaluate
-
-    from scratchdet.paths import increment_path
 
     data = load_dataset(args.data, args.split)
     with Detector(args.model, conf=0.0, runtime=args.runtime, precision_hint=args.precision_hint) as detector:
@@ -133,8 +131,8 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_bundle(args: argparse.Namespace) -> None:
+    from scratchdet.export.bundle import make_bundle
     from scratchdet.export.deploy_cli import calibration_options
-    from scratchdet.runtime.bundle import make_bundle
 
     source = Path(args.model)
     out = Path(args.out) if args.out else source.parent.parent / "bundle"

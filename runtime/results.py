@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from scratchdet.runtime.board_runner import detections_document
 
 TXT_FORMAT = "class_id x1 y1 x2 y2 score (0-based class id, corners in pixels of the original image)"

@@ -6,11 +6,10 @@ import argparse
 import os
 from dataclasses import replace
 
+from scratchdet.arguments import non_negative_int, positive_float, positive_int
 from scratchdet.train.config import load_config
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.trainer import Trainer, prepare_run_folder
-
-from scratchdet.arguments import non_negative_int, positive_float, positive_int
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scratchdet.models.detections import Detections
+
+from scratchdet.models.inference.detections import Detections
 from scratchdet.train.data.records import ImageRecord
 
 
@@ -172,6 +173,7 @@ def plot_curves(report: CurveReport, folder: str | Path, title: str = "") -> lis
 
     matplotlib.use("Agg")  # chosen here, not at import: importing this module must not change a user's backend
     import matplotlib.pyplot as plt
+
     from scratchdet.train.evaluate import voc_ap
 
     folder = Path(folder)

@@ -2,6 +2,7 @@ import os
 from types import SimpleNamespace
 
 import pytest
+
 from scratchdet.models.files import atomic_write, ensure_writable, write_text
 
 

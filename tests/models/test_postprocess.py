@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.models.config import PostprocessConfig
 from scratchdet.models.postprocess import box_iou, greedy_nms_mask, postprocess

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scratchdet.export.onnx_backend import OnnxBackend
+
+from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 from scratchdet.runtime.detector import Detector, open_backend
 
 pytestmark = pytest.mark.openvino

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from scratchdet.runtime import board_runner
 from scratchdet.runtime.detector import Detector
 from scratchdet.runtime.predict import Source, classify, predict

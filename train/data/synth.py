@@ -8,8 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scratchdet.models.files import write_text
 
+from scratchdet.models.files import write_text
 from scratchdet.progress import progress
 
 CLASSES = ("circle", "square", "triangle")
