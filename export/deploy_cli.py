@@ -1,4 +1,4 @@
-"""`scratchdet quantize` and `scratchdet engine`."""
+"""`scratchdet quantize`, `scratchdet engine` and `scratchdet bundle`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from scratchdet.arguments import non_negative_int, positive_int
+from scratchdet.arguments import non_negative_int, positive_int, probability
 from scratchdet.export.engine_plan import make_plan, trtexec_command
 from scratchdet.export.quantize import (
     METHODS,
@@ -34,8 +34,8 @@ def calibration_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
-    """Adds the arguments of `scratchdet quantize` or `engine`."""
-    {"quantize": _quantize_arguments, "engine": _engine_arguments}[command](parser)
+    """Adds the arguments of `scratchdet quantize`, `engine` or `bundle`."""
+    {"quantize": _quantize_arguments, "engine": _engine_arguments, "bundle": _bundle_arguments}[command](parser)
 
 
 def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
@@ -106,3 +106,28 @@ def run_engine(args: argparse.Namespace) -> None:
     print(f"trtexec equivalent: {trtexec_command(plan)}")
     engine = build_engine(plan, metadata)
     print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB), sidecar {plan.sidecar}")
+
+
+def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
+    add_model_argument(bundle, "the FP32 ONNX from `scratchdet export`", deprecated=("--onnx",))
+    bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
+    bundle.add_argument("--out", help="default: RUN/bundle")
+    bundle.add_argument("--conf", type=probability,
+                        help="deployment score threshold for DeepStream (default: the ONNX's deploy_score_threshold, "
+                             "else 0.25); evaluation keeps the ONNX's own low threshold")
+    bundle.add_argument("--max-batch", type=positive_int, default=8,
+                        help="largest batch of the engines build_engine.sh builds")
+    calibration_arguments(bundle)
+    bundle.set_defaults(run=run_bundle)
+
+
+def run_bundle(args: argparse.Namespace) -> None:
+    from scratchdet.export.bundle import make_bundle
+
+    source = Path(args.model)
+    out = Path(args.out) if args.out else source.parent.parent / "bundle"
+    folder = make_bundle(source, args.data, out, calibration_options(args), score_threshold=args.conf,
+                         max_batch=args.max_batch)
+    print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
+    for path in sorted(folder.iterdir()):
+        print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")
