@@ -14,10 +14,11 @@ import tempfile
 from pathlib import Path
 
 import onnx
+
 from scratchdet.benchmarks.arm_emulation import CORES, run_emulated
 from scratchdet.benchmarks.portability import TensorDifference, tensor_differences, with_quantized_outputs
-from scratchdet.export.contract import read_metadata
-from scratchdet.export.onnx_backend import create_session
+from scratchdet.models.contract import read_metadata
+from scratchdet.models.inference.onnxruntime_backend import create_session
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 

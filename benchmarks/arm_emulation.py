@@ -25,6 +25,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
 from scratchdet.models.files import write_text
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from scratchdet.arguments import non_negative_float, positive_int, positive_int_list
 from scratchdet.benchmarks.gate import (
     BASELINE_MAP_TOLERANCE,
     GateResult,
@@ -19,10 +20,8 @@ from scratchdet.benchmarks.gate import (
 )
 from scratchdet.benchmarks.harness import failed_rows, run_benchmark
 from scratchdet.benchmarks.report import markdown, read_report, write_report
-from scratchdet.models.files import write_text
-
-from scratchdet.arguments import non_negative_float, positive_int, positive_int_list
 from scratchdet.flags import add_model_argument
+from scratchdet.models.files import write_text
 
 log = logging.getLogger(__name__)
 

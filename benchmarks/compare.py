@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
 from scratchdet.models.files import atomic_write, ensure_writable, write_text
 from scratchdet.train.config import load_config
 
@@ -342,6 +343,7 @@ def plot_runs(arms: dict[str, list[dict]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from scratchdet.train.plots import read_metrics
 
     figure, (curves, norms) = plt.subplots(1, 2, figsize=(12, 4.5))

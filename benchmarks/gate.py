@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from scratchdet.benchmarks.timing import interleave, speed_ratios
 from scratchdet.models import boxes
 
@@ -160,8 +161,8 @@ def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30,
 def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeats: int = 9,
              per_round: int = 20) -> list[float]:
     """Per-round speed ratios of two ONNX models (network + NMS) timed A/B-interleaved on one input."""
-    from scratchdet.export.contract import load_checked
-    from scratchdet.export.onnx_backend import create_session
+    from scratchdet.models.contract import load_checked
+    from scratchdet.models.inference.onnxruntime_backend import create_session
 
     sessions, inputs = {}, {}
     for name, path in (("baseline", baseline_onnx), ("candidate", candidate_onnx)):

@@ -47,8 +47,8 @@ TOLERANCES = {"fp32": Tolerance(0.005, 0.99, 0.99, 0.001), "fp16": Tolerance(0.0
 
 def missing_requirements() -> list[str]:
     """What this host lacks for the TensorRT path (empty when everything is there)."""
-    from scratchdet.export.cuda_device import CudaError, gpu_info
-    from scratchdet.export.tensorrt_build import import_tensorrt
+    from scratchdet.models.inference.cuda_device import CudaError, gpu_info
+    from scratchdet.models.inference.tensorrt_backend import import_tensorrt
 
     missing = []
     try:
@@ -128,9 +128,10 @@ def _models(weights: Path, data: Path, out: Path) -> dict[str, Path]:
 
 def _engines(onnx: dict[str, Path], max_batch: int) -> dict[str, Path]:
     import tensorrt
-    from scratchdet.export.contract import load_checked
+
     from scratchdet.export.engine_plan import make_plan
     from scratchdet.export.tensorrt_build import build_engine
+    from scratchdet.models.contract import load_checked
 
     engines = {}
     for precision, path in onnx.items():
@@ -170,6 +171,7 @@ def run(data: Path, out: Path, weights: Path | None, dry_run: bool, max_batch: i
         epochs: int) -> dict[str, Any]:
     """Everything after the requirements check; returns the report (also written to out)."""
     import cv2
+
     from scratchdet.benchmarks.harness import environment
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import dataset_batch
@@ -205,7 +207,7 @@ def run(data: Path, out: Path, weights: Path | None, dry_run: bool, max_batch: i
 
 
 def _input_size(onnx: Path) -> int:
-    from scratchdet.export.contract import load_checked
+    from scratchdet.models.contract import load_checked
 
     return int(load_checked(onnx)[1]["input_size"])
 

@@ -7,7 +7,6 @@ its error and the run goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -17,13 +16,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from scratchdet.benchmarks.peak import Peak, limit_of, peak_calls, peak_from_rounds
 from scratchdet.benchmarks.timing import interleave, latency_stats
-from scratchdet.export.contract import load_checked
-from scratchdet.models.checkpoint import read_checkpoint
 from scratchdet.models.config import ModelConfig, from_dict
+from scratchdet.models.inference.formats import FORMATS, model_metadata
+from scratchdet.models.inference.predictor import StageTimes
 from scratchdet.models.info import count_gflops
-from scratchdet.models.predictor import StageTimes
 from scratchdet.models.ssd import SSD
 from scratchdet.runtime.detector import Detector
 from scratchdet.train.data.load import load_dataset
@@ -87,7 +86,7 @@ def environment(threads: int) -> dict:
 
 def _gpu() -> str | None:
     try:
-        from scratchdet.export.cuda_device import gpu_info
+        from scratchdet.models.inference.cuda_device import gpu_info
 
         return "{} (sm_{})".format(*gpu_info())
     except Exception:  # no cuda-python, no driver, no GPU: all mean "none here"
@@ -96,13 +95,7 @@ def _gpu() -> str | None:
 
 def model_config_of(path: Path) -> ModelConfig:
     """The architecture behind a model file, to count its GFLOPs from the network itself."""
-    if path.suffix == ".pt":
-        values = read_checkpoint(path)["model_config"]
-    elif path.suffix == ".onnx":
-        values = load_checked(path)[1]["model_config"]
-    else:
-        values = json.loads(path.with_suffix(".json").read_text())["model_metadata"]["model_config"]
-    return from_dict(ModelConfig, values, str(path))
+    return from_dict(ModelConfig, model_metadata(path)["model_config"], str(path))
 
 
 def accuracy(detector: Detector, data: DetectionSet, batch: int = 8) -> tuple[float, float]:
@@ -123,8 +116,7 @@ def display_names(paths: list[Path]) -> list[str]:
 
 def _open(path: Path, name: str, threads: int, runtime: str = "ort",
           classes: list[str] | None = None) -> tuple[Row, Detector | None]:
-    row = Row(name, str(path),
-              {".pt": "pytorch", ".onnx": "onnx", ".engine": "tensorrt"}.get(path.suffix, path.suffix))
+    row = Row(name, str(path), FORMATS[path.suffix].label if path.suffix in FORMATS else path.suffix)
     try:
         torch_threads(threads)
         # No spinning: interleaved sessions would otherwise steal each other's cores between calls.

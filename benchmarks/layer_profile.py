@@ -72,7 +72,7 @@ def kernel_times(onnx_path: str | Path, runs: int = 20, threads: int = 2) -> dic
 
 def openvino_kernel_times(onnx_path: str | Path, runs: int = 20, threads: int = 2) -> dict[str, float]:
     """Mean ms per run on OpenVINO's CPU plugin (f32 hint, batch 1), keyed as `kernel_times` keys ONNX Runtime's."""
-    from scratchdet.runtime.backends.openvino_backend import compile_onnx
+    from scratchdet.models.inference.openvino_backend import compile_onnx
 
     request = compile_onnx(onnx_path, threads, batch=1, profile=True).create_infer_request()
     image = np.random.default_rng(0).uniform(0, 255, (1, *request.get_input_tensor().shape[1:])).astype(np.float32)

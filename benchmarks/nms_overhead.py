@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from scratchdet.benchmarks.timing import interleave, latency_stats, speed_ratios
-from scratchdet.export.nms_graph import nms_tail_model
-from scratchdet.export.onnx_backend import create_session
-from scratchdet.export.onnx_export import ExportOptions, export_network_only, export_onnx
-from scratchdet.models.checkpoint import load_model
-from scratchdet.models.config import load_model_config
-from scratchdet.models.ssd import SSD
 
 from scratchdet.arguments import positive_int
+from scratchdet.benchmarks.timing import interleave, latency_stats, speed_ratios
+from scratchdet.export.nms_graph import nms_tail_model
+from scratchdet.export.onnx_export import ExportOptions, export_network_only, export_onnx
 from scratchdet.flags import add_model_argument
+from scratchdet.models.checkpoint import load_model
+from scratchdet.models.config import load_model_config
+from scratchdet.models.inference.onnxruntime_backend import create_session
+from scratchdet.models.ssd import SSD
 
 
 def tail_inputs(num_priors: int, num_classes: int, uniform: bool, seed: int = 0) -> dict[str, np.ndarray]:

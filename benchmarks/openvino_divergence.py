@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from scratchdet.export.contract import read_metadata
-from scratchdet.export.onnx_backend import create_session
-from scratchdet.runtime.backends.openvino_backend import compile_onnx, run_compiled
+
+from scratchdet.models.contract import read_metadata
+from scratchdet.models.inference.onnxruntime_backend import create_session
+from scratchdet.models.inference.openvino_backend import compile_onnx, run_compiled
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
 from scratchdet.models.files import atomic_write
 
 CHANNELS, SIZE = 16, 16

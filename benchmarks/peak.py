@@ -29,9 +29,10 @@ from typing import ClassVar
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
 from scratchdet.benchmarks.timing import latency_stats
-from scratchdet.export.onnx_backend import create_session
 from scratchdet.export.quantize import quiet_quantizer_logging
+from scratchdet.models.inference.onnxruntime_backend import create_session
 
 log = logging.getLogger(__name__)
 

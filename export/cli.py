@@ -8,19 +8,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import onnx
-from scratchdet.export.contract import load_checked
+
+from scratchdet.arguments import int_range, positive_int, probability
 from scratchdet.export.onnx_export import OPSETS, ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import require_tensorrt_compatible, verdict_lines
 from scratchdet.export.verify import verify_onnx
+from scratchdet.flags import add_model_argument
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
+from scratchdet.models.contract import load_checked
 from scratchdet.models.files import file_sha256
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
-
-from scratchdet.arguments import int_range, positive_int, probability
-from scratchdet.flags import add_model_argument
 
 log = logging.getLogger(__name__)
 

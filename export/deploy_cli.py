@@ -1,4 +1,4 @@
-"""`scratchdet quantize` and `scratchdet engine`."""
+"""`scratchdet quantize`, `scratchdet engine` and `scratchdet bundle`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 
 import onnx
-from scratchdet.export.contract import load_checked
-from scratchdet.export.engine_plan import PRECISIONS, make_plan, trtexec_command
+
+from scratchdet.arguments import non_negative_int, positive_int, probability
+from scratchdet.export.engine_plan import make_plan, trtexec_command
 from scratchdet.export.quantize import (
     METHODS,
     TARGETS,
@@ -18,9 +19,8 @@ from scratchdet.export.quantize import (
     quantize_int8,
 )
 from scratchdet.export.tensorrt_check import verdict_lines
-
-from scratchdet.arguments import non_negative_int, positive_int
 from scratchdet.flags import add_model_argument
+from scratchdet.models.contract import ENGINE_PRECISIONS, load_checked
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ def calibration_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
-    """Adds the arguments of `scratchdet quantize` or `engine`."""
-    {"quantize": _quantize_arguments, "engine": _engine_arguments}[command](parser)
+    """Adds the arguments of `scratchdet quantize`, `engine` or `bundle`."""
+    {"quantize": _quantize_arguments, "engine": _engine_arguments, "bundle": _bundle_arguments}[command](parser)
 
 
 def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def _quantize_arguments(quantize: argparse.ArgumentParser) -> None:
 def _engine_arguments(engine: argparse.ArgumentParser) -> None:
     add_model_argument(engine, "the ONNX to build: model.onnx (fp32), model-fp16.onnx or model-int8-tensorrt.onnx",
                        deprecated=("--onnx",))
-    engine.add_argument("--precision", choices=PRECISIONS, required=True,
+    engine.add_argument("--precision", choices=ENGINE_PRECISIONS, required=True,
                         help="engine precision; must match the ONNX's (engines are strongly typed)")
     engine.add_argument("--min-batch", type=positive_int, default=1, help="smallest batch of the optimisation profile")
     engine.add_argument("--opt-batch", type=positive_int, default=1, help="batch TensorRT tunes kernels for")
@@ -88,8 +88,9 @@ def run_quantize(args: argparse.Namespace) -> None:
 
 
 def run_engine(args: argparse.Namespace) -> None:
-    from scratchdet.export.cuda_device import CudaError, gpu_info
-    from scratchdet.export.tensorrt_build import build_engine, import_tensorrt
+    from scratchdet.export.tensorrt_build import build_engine
+    from scratchdet.models.inference.cuda_device import CudaError, gpu_info
+    from scratchdet.models.inference.tensorrt_backend import import_tensorrt
 
     onnx_path = Path(args.model)
     _, metadata = load_checked(onnx_path)
@@ -109,3 +110,28 @@ def run_engine(args: argparse.Namespace) -> None:
     print(f"trtexec equivalent: {trtexec_command(plan)}")
     engine = build_engine(plan, metadata)
     print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB), sidecar {plan.sidecar}")
+
+
+def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
+    add_model_argument(bundle, "the FP32 ONNX from `scratchdet export`", deprecated=("--onnx",))
+    bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
+    bundle.add_argument("--out", help="default: RUN/bundle")
+    bundle.add_argument("--conf", type=probability,
+                        help="deployment score threshold for DeepStream (default: the ONNX's deploy_score_threshold, "
+                             "else 0.25); evaluation keeps the ONNX's own low threshold")
+    bundle.add_argument("--max-batch", type=positive_int, default=8,
+                        help="largest batch of the engines build_engine.sh builds")
+    calibration_arguments(bundle)
+    bundle.set_defaults(run=run_bundle)
+
+
+def run_bundle(args: argparse.Namespace) -> None:
+    from scratchdet.export.bundle import make_bundle
+
+    source = Path(args.model)
+    out = Path(args.out) if args.out else source.parent.parent / "bundle"
+    folder = make_bundle(source, args.data, out, calibration_options(args), score_threshold=args.conf,
+                         max_batch=args.max_batch)
+    print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
+    for path in sorted(folder.iterdir()):
+        print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

@@ -23,24 +23,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scratchdet.models.contract import ENGINE_PRECISIONS, engine_name, version_tuple
 from scratchdet.models.files import write_text
 
-PRECISIONS = ("fp32", "fp16", "int8")
-# The ONNX precision (metadata "precision") each engine precision accepts.
-ONNX_FOR = {"fp32": ("fp32",), "fp16": ("fp16",), "int8": ("int8-tensorrt",)}
-# Suffixes `quantize` adds to an ONNX stem; an engine is named after the model, not after its source ONNX.
-ONNX_SUFFIXES = ("-fp32", "-fp16", "-int8-tensorrt", "-int8-ort")
 # DLA (Jetson AGX Orin): TensorRT 10.0-10.7 ("TensorRT 10.7 was the last 10.x release that supported DLA")
 # and 11.4.1+ with JetPack 7.2.2 (11.4.1 release notes; "Working with DLA", docs 11.4.1); not 11.0-11.4.0.
 DLA_VERSIONS = (((10, 0, 0), (10, 7, 99)), ((11, 4, 1), (11, 99, 99)))
 
 
+# The ONNX precision (metadata "precision") each engine precision accepts.
+ONNX_FOR = {"fp32": ("fp32",), "fp16": ("fp16",), "int8": ("int8-tensorrt",)}
+
+
 class EnginePlanError(ValueError):
     """An engine request that cannot be built as asked; the message says what to do instead."""
-
-
-class EngineMismatchError(RuntimeError):
-    """An engine built for another TensorRT version or GPU."""
 
 
 @dataclass(frozen=True)
@@ -59,23 +55,6 @@ class EnginePlan:
     workspace_mib: int = 1024
     dla_core: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def version_tuple(version: str) -> tuple[int, int, int]:
-    """'10.3.0.30' -> (10, 3, 0): major, minor, patch (trtexec prints three parts, Python four)."""
-    parts = version.strip().split(".")
-    try:
-        numbers = [int(p) for p in parts[:3]]
-    except ValueError:
-        raise EnginePlanError(f"cannot read a TensorRT version from '{version}'") from None
-    if not numbers:
-        raise EnginePlanError(f"cannot read a TensorRT version from '{version}'")
-    return (*numbers, 0, 0)[:3]  # type: ignore[return-value]
-
-
-def same_tensorrt_version(a: str, b: str) -> bool:
-    """Engines are tied to major.minor.patch; the fourth (build) part is not compared."""
-    return version_tuple(a) == version_tuple(b)
 
 
 def tensorrt_major(version: str) -> int:
@@ -97,8 +76,8 @@ def precision_settings(precision: str, onnx_precision: str, major: int) -> tuple
 
     Every engine is strongly typed (precision from the ONNX); no builder precision flag is ever set.
     """
-    if precision not in PRECISIONS:
-        raise EnginePlanError(f"unknown precision '{precision}': choose {', '.join(PRECISIONS)}")
+    if precision not in ENGINE_PRECISIONS:
+        raise EnginePlanError(f"unknown precision '{precision}': choose {', '.join(ENGINE_PRECISIONS)}")
     if onnx_precision not in ONNX_FOR[precision]:
         hint = {"fp16": "scratchdet quantize --model MODEL --precision fp16",
                 "int8": "scratchdet quantize --model MODEL --data DATA --target tensorrt",
@@ -127,18 +106,6 @@ def profile_shapes(input_size: int, min_batch: int, opt_batch: int, max_batch: i
                               f"{max_batch}")
     shape = [3, input_size, input_size]
     return {"images": ([min_batch, *shape], [opt_batch, *shape], [max_batch, *shape])}
-
-
-def engine_name(onnx_stem: str, precision: str) -> str:
-    """The one engine file name of a model and precision: model-fp16.onnx, model.onnx -> model-fp16.engine.
-
-    `scratchdet engine`, the bundle's build_engine.sh and its nvinfer config all use it, so DeepStream finds
-    the engine the script built and the runtime finds its sidecar (same stem, .json).
-    """
-    if precision not in PRECISIONS:
-        raise EnginePlanError(f"unknown precision '{precision}': choose {', '.join(PRECISIONS)}")
-    model = next((onnx_stem[: -len(s)] for s in ONNX_SUFFIXES if onnx_stem.endswith(s)), onnx_stem)
-    return f"{model}-{precision}.engine"
 
 
 def engine_paths(onnx: Path, precision: str, major: int, out: Path | None = None) -> tuple[Path, Path, Path]:
@@ -213,20 +180,3 @@ def write_sidecar(path: str | Path, values: dict[str, Any]) -> None:
     write_text(path, json.dumps(values, indent=2))
 
 
-def check_engine_compatible(engine: str | Path, values: dict[str, Any], tensorrt_version: str, gpu_name: str,
-                            compute_capability: str) -> None:
-    """Refuse an engine built by another TensorRT version or for another GPU, with the rebuild command.
-
-    Raises:
-        EngineMismatchError: naming the engine, built-for vs running, and the trtexec line.
-    """
-    problems = []
-    built_with = str(values.get("tensorrt_version", "unknown"))
-    if built_with == "unknown" or not same_tensorrt_version(built_with, tensorrt_version):
-        problems.append(f"TensorRT {values.get('tensorrt_version')} (running {tensorrt_version})")
-    if values.get("gpu_name") != gpu_name or values.get("compute_capability") != compute_capability:
-        problems.append(f"GPU {values.get('gpu_name')} sm_{values.get('compute_capability')} "
-                        f"(running {gpu_name} sm_{compute_capability})")
-    if problems:
-        raise EngineMismatchError(f"{engine}: built for {' and '.join(problems)}; engines are tied to both. "
-                                  f"Rebuild it here: {values.get('trtexec', 'scratchdet engine --model MODEL')}")

@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from scratchdet.export.contract import OUTPUTS
+
 from scratchdet.models.config import PostprocessConfig
+from scratchdet.models.contract import OUTPUTS
 
 
 class _Builder:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import onnx
 import torch
-from scratchdet.export.contract import INPUT, check_contract, exporter_version, write_metadata
+from torch import nn
+
 from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.export.nms_graph import append_nms
 from scratchdet.models.config import PostprocessConfig, to_dict
+from scratchdet.models.contract import INPUT, check_contract, exporter_version, write_metadata
 from scratchdet.models.files import atomic_write, ensure_writable
 from scratchdet.models.ssd import SSD
-from torch import nn
 
 log = logging.getLogger(__name__)
 

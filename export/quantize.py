@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+
 from scratchdet.export import tensorrt_qdq
 from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
-from scratchdet.export.contract import check_contract, load_checked, read_metadata, write_metadata
+from scratchdet.models.contract import check_contract, load_checked, read_metadata, write_metadata
 from scratchdet.models.files import atomic_write, ensure_writable, file_sha256
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch

@@ -11,33 +11,17 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
-from scratchdet.export.cuda_device import gpu_info
 from scratchdet.export.engine_plan import EnginePlan, sidecar, write_sidecar
 from scratchdet.models.files import file_sha256, write_bytes
+from scratchdet.models.inference.cuda_device import gpu_info
+from scratchdet.models.inference.tensorrt_backend import import_tensorrt
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
-
-
-def import_tensorrt() -> ModuleType:
-    """The tensorrt module, or ImportError saying what to install.
-
-    A folder named tensorrt without the bindings (e.g. type stubs installed into site-packages) imports as an
-    empty namespace package; it counts as missing.
-    """
-    missing = ("TensorRT is not installed (pip install tensorrt on an x86 GPU host; JetPack ships it on Jetson)")
-    try:
-        import tensorrt
-    except ImportError:
-        raise ImportError(missing) from None
-    if not hasattr(tensorrt, "Builder"):
-        raise ImportError(f"{missing}; the `tensorrt` found at {list(tensorrt.__path__)} has no bindings")
-    return tensorrt
 
 
 def _parse(builder: trt.Builder, plan: EnginePlan,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
+
 from scratchdet.export.tensorrt_rules import (
     NMS_LIMIT_SM,
     NMS_MAX_BOXES_SM_53_62,

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from scratchdet.export.fold_bn import fold_batchnorm
-from scratchdet.export.onnx_backend import OnnxBackend
 from scratchdet.models.boxes import TOLERANCES, Tolerance, match
-from scratchdet.models.detections import Backend, Detections
+from scratchdet.models.inference.detections import Backend, Detections
+from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
+from scratchdet.models.inference.torch_backend import TorchBackend
 from scratchdet.models.ssd import SSD
-from scratchdet.models.torch_backend import TorchBackend
 
 EXPORT_FP32 = TOLERANCES["export-fp32"]
 

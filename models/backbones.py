@@ -11,9 +11,10 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+from torch import nn
+
 from scratchdet.models.config import ModelConfig
 from scratchdet.models.layers import BasicBlock, conv_bn, resnet_stage, scaled
-from torch import nn
 
 RESNET_CHANNELS = (64, 128, 256, 512)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scratchdet.models.detections import Detections
+
+from scratchdet.models.inference.detections import Detections
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

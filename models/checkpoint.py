@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from scratchdet.models.config import ConfigError, ModelConfig, from_dict, to_dict
 from scratchdet.models.files import atomic_write
 from scratchdet.models.ssd import SSD

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scratchdet.models.ssd import SSD
 from torch.utils.flop_counter import FlopCounterMode
+
+from scratchdet.models.ssd import SSD
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ class and then by rank, as ONNX TopK orders equal values (lower index first).
 from __future__ import annotations
 
 import torch
+
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.models.config import PostprocessConfig
-from scratchdet.models.detections import Detections
+from scratchdet.models.inference.detections import Detections
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from scratchdet.models.backbones import build_backbone
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.models.config import ModelConfig
 from scratchdet.models.head import SSDHead
 from scratchdet.models.priors import Priors
-from torch import nn
 
 
 class SSD(nn.Module):

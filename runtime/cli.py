@@ -1,19 +1,18 @@
-"""`scratchdet val`, `scratchdet predict` and `scratchdet bundle`: what runs any model format."""
+"""`scratchdet val` and `scratchdet predict`: what runs any model format."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from scratchdet.runtime.results import TXT_FORMAT
-
 from scratchdet.arguments import non_negative_int, positive_int, probability
 from scratchdet.flags import add_model_argument
+from scratchdet.runtime.results import TXT_FORMAT
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
-    """Adds the arguments of `scratchdet val`, `predict` or `bundle`."""
-    {"val": _val_arguments, "predict": _predict_arguments, "bundle": _bundle_arguments}[command](parser)
+    """Adds the arguments of `scratchdet val` or `predict`."""
+    {"val": _val_arguments, "predict": _predict_arguments}[command](parser)
 
 
 def _val_arguments(val: argparse.ArgumentParser) -> None:
@@ -65,31 +64,15 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_predict)
 
 
-def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
-    from scratchdet.export.deploy_cli import calibration_arguments  # quantisation pulls in torch: only here
-
-    add_model_argument(bundle, "the FP32 ONNX from `scratchdet export`", deprecated=("--onnx",))
-    bundle.add_argument("--data", required=True, help="dataset whose training images calibrate INT8")
-    bundle.add_argument("--out", help="default: RUN/bundle")
-    bundle.add_argument("--conf", type=probability,
-                        help="deployment score threshold for DeepStream (default: the ONNX's deploy_score_threshold, "
-                             "else 0.25); evaluation keeps the ONNX's own low threshold")
-    bundle.add_argument("--max-batch", type=positive_int, default=8,
-                        help="largest batch of the engines build_engine.sh builds")
-    calibration_arguments(bundle)
-    bundle.set_defaults(run=run_bundle)
-
-
 def run_val(args: argparse.Namespace) -> None:
     import json
 
     from scratchdet.models.files import write_text
+    from scratchdet.paths import increment_path
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.curves import plot_curves
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import detect_dataset, evaluate
-
-    from scratchdet.paths import increment_path
 
     data = load_dataset(args.data, args.split)
     with Detector(args.model, conf=0.0, runtime=args.runtime, precision_hint=args.precision_hint) as detector:
@@ -131,16 +114,3 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"{len(summary.skipped)} source(s) skipped, unreadable:", *summary.skipped, sep="\n  ")
         return 1
     return 0
-
-
-def run_bundle(args: argparse.Namespace) -> None:
-    from scratchdet.export.deploy_cli import calibration_options
-    from scratchdet.runtime.bundle import make_bundle
-
-    source = Path(args.model)
-    out = Path(args.out) if args.out else source.parent.parent / "bundle"
-    folder = make_bundle(source, args.data, out, calibration_options(args), score_threshold=args.conf,
-                         max_batch=args.max_batch)
-    print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
-    for path in sorted(folder.iterdir()):
-        print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

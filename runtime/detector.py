@@ -14,45 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from scratchdet.models.detections import Backend
-from scratchdet.models.predictor import Predictor
-
-SUFFIXES = (".pt", ".onnx", ".engine")
-RUNTIMES = {".pt": ("pytorch",), ".onnx": ("onnxruntime", "openvino"), ".engine": ("tensorrt",)}
-
-
-def open_backend(path: str | Path, runtime: str | None = None, *, device: str | None = None,
-                 threads: int | None = None, providers: list[str] | None = None, spinning: bool = True,
-                 cuda_graph: bool = False, precision_hint: str = "f32") -> Backend:
-    """The backend for a model file, by its suffix (and `runtime`, where a format has several).
-
-    Options: device (PyTorch), threads, providers and spinning (ONNX Runtime), cuda_graph (TensorRT),
-    precision_hint (OpenVINO: "f32", or "bf16" on CPUs with BF16).
-    """
-    path = Path(path)
-    if path.suffix not in SUFFIXES:
-        raise ValueError(f"{path}: unknown model format '{path.suffix}'; expected one of {', '.join(SUFFIXES)}")
-    runtime = runtime or RUNTIMES[path.suffix][0]
-    if runtime not in RUNTIMES[path.suffix]:
-        raise ValueError(f"{path}: runtime '{runtime}' does not run {path.suffix} files "
-                         f"(choose {', '.join(RUNTIMES[path.suffix])})")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    if path.suffix == ".pt":
-        from scratchdet.models.torch_backend import TorchBackend
-
-        return TorchBackend.from_checkpoint(path, device)
-    if runtime == "openvino":
-        from scratchdet.runtime.backends.openvino_backend import OpenVinoBackend
-
-        return OpenVinoBackend(path, threads=threads, precision_hint=precision_hint)
-    if path.suffix == ".onnx":
-        from scratchdet.export.onnx_backend import OnnxBackend
-
-        return OnnxBackend(path, threads=threads, providers=providers, spinning=spinning)
-    from scratchdet.runtime.backends.tensorrt_backend import TensorRTBackend
-
-    return TensorRTBackend(path, cuda_graph=cuda_graph)
+from scratchdet.models.inference.detections import Backend
+from scratchdet.models.inference.formats import open_backend
+from scratchdet.models.inference.predictor import Predictor
 
 
 class Detector(Predictor):

@@ -29,11 +29,11 @@ from urllib.parse import urlparse
 
 import cv2
 import numpy as np
-from scratchdet.models.files import final_mode, write_text
-from scratchdet.runtime.results import Results, detect_results, read_image
 
+from scratchdet.models.files import final_mode, write_text
 from scratchdet.paths import increment_path
 from scratchdet.progress import progress
+from scratchdet.runtime.results import Results, detect_results, read_image
 
 log = logging.getLogger(__name__)
 

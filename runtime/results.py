@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from scratchdet.models.boxes import nms
 from scratchdet.models.files import write_bytes
 from scratchdet.runtime.board_runner import detections_document

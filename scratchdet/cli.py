@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("scratchdet.export.deploy_cli", "INT8 Q/DQ (calibrated) or FP16 ONNX"),
     "engine": ("scratchdet.export.deploy_cli", "build a TensorRT engine (10.x or 11.x) from an ONNX"),
     "predict": ("scratchdet.runtime.cli", "detect on images, folders, globs, videos, cameras or streams"),
-    "bundle": ("scratchdet.runtime.cli", "folder + tarball for a Jetson or ARM board"),
+    "bundle": ("scratchdet.export.deploy_cli", "folder + tarball for a Jetson or ARM board"),
     "bench": ("scratchdet.benchmarks.cli", "latency, FPS, throughput and accuracy per model format"),
     "check": ("scratchdet.benchmarks.cli", "the accuracy and speed regression gate"),
     "compare": ("scratchdet.benchmarks.cli", "accuracy of two configs over several seeds: worse, better or noise"),

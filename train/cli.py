@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import replace
 
+from scratchdet.arguments import non_negative_int, positive_float, positive_int
 from scratchdet.train.config import load_config
 from scratchdet.train.data.convert import FORMATS, convert_dataset
 from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
@@ -13,8 +14,6 @@ from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.trainer import Trainer, prepare_run_folder
-
-from scratchdet.arguments import non_negative_int, positive_float, positive_int
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from scratchdet.models.files import atomic_write
 from scratchdet.train.evaluate import EvalResult
 

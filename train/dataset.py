@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from scratchdet.train.data.images import read_rgb
 from scratchdet.train.data.records import DatasetError, DetectionSet
 from scratchdet.train.transforms import augment, resize

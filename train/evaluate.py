@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from scratchdet.models.boxes import pairwise_iou
-from scratchdet.models.detections import Detections
-from scratchdet.models.predictor import Predictor
-from scratchdet.models.preprocess import prepare
+from scratchdet.models.inference.detections import Detections
+from scratchdet.models.inference.predictor import Predictor
+from scratchdet.models.inference.preprocess import prepare
+from scratchdet.progress import progress
 from scratchdet.train.data.images import read_rgb
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord
-
-from scratchdet.progress import progress
 
 
 @dataclass

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from scratchdet.models.box_coder import BoxCoder, cxcywh_to_xyxy
 from scratchdet.models.postprocess import box_iou
 

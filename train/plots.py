@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from scratchdet.models.files import atomic_write, write_text
 
 CSV_COLUMNS = ("epoch", "train_loss", "box_loss", "cls_loss", "lr", "grad_norm", "images_per_s", "elapsed_s",

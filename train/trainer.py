@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+
 from scratchdet.models.checkpoint import (
     CheckpointError,
     config_differences,
@@ -29,9 +30,10 @@ from scratchdet.models.checkpoint import (
 )
 from scratchdet.models.config import ModelConfig, from_dict, to_dict
 from scratchdet.models.files import append_line, write_text
-from scratchdet.models.predictor import Predictor
+from scratchdet.models.inference.predictor import Predictor
+from scratchdet.models.inference.torch_backend import TorchBackend
 from scratchdet.models.ssd import SSD
-from scratchdet.models.torch_backend import TorchBackend
+from scratchdet.progress import progress as progress_bar
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
@@ -40,8 +42,6 @@ from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import write_plots
-
-from scratchdet.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 

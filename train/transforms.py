@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from scratchdet.models.boxes import pairwise_iou
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]

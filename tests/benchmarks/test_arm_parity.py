@@ -7,10 +7,11 @@ reason; a mismatch fails.
 import onnx
 import pytest
 from onnx import numpy_helper
+
 from scratchdet.benchmarks.arm_emulation import CORES, ArmSetupError, ensure_qemu, ensure_sysroot, run_emulated
 from scratchdet.benchmarks.portability import max_differences, near_match_fraction, parity_problems
-from scratchdet.export.onnx_backend import create_session
 from scratchdet.models.boxes import tolerance
+from scratchdet.models.inference.onnxruntime_backend import create_session
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 

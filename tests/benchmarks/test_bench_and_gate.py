@@ -3,6 +3,7 @@ import json
 import re
 
 import pytest
+
 from scratchdet.benchmarks.gate import GateResult, accuracy_checks, baseline_speed_checks, compare_configs
 from scratchdet.benchmarks.harness import display_names, run_benchmark
 from scratchdet.benchmarks.peak import Peak
@@ -197,9 +198,8 @@ def test_check_names_the_missing_partner_option(tmp_path, caplog):
 
 def test_bench_on_a_dataset_of_other_classes_fails_the_row_and_exit_code(tiny_checkpoint, tmp_path, caplog):
     # Before: bench scored the model against foreign classes and exited 0.
-    from scratchdet.train.data.synth import make_synthetic_dataset
-
     from scratchdet.cli import main
+    from scratchdet.train.data.synth import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "data", images=10, seed=1)
     coco = json.loads((data / "annotations.json").read_text())

@@ -1,9 +1,8 @@
 import json
 
+from scratchdet.cli import main
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.models.checkpoint import load_model
-
-from scratchdet.cli import main
 
 
 def test_bench_exits_nonzero_when_a_model_fails_and_keeps_its_row(tiny_checkpoint, tmp_path):

@@ -3,6 +3,7 @@ import math
 
 import matplotlib.image
 import pytest
+
 from scratchdet.benchmarks import compare as compare_module
 from scratchdet.benchmarks.compare import (
     SeedRun,
@@ -13,7 +14,6 @@ from scratchdet.benchmarks.compare import (
     t_two_sided_probability,
     train_seed,
 )
-
 from scratchdet.cli import main
 
 CONFIG = """model:

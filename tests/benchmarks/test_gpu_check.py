@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from scratchdet.benchmarks.gpu_check import TOLERANCES, latency, main, markdown, matched_fraction, missing_requirements
 
 

@@ -1,5 +1,6 @@
 import onnx
 import pytest
+
 from scratchdet.benchmarks.layer_profile import (
     compare,
     conv_gops,

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+
 from scratchdet.benchmarks.openvino_divergence import _Graph, channel_offsets, layer_reports, requantize, run_both
 from scratchdet.benchmarks.openvino_repro import (
     CONV_SCALE,
@@ -21,10 +22,10 @@ from scratchdet.benchmarks.openvino_repro import (
     residual_add_input,
 )
 from scratchdet.benchmarks.portability import found_again
-from scratchdet.export.contract import read_metadata
-from scratchdet.export.onnx_backend import OnnxBackend, create_session
 from scratchdet.export.quantize import CalibrationOptions, quantize_int8
-from scratchdet.runtime.backends.openvino_backend import OpenVinoBackend, compile_onnx, run_compiled
+from scratchdet.models.contract import read_metadata
+from scratchdet.models.inference.onnxruntime_backend import OnnxBackend, create_session
+from scratchdet.models.inference.openvino_backend import OpenVinoBackend, compile_onnx, run_compiled
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 

@@ -7,6 +7,7 @@ import shutil
 import time
 
 import pytest
+
 from scratchdet.benchmarks import peak as peak_module
 from scratchdet.benchmarks.peak import Peak, RegisterKernels, limit_of, peak_calls, peak_from_rounds
 from scratchdet.benchmarks.timing import interleave

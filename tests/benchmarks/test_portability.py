@@ -1,6 +1,7 @@
 import numpy as np
 import onnx
 import pytest
+
 from scratchdet.benchmarks.portability import (
     found_again,
     near_match_fraction,
@@ -8,11 +9,11 @@ from scratchdet.benchmarks.portability import (
     tensor_differences,
     with_quantized_outputs,
 )
-from scratchdet.models.detections import Detections
+from scratchdet.models.inference.detections import Detections
 
 
 def test_every_quantised_tensor_becomes_an_output_and_runs(bccd_models, tmp_path):
-    from scratchdet.export.onnx_backend import create_session
+    from scratchdet.models.inference.onnxruntime_backend import create_session
 
     model = onnx.load(str(bccd_models["int8"]))
     debug, names = with_quantized_outputs(model)

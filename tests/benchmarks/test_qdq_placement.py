@@ -1,6 +1,7 @@
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
 from scratchdet.benchmarks.qdq_placement import main, non_int8_dequantize, placement
 
 

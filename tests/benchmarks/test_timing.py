@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from scratchdet.benchmarks.timing import interleave, latency_stats
 
 

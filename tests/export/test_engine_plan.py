@@ -2,12 +2,10 @@ import json
 from pathlib import Path
 
 import pytest
+
 from scratchdet.export.engine_plan import (
-    EngineMismatchError,
     EnginePlanError,
-    check_engine_compatible,
     dla_supported,
-    engine_name,
     engine_paths,
     make_plan,
     precision_settings,
@@ -16,6 +14,7 @@ from scratchdet.export.engine_plan import (
     tensorrt_major,
     trtexec_command,
 )
+from scratchdet.models.contract import EngineMismatchError, check_engine_compatible, read_sidecar
 
 METADATA = {"input_size": 300, "precision": "fp32", "class_names": ["a", "b"], "score_threshold": 0.01,
             "max_det": 200}
@@ -55,14 +54,6 @@ def test_engine_paths_sit_beside_the_export_folder():
     assert cache == Path("runs/x/engines/timing-trt10.cache")
 
 
-def test_one_engine_name_per_model_and_precision():
-    assert engine_name("model-int8-tensorrt", "int8") == engine_name("model", "int8") == "model-int8.engine"
-    assert engine_name("model-fp16", "fp16") == "model-fp16.engine"
-    assert engine_name("bccd-fp32", "fp32") == "bccd-fp32.engine"
-    with pytest.raises(EnginePlanError, match="unknown precision 'bf16'"):
-        engine_name("model", "bf16")
-
-
 def test_trtexec_line_per_major():
     onnx = Path("runs/x/export/model-fp16.onnx")
     fp16 = {**METADATA, "precision": "fp16"}
@@ -90,9 +81,10 @@ def test_dla_needs_a_static_batch_and_a_version_with_dla():
     assert dla_supported("10.7.0.23") and dla_supported("11.4.1") and dla_supported("11.5.0")
 
 
-def test_engine_from_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command():
+def test_engine_from_another_tensorrt_or_gpu_is_refused_with_the_rebuild_command(tmp_path):
     plan = make_plan(Path("runs/x/export/model.onnx"), METADATA, "fp32", "10.3.0")
-    values = json.loads(json.dumps(sidecar(plan, "10.3.0", "Orin", "8.7", "abc", 12.0, METADATA)))
+    (tmp_path / "m.json").write_text(json.dumps(sidecar(plan, "10.3.0", "Orin", "8.7", "abc", 12.0, METADATA)))
+    values = read_sidecar(tmp_path / "m.engine")  # what the writer writes, the reader takes
     check_engine_compatible("m.engine", values, "10.3.0", "Orin", "8.7")  # same: accepted
     check_engine_compatible("m.engine", values, "10.3.0.30", "Orin", "8.7")  # trtexec's 3 parts vs Python's 4
     with pytest.raises(EngineMismatchError, match=r"m.engine: built for TensorRT 10.3.0 \(running 11.0.0\).*trtexec"):

@@ -1,9 +1,10 @@
 import pytest
 import torch
+from torch import nn
+
 from scratchdet.export.fold_bn import fold_batchnorm, max_output_difference
 from scratchdet.models.config import load_model_config
 from scratchdet.models.ssd import SSD
-from torch import nn
 
 
 def randomise_batchnorm(model: nn.Module) -> None:

@@ -4,11 +4,12 @@ algorithm on the same boxes and scores."""
 import numpy as np
 import onnx
 import pytest
-from scratchdet.export.contract import unpack_outputs
+
 from scratchdet.export.nms_graph import nms_tail_model
-from scratchdet.export.onnx_backend import import_onnxruntime
 from scratchdet.models.boxes import nms
 from scratchdet.models.config import PostprocessConfig
+from scratchdet.models.contract import unpack_outputs
+from scratchdet.models.inference.onnxruntime_backend import import_onnxruntime
 
 
 def run_tail(boxes, scores, config: PostprocessConfig):

@@ -2,14 +2,15 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from scratchdet.export.contract import ContractError, check_contract, load_checked
-from scratchdet.export.onnx_backend import create_session, run_session
+
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, tensorrt_verdicts
 from scratchdet.export.verify import compare, verify_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
-from scratchdet.models.detections import Detections
+from scratchdet.models.contract import ContractError, check_contract, load_checked
+from scratchdet.models.inference.detections import Detections
+from scratchdet.models.inference.onnxruntime_backend import create_session, run_session
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch

@@ -4,12 +4,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from scratchdet.export.contract import ContractError, load_checked
-from scratchdet.export.onnx_backend import OnnxBackend, create_session
+
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.quantize import CalibrationOptions, QuantizationError, convert_fp16, quantize_int8
 from scratchdet.models.checkpoint import load_model
-from scratchdet.models.predictor import Predictor
+from scratchdet.models.contract import ContractError, load_checked
+from scratchdet.models.inference.onnxruntime_backend import OnnxBackend, create_session
+from scratchdet.models.inference.predictor import Predictor
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import validate
 

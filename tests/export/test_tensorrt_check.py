@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from scratchdet.export.contract import read_metadata
+
 from scratchdet.export.nms_graph import nms_tail_model
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
@@ -18,6 +18,7 @@ from scratchdet.export.tensorrt_check import (
 from scratchdet.export.tensorrt_rules import SUPPORTED_VERSIONS, TABLES, table_for
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig
+from scratchdet.models.contract import read_metadata
 
 VERSIONS = ["10.3", "11.1"]
 

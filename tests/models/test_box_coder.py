@@ -1,4 +1,5 @@
 import torch
+
 from scratchdet.models.box_coder import BoxCoder, cxcywh_to_xyxy
 
 

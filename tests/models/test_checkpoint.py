@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from scratchdet.cli import main
 from scratchdet.models.checkpoint import CheckpointError, load_model, save_checkpoint
 from scratchdet.models.config import load_model_config, to_dict
 from scratchdet.models.ssd import SSD
-
-from scratchdet.cli import main
 
 
 def write_checkpoint(path, change=None, **extra):

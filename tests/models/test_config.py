@@ -1,4 +1,5 @@
 import pytest
+
 from scratchdet.models.config import ConfigError, load_model_config
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from scratchdet.models.files import (
     ReadOnlyError,
     atomic_write,

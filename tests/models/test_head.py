@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from scratchdet.models.head import SSDHead
 
 

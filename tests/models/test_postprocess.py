@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.models.boxes import nms
 from scratchdet.models.config import PostprocessConfig

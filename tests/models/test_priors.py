@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from scratchdet.models.config import PriorConfig, load_model_config
 from scratchdet.models.priors import Priors
 from scratchdet.models.ssd import SSD

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from scratchdet.models.config import CONFIG_DIR, load_model_config
 from scratchdet.models.info import model_info
 from scratchdet.models.ssd import SSD

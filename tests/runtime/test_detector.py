@@ -3,10 +3,11 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+
 from scratchdet.export.verify import compare
 from scratchdet.models.boxes import tolerance
 from scratchdet.models.config import PostprocessConfig
-from scratchdet.models.detections import Detections
+from scratchdet.models.inference.detections import Detections
 from scratchdet.runtime.detector import Detector
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import evaluate, validate
@@ -129,7 +130,7 @@ def test_unknown_suffix_and_contract_violations_are_refused(tmp_path):
 
 
 def test_engine_without_sidecar_is_refused(tmp_path):
-    from scratchdet.runtime.backends.tensorrt_backend import read_sidecar
+    from scratchdet.models.contract import read_sidecar
 
     (tmp_path / "m.engine").write_bytes(b"plan")
     with pytest.raises(FileNotFoundError, match="m.engine: no sidecar m.json"):
@@ -137,7 +138,7 @@ def test_engine_without_sidecar_is_refused(tmp_path):
 
 
 def test_buffer_sizes_follow_the_profile_and_refuse_dynamic_shapes():
-    from scratchdet.runtime.backends.tensorrt_backend import TensorSpec, buffer_bytes
+    from scratchdet.models.inference.tensorrt_backend import TensorSpec, buffer_bytes
 
     specs = [TensorSpec("images", True, np.dtype(np.float32), (8, 3, 300, 300)),
              TensorSpec("num_dets", False, np.dtype(np.int32), (8, 1))]

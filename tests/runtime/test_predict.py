@@ -7,11 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from scratchdet.cli import main
 from scratchdet.runtime import board_runner
 from scratchdet.runtime.detector import Detector
 from scratchdet.runtime.predict import Source, classify, predict
-
-from scratchdet.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from scratchdet.runtime.results import Results, colour, default_line_width, draw, tighten
 
 README = Path(__file__).resolve().parents[2] / "README.md"

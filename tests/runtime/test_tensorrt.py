@@ -10,7 +10,7 @@ IMAGES = 20  # detected in one call: the engine's profile goes up to this batch
 
 
 def gpu_or_skip():
-    from scratchdet.export.cuda_device import CudaError, gpu_info
+    from scratchdet.models.inference.cuda_device import CudaError, gpu_info
 
     try:
         return gpu_info()
@@ -20,10 +20,10 @@ def gpu_or_skip():
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_path):
-    from scratchdet.export.contract import load_checked
     from scratchdet.export.engine_plan import make_plan
     from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
     from scratchdet.export.tensorrt_build import build_engine
+    from scratchdet.models.contract import load_checked
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import evaluate
@@ -56,10 +56,11 @@ def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_
 
 def test_batch_beyond_the_profile_is_refused_with_the_tensor_name(bccd_models, tmp_path):
     import numpy as np
-    from scratchdet.export.contract import load_checked
+
     from scratchdet.export.engine_plan import make_plan
     from scratchdet.export.tensorrt_build import build_engine
-    from scratchdet.runtime.backends.tensorrt_backend import TensorRTBackend
+    from scratchdet.models.contract import load_checked
+    from scratchdet.models.inference.tensorrt_backend import TensorRTBackend
 
     gpu_or_skip()
     _, metadata = load_checked(bccd_models["fp32"])

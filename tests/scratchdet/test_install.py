@@ -40,7 +40,8 @@ def test_install_provides_no_generic_top_level_names(tmp_path):
 def test_predict_and_help_do_not_import_torch(user_project):
     code = ("import sys; from scratchdet.cli import build_parser; "
             "args = build_parser(['predict', 'x.jpg', '--model', 'm.onnx']).parse_args(['predict', 'x.jpg', "
-            "'--model', 'm.onnx']); import scratchdet.runtime.detector, scratchdet.export.onnx_backend; "
+            "'--model', 'm.onnx']); import scratchdet.runtime.detector; "
+            "import scratchdet.models.inference.onnxruntime_backend; "
             "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
     done = run(["-c", code], user_project)
     assert done.returncode == 0, done.stderr

@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+
 from scratchdet.models.checkpoint import load_model, read_checkpoint
 from scratchdet.train.config import load_config
 from scratchdet.train.ema import ModelEMA

@@ -1,4 +1,5 @@
 import torch
+
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.train.loss import MultiBoxLoss, match
 

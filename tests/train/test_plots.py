@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+
 from scratchdet.models.checkpoint import read_checkpoint
 from scratchdet.models.config import ModelConfig, from_dict
 from scratchdet.train.config import TrainConfig

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from scratchdet.models.checkpoint import CheckpointError, load_model, read_checkpoint
 from scratchdet.models.config import load_model_config
 from scratchdet.train.config import TrainConfig, load_config

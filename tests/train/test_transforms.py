@@ -7,6 +7,7 @@ region of each value must be the box `augment` returned for it.
 
 import numpy as np
 import pytest
+
 from scratchdet.train.transforms import augment, expand, horizontal_flip, photometric_distort, random_crop, resize
 
 SIZE = 128

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from scratchdet.train.data.images import ImageReadError, image_size
 from scratchdet.train.data.records import (
     DatasetError,

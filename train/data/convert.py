@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import yaml
+
 from scratchdet.models.files import atomic_write, write_text
 from scratchdet.train.data.load import dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord

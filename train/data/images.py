@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from scratchdet.models.preprocess import ImageError, to_rgb8
+
+from scratchdet.models.inference.preprocess import ImageError, to_rgb8
 
 
 class ImageReadError(ImageError):

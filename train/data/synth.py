@@ -8,8 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scratchdet.models.files import ensure_writable, write_bytes, write_text
 
+from scratchdet.models.files import ensure_writable, write_bytes, write_text
 from scratchdet.progress import progress
 
 CLASSES = ("circle", "square", "triangle")

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
 from scratchdet.train.data.coco import check_image_file
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, Problems, clean_boxes, finish
 

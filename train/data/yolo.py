@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from scratchdet.train.data.images import ImageReadError, image_size
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, Problems, clean_boxes, finish
 from scratchdet.train.data.yolo_yaml import (

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from scratchdet.train.data.records import DatasetError, Problems
 
 # ultralytics' IMG_FORMATS less what OpenCV cannot decode here (heic, dng, mpo: counted as skipped).

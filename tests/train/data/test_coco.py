@@ -3,6 +3,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+
 from scratchdet.train.data.coco import load_coco
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.data.records import DatasetError

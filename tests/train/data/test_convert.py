@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from scratchdet.cli import main
 from scratchdet.train.data.convert import convert_dataset
 from scratchdet.train.data.load import dataset_layout, load_dataset
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.synth import make_synthetic_dataset
-
-from scratchdet.cli import main
 from tests.conftest import train_tiny
 from tests.train.data.test_coco import make_dataset
 

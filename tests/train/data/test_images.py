@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from scratchdet.train.data.images import ImageReadError, read_rgb
 
 

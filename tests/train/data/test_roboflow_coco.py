@@ -3,6 +3,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+
 from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError
 

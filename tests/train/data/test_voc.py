@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.data.records import DatasetError
 

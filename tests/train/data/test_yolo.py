@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+
 from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.yolo import load_yolo

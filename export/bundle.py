@@ -17,15 +17,15 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from scratchdet.export.contract import load_checked
-from scratchdet.export.engine_plan import PRECISIONS, engine_name, make_plan, trtexec_arguments, trtexec_command
+from scratchdet.export.engine_plan import make_plan, trtexec_arguments, trtexec_command
 from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
+from scratchdet.models.contract import ENGINE_PRECISIONS, OUTPUTS, engine_name, load_checked
 from scratchdet.models.files import atomic_folder, atomic_write, write_text
 
 MODELS = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8-tensorrt": "model-int8-tensorrt.onnx",
           "int8-ort": "model-int8-ort.onnx"}
 ENGINE_SOURCE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-tensorrt"}
-ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision in PRECISIONS}
+ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision in ENGINE_PRECISIONS}
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 PARSER_FUNCTION = "NvDsInferParseCustomScratchDet"
 PARSER_LIBRARY = "deepstream/libnvdsinfer_scratchdet.so"
@@ -55,7 +55,7 @@ def deepstream_config(metadata: dict, precision: str, score_threshold: float) ->
         "model-color-format=0",
         "maintain-aspect-ratio=0",
         "cluster-mode=4",
-        "output-blob-names=num_dets;det_boxes;det_scores;det_classes",
+        f"output-blob-names={';'.join(OUTPUTS)}",
         f"parse-bbox-func-name={PARSER_FUNCTION}",
         f"custom-lib-path={PARSER_LIBRARY}",
         "",

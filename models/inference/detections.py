@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
 from scratchdet.models.config import PostprocessConfig
 
 FRAMES = ("input", "image")  # network-input pixels (S x S), or pixels of the original image

@@ -12,18 +12,17 @@ then the backend runs uncaptured. Shape and size decisions are pure functions (`
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scratchdet.export.contract import postprocess_config, unpack_outputs
-from scratchdet.export.cuda_device import cuda_call, cudart, gpu_info
-from scratchdet.export.engine_plan import check_engine_compatible
-from scratchdet.export.tensorrt_build import import_tensorrt
-from scratchdet.models.detections import Detections
+
+from scratchdet.models.contract import check_engine_compatible, postprocess_config, read_sidecar, unpack_outputs
+from scratchdet.models.inference.cuda_device import cuda_call, cudart, gpu_info
+from scratchdet.models.inference.detections import Detections
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -56,12 +55,20 @@ def dims(shape: trt.Dims) -> tuple[int, ...]:
     return tuple(int(shape[i]) for i in range(len(shape)))
 
 
-def read_sidecar(engine: Path) -> dict[str, Any]:
-    sidecar = engine.with_suffix(".json")
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"{engine}: no sidecar {sidecar.name} beside it (build engines with `scratchdet "
-                                f"engine` so the model's metadata and build facts travel with them)")
-    return json.loads(sidecar.read_text())
+def import_tensorrt() -> ModuleType:
+    """The tensorrt module, or ImportError saying what to install.
+
+    A folder named tensorrt without the bindings (e.g. type stubs installed into site-packages) imports as an
+    empty namespace package; it counts as missing.
+    """
+    missing = ("TensorRT is not installed (pip install tensorrt on an x86 GPU host; JetPack ships it on Jetson)")
+    try:
+        import tensorrt
+    except ImportError:
+        raise ImportError(missing) from None
+    if not hasattr(tensorrt, "Builder"):
+        raise ImportError(f"{missing}; the `tensorrt` found at {list(tensorrt.__path__)} has no bindings")
+    return tensorrt
 
 
 class DeviceBuffers:

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scratchdet.models.detections import Backend, Detections
-from scratchdet.models.preprocess import prepare
+
+from scratchdet.models.inference.detections import Backend, Detections
+from scratchdet.models.inference.preprocess import prepare
 
 
 @dataclass(frozen=True)

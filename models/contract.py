@@ -1,13 +1,18 @@
-"""The ONNX contract every runtime and TensorRT consume (README, "ONNX"), defined once, checked after
-every export and by every consumer.
+"""The artefact contract, defined once: what `export` and `engine` write and every reader (the backends,
+the board runner, the bundle's script and DeepStream parser, gpu-check) expects.
 
-Input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside). Outputs in the
-DeepStream/EfficientNMS layout; `det_classes` are 0-based indices into the `class_names` metadata.
+ONNX (README, "ONNX"): input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside); outputs in
+the DeepStream/EfficientNMS layout, `det_classes` 0-based indices into the `class_names` metadata; the
+metadata keys, post-processing settings among them, in metadata_props.
+Engines: one file name per model and precision (`engine_name`), and beside each engine a sidecar JSON
+(`SIDECAR_KEYS`) that says what it was built from and for; an engine of another TensorRT version or GPU
+is refused (`check_engine_compatible`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -15,8 +20,9 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto
+
 from scratchdet.models.config import ConfigError, PostprocessConfig, from_dict
-from scratchdet.models.detections import Detections
+from scratchdet.models.inference.detections import Detections
 
 INPUT = "images"
 OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)
@@ -28,13 +34,26 @@ OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch
 # Metadata stored as JSON strings in metadata_props; a model is usable without any side file.
 # The post-processing keys are PostprocessConfig's fields, stored flat so that any consumer (DeepStream's
 # config writer, the board runner) reads them without our dataclasses.
-POSTPROCESS_KEYS = ("score_threshold", "iou_threshold", "pre_nms_topk", "max_det", "deploy_score_threshold")
+POSTPROCESS_KEYS = tuple(f.name for f in fields(PostprocessConfig))
 METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", *POSTPROCESS_KEYS, "config_name",
                  "model_config", "checkpoint_sha256", "precision", "exporter")
 
 
+# Engines: the precisions an engine is built in, and the suffixes `quantize` adds to an ONNX stem (an
+# engine is named after the model, not after its source ONNX).
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+ONNX_SUFFIXES = ("-fp32", "-fp16", "-int8-tensorrt", "-int8-ort")
+# What a sidecar holds: the build facts the runtime checks, the build itself, and the model's ONNX metadata.
+SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "precision", "onnx", "onnx_sha256", "profile",
+                "build_seconds", "trtexec", "model_metadata")
+
+
 class ContractError(ValueError):
-    """An ONNX model that does not follow the contract; the message names file and problem."""
+    """An artefact that does not follow the contract; the message names file and problem."""
+
+
+class EngineMismatchError(RuntimeError):
+    """An engine built for another TensorRT version or GPU."""
 
 
 def exporter_version() -> str:
@@ -164,3 +183,72 @@ def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
     if not model.graph.node:  # protobuf parses many non-ONNX byte strings into an empty model
         raise ContractError(f"{path}: not an ONNX model (no graph nodes)")
     return model, check_contract(model, path)
+
+
+def engine_name(onnx_stem: str, precision: str) -> str:
+    """The one engine file name of a model and precision: model-fp16.onnx, model.onnx -> model-fp16.engine.
+
+    `scratchdet engine`, the bundle's build_engine.sh and its nvinfer config all use it, so DeepStream finds
+    the engine the script built and the runtime finds its sidecar (same stem, .json).
+    """
+    if precision not in ENGINE_PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}': choose {', '.join(ENGINE_PRECISIONS)}")
+    model = next((onnx_stem[: -len(s)] for s in ONNX_SUFFIXES if onnx_stem.endswith(s)), onnx_stem)
+    return f"{model}-{precision}.engine"
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any]:
+    """The sidecar JSON beside an engine, checked for every key of SIDECAR_KEYS.
+
+    Raises:
+        FileNotFoundError: no sidecar beside the engine.
+        ContractError: not JSON, or keys missing (naming them).
+    """
+    engine = Path(engine)
+    sidecar = engine.with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{engine}: no sidecar {sidecar.name} beside it (build engines with `scratchdet "
+                                f"engine` so the model's metadata and build facts travel with them)")
+    try:
+        values = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ContractError(f"{sidecar}: not a JSON sidecar ({error})") from None
+    missing = [key for key in SIDECAR_KEYS if key not in values] if isinstance(values, dict) else list(SIDECAR_KEYS)
+    if missing:
+        raise ContractError(f"{sidecar}: sidecar lacks {missing}; rebuild the engine with `scratchdet engine` or the "
+                            "bundle's build_engine.sh")
+    return values
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """'10.3.0.30' -> (10, 3, 0): major, minor, patch (trtexec prints three parts, Python four)."""
+    try:
+        numbers = [int(p) for p in version.strip().split(".")[:3]]
+    except ValueError:
+        raise ValueError(f"cannot read a TensorRT version from '{version}'") from None
+    major, minor, patch = [*numbers, 0, 0][:3]
+    return major, minor, patch
+
+
+def same_tensorrt_version(a: str, b: str) -> bool:
+    """Engines are tied to major.minor.patch; the fourth (build) part is not compared."""
+    return version_tuple(a) == version_tuple(b)
+
+
+def check_engine_compatible(engine: str | Path, values: dict[str, Any], tensorrt_version: str, gpu_name: str,
+                            compute_capability: str) -> None:
+    """Refuse an engine built by another TensorRT version or for another GPU, with the rebuild command.
+
+    Raises:
+        EngineMismatchError: naming the engine, built-for vs running, and the trtexec line.
+    """
+    problems = []
+    built_with = str(values.get("tensorrt_version", "unknown"))
+    if built_with == "unknown" or not same_tensorrt_version(built_with, tensorrt_version):
+        problems.append(f"TensorRT {values.get('tensorrt_version')} (running {tensorrt_version})")
+    if values.get("gpu_name") != gpu_name or values.get("compute_capability") != compute_capability:
+        problems.append(f"GPU {values.get('gpu_name')} sm_{values.get('compute_capability')} "
+                        f"(running {gpu_name} sm_{compute_capability})")
+    if problems:
+        raise EngineMismatchError(f"{engine}: built for {' and '.join(problems)}; engines are tied to both. "
+                                  f"Rebuild it here: {values.get('trtexec', 'scratchdet engine --model MODEL')}")

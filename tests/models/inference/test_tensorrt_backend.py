@@ -9,7 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from scratchdet.runtime.backends.tensorrt_backend import TensorRTBackend, TensorSpec, buffer_bytes
+
+from scratchdet.models.inference.tensorrt_backend import TensorRTBackend, TensorSpec, buffer_bytes
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 # Receivers in runtime/ whose attributes are TensorRT's: the module, and the objects it returns.

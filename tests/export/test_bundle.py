@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scratchdet.export.engine_plan import check_engine_compatible
-from scratchdet.runtime.bundle import ENGINES, MODELS, PARSER_FUNCTION, build_script, deepstream_config
+
+from scratchdet.export.bundle import ENGINES, MODELS, PARSER_FUNCTION, build_script, deepstream_config
+from scratchdet.models.contract import check_engine_compatible
 
 METADATA = {"input_size": 300, "precision": "fp32", "class_names": ["a", "b"], "score_threshold": 0.01,
             "max_det": 200, "config_name": "tiny"}
@@ -249,10 +250,10 @@ def test_build_engine_says_what_is_missing(script_folder, tmp_path):
 
 @pytest.fixture(scope="module")
 def bundle(tiny_checkpoint, synth_data, tmp_path_factory) -> Path:
+    from scratchdet.export.bundle import make_bundle
     from scratchdet.export.onnx_export import ExportOptions, export_onnx
     from scratchdet.export.quantize import CalibrationOptions
     from scratchdet.models.checkpoint import load_model
-    from scratchdet.runtime.bundle import make_bundle
 
     model, checkpoint = load_model(tiny_checkpoint)
     folder = tmp_path_factory.mktemp("bundle")
@@ -264,7 +265,7 @@ def bundle(tiny_checkpoint, synth_data, tmp_path_factory) -> Path:
 
 
 def test_bundle_holds_every_model_and_the_device_files(bundle):
-    from scratchdet.export.contract import load_checked
+    from scratchdet.models.contract import load_checked
 
     precisions = {name: load_checked(bundle / file)[1]["precision"] for name, file in MODELS.items()}
     assert precisions == {"fp32": "fp32", "fp16": "fp16", "int8-tensorrt": "int8-tensorrt", "int8-ort": "int8-ort"}
@@ -291,8 +292,8 @@ def test_bundle_holds_every_model_and_the_device_files(bundle):
 
 
 def test_bundle_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_checkpoint, synth_data, tmp_path, bundle):
+    from scratchdet.export.bundle import make_bundle
     from scratchdet.export.quantize import CalibrationOptions
-    from scratchdet.runtime.bundle import make_bundle
 
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"jpeg")
@@ -330,7 +331,7 @@ def _expected(boxes, scores, classes, count, thresholds, size):
 
 
 def test_shipped_deepstream_parser_reads_onnx_runtime_outputs(bundle, synth_data, tmp_path):
-    from scratchdet.export.onnx_backend import create_session
+    from scratchdet.models.inference.onnxruntime_backend import create_session
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import dataset_batch
 

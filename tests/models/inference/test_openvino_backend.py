@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scratchdet.export.onnx_backend import OnnxBackend
-from scratchdet.runtime.detector import Detector, open_backend
+
+from scratchdet.models.inference.formats import open_backend
+from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
+from scratchdet.runtime.detector import Detector
 
 pytestmark = pytest.mark.openvino
 pytest.importorskip("openvino", reason="OpenVINO is in the dev extra: pip install -e '.[dev]'")

@@ -10,8 +10,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scratchdet.export.contract import load_checked, postprocess_config, unpack_outputs
-from scratchdet.models.detections import Detections
+
+from scratchdet.models.contract import load_checked, postprocess_config, unpack_outputs
+from scratchdet.models.inference.detections import Detections
 
 log = logging.getLogger(__name__)
 
