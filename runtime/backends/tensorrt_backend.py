@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scratchdet.export.contract import postprocess_config, unpack_outputs
-from scratchdet.export.cuda_device import cuda_call, cudart, gpu_info
+from scratchdet.export.cuda_device import checked_versions, cuda_call, cudart, gpu_info
 from scratchdet.export.engine_plan import check_engine_compatible
 from scratchdet.export.tensorrt_build import import_tensorrt
 from scratchdet.models.detections import Detections
@@ -97,6 +97,7 @@ class TensorRTBackend:
         tensorrt = import_tensorrt()
         self.path = Path(path)
         values = read_sidecar(self.path)
+        checked_versions()  # logs driver and runtime versions; a too-old driver is named before any other call
         check_engine_compatible(self.path, values, tensorrt.__version__, *gpu_info())
         metadata = values["model_metadata"]
         self.class_names, self.input_size = metadata["class_names"], metadata["input_size"]
@@ -162,18 +163,34 @@ class TensorRTBackend:
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
         mode = self.runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         cuda_call(self.runtime.cudaStreamBeginCapture(self.stream, mode))
-        enqueued = self.context.execute_async_v3(int(self.stream))
-        error, graph = self.runtime.cudaStreamEndCapture(self.stream)  # always end, even after a failed enqueue
+        try:
+            enqueued = self.context.execute_async_v3(int(self.stream))
+        finally:
+            error, graph = self.runtime.cudaStreamEndCapture(self.stream)  # always end, even after a failed enqueue
         if not enqueued or int(error) != 0 or graph is None:
-            if graph is not None and int(error) == 0:
-                cuda_call(self.runtime.cudaGraphDestroy(graph))
+            self._discard_capture(graph)
             return False
         error, executable = self.runtime.cudaGraphInstantiate(graph, 0)
         if int(error) != 0:
-            cuda_call(self.runtime.cudaGraphDestroy(graph))
+            self._discard_capture(graph)
             return False
         self.graphs[batch_size] = (graph, executable)
         return True
+
+    def _discard_capture(self, graph: Any) -> None:
+        """Destroy a failed capture's graph and clear the error it left, so the uncaptured runs that follow
+        do not report it: an invalidated capture sets the runtime's last error (e.g. 901,
+        cudaErrorStreamCaptureInvalidated), which the next checked call would otherwise return, and
+        cudaGetLastError resets it (CUDA Runtime API, Error Handling)."""
+        if graph is not None:  # EndCapture returns a NULL graph (None in cuda-python) when the capture was invalidated
+            cuda_call(self.runtime.cudaGraphDestroy(graph))
+        error, status = self.runtime.cudaStreamIsCapturing(self.stream)
+        if int(error) == 0 and status != self.runtime.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone:
+            raise RuntimeError(f"{self.path}: the stream is still capturing after cudaStreamEndCapture")
+        (cleared,) = self.runtime.cudaGetLastError()
+        if int(cleared) != 0:
+            log.info("%s: cleared CUDA error %d left by the failed graph capture", self.path, int(cleared))
+        cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
 
     def _execute(self, batch_size: int) -> None:
         if self.use_cuda_graph and batch_size not in self.graphs and not self._capture(batch_size):
