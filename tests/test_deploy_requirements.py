@@ -85,7 +85,8 @@ def test_deploy_set_resolves_with_wheels_only(index, name, python, arch, glibc_m
     assert result.returncode == 0, f"{name} does not resolve for Python {python} {arch}:\n{result.stderr[-2000:]}"
     wheels = {item["metadata"]["name"].lower(): item["download_info"]["url"].rsplit("/", 1)[1]
               for item in json.loads((tmp_path / "report.json").read_text())["install"]}
-    assert {"numpy", "onnx", "onnxruntime", "opencv-python-headless", "cuda-python", "cuda-bindings"} <= set(wheels)
+    assert {"numpy", "onnx", "onnxruntime", "opencv-python-headless", "cuda-python", "cuda-bindings", "pillow",
+            "pycocotools"} <= set(wheels)
     assert "torch" not in wheels
     tag = f"cp{python.replace('.', '')}"
     for package in ("numpy", "onnxruntime", "cuda-bindings"):  # the compiled ones: built for this Python and arch

@@ -202,7 +202,8 @@ class TensorRTBackend:
         else:
             self._enqueue()
 
-    def infer(self, batch: np.ndarray) -> list[Detections]:
+    def _run(self, batch: np.ndarray) -> DeviceBuffers:
+        """Copy the batch in and enqueue the engine (or replay its graph); outputs stay on the device."""
         if self.buffers is None:
             raise RuntimeError(f"{self.path}: the backend is closed")
         if len(batch) > self.max_batch:
@@ -212,12 +213,22 @@ class TensorRTBackend:
         self.buffers.host[image.name][: batch.size] = batch.ravel()
         self._copy(image.name, batch.size, to_device=True)
         self._execute(len(batch))
+        return self.buffers
+
+    def execute(self, batch: np.ndarray) -> None:
+        """Run the engine on a batch and wait, reading no output: times an engine whose outputs are not
+        detections (the network alone, benchmarks/gpu_check.py's NMS-tail stage)."""
+        self._run(batch)
+        cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
+
+    def infer(self, batch: np.ndarray) -> list[Detections]:
+        buffers = self._run(batch)
         shapes: dict[str, tuple[int, ...]] = {}
         for spec in (s for s in self.specs if not s.is_input):
             shapes[spec.name] = dims(self.context.get_tensor_shape(spec.name))
             self._copy(spec.name, int(np.prod(shapes[spec.name])), to_device=False)
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
-        return unpack_outputs({name: self.buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
+        return unpack_outputs({name: buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
                                for name, shape in shapes.items()})
 
     def close(self) -> None:
