@@ -16,6 +16,7 @@ NOT RUN with what they would do.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import subprocess
@@ -562,7 +563,10 @@ def stage_edge_inputs(context: Context) -> Outcome:
     models = dict(context.candidates())
     random = context.onnx["random"] if context.dry_run else _build(context.onnx["random"], "fp32", context.max_batch,
                                                                    context.out / "engines")
-    counts, problems = {}, []
+    if not context.images:
+        _load_val(context)
+    counts: dict[str, Any] = {}
+    problems = []
     for precision, model in models.items():
         with Detector(model) as detector:  # the deployment threshold
             counts[f"{precision} blank"] = len(detector.detect(blank)[0].scores)
@@ -622,6 +626,8 @@ def stage_memory(context: Context) -> Outcome:
     for _ in range(MEMORY_CYCLES):
         with Detector(engine) as detector:
             detector.detect(blank)
+        del detector
+        gc.collect()  # the engine and execution context free their device memory when collected
         cuda_call(runtime.cudaDeviceSynchronize())
         free.append(int(cuda_call(runtime.cudaMemGetInfo())[0]))
     growth = memory_growth_mib(free)
@@ -636,6 +642,7 @@ def stage_nms_tail(context: Context) -> Outcome:
     require(context, "onnx")
     if not context.images:
         _load_val(context)
+    backends: list[Any] = []  # TensorRT backends to close after timing
     if context.dry_run:
         import onnxruntime
 
@@ -646,15 +653,20 @@ def stage_nms_tail(context: Context) -> Outcome:
     else:
         from scratchdet.runtime.backends.tensorrt_backend import TensorRTBackend
 
-        require(context, "engines")
-        full = context.engines.get("fp16") or next(iter(context.engines.values()))
-        network = _build(context.onnx["network"], "fp16" if "fp16" in str(full) else "fp32", context.max_batch,
-                         context.out / "engines", metadata_of=context.onnx["fp32"])
-        models = {name: TensorRTBackend(path).execute for name, path in (("full", full), ("network", network))}
+        if "fp32" not in context.engines:
+            raise StageError("needs the fp32 engine from `build fp32`, which failed")
+        network = _build(context.onnx["network"], "fp32", context.max_batch, context.out / "engines",
+                         metadata_of=context.onnx["fp32"])  # both FP32 from FP32 ONNX: the same build settings
+        backends += [TensorRTBackend(context.engines["fp32"]), TensorRTBackend(network)]
+        models = {"full": backends[0].execute, "network": backends[1].execute}
     from scratchdet.models.preprocess import prepare
 
     batch = prepare(context.images[:1], _input_size(context.onnx["fp32"]), "bgr")[0]  # a real image: NMS cost
-    times = {name: latency(run, batch, 10, context.iterations)["p50"] for name, run in models.items()}
+    try:
+        times = {name: latency(run, batch, 10, context.iterations)["p50"] for name, run in models.items()}
+    finally:
+        for backend in backends:
+            backend.close()
     ratio = times["full"] / times["network"]
     return Outcome(f"p50 full {times['full']:.3f} ms, network only {times['network']:.3f} ms: the tail adds "
                    f"{(ratio - 1):.1%}", {"p50_ms": times, "ratio": ratio})
