@@ -19,6 +19,7 @@ import argparse
 import gc
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -372,7 +373,7 @@ def stage_bundle(context: Context) -> Outcome:
             counts[precision] = sum(len(d.scores) for d in detector.detect(context.images[:4]))
     wrong = context.out / "wrong-sidecar" / Path(ENGINES["fp16"]).name
     wrong.parent.mkdir(parents=True, exist_ok=True)
-    wrong.write_bytes((bundle / ENGINES["fp16"]).read_bytes())
+    shutil.copyfile(bundle / ENGINES["fp16"], wrong)
     values = json.loads((bundle / ENGINES["fp16"]).with_suffix(".json").read_text())
     values["gpu_name"] = f"not {values['gpu_name']}"
     write_text(wrong.with_suffix(".json"), json.dumps(values))
