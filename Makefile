@@ -20,7 +20,7 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: test-arm setup typecheck gpu-check test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: test-arm setup setup-deploy typecheck gpu-check test test-all lint demo train val export quantize bench check engine bundle clean
 
 setup: $(STAMP) $(STUBS_STAMP)
 
@@ -84,8 +84,19 @@ engine: $(STAMP)
 # On a host with a GPU and TensorRT: FP32/FP16/INT8 engines of a briefly trained tiny model, `pytest -m tensorrt`,
 # mAP and detections vs ONNX Runtime FP32, latency, one report (runs/gpu-check/report.md). Elsewhere it exits 1
 # with one line naming what is missing; GPU_CHECK_ARGS=--dry-run shows the report format on ONNX Runtime.
-gpu-check: $(STAMP)
+gpu-check: $(STAMP) $(DATA)/annotations.json
 	@$(BIN)/python -m scratchdet.benchmarks.gpu_check --data $(DATA) --out runs/gpu-check $(GPU_CHECK_ARGS)
+
+# The device side without torch (JetPack 6: CUDA 12, Python 3.10; JetPack 7: CUDA 13, Python 3.12): the deploy
+# requirement set for the driver's CUDA major, TensorRT from the system site-packages, this package without its
+# dependencies. The stamp it leaves lets `make engine` and `make gpu-check` run there without `make setup`.
+CUDA_MAJOR ?= 12
+setup-deploy:
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/deploy-cu$(CUDA_MAJOR).txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
 
 bundle: $(STAMP)
 	$(SD) bundle --model $(RUN)/export/model.onnx --data $(DATA)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,33 @@ def bccd_models(bccd_checkpoint: Path, bccd: Path, tmp_path_factory: pytest.Temp
     fp32 = export_onnx(model, checkpoint["class_names"], folder / "model.onnx", ExportOptions()).path
     int8 = quantize_int8(fp32, bccd, "ort", folder / "model-int8-ort.onnx", CalibrationOptions(images=32))
     return {"pt": bccd_checkpoint, "fp32": fp32, "int8": int8}
+
+
+@pytest.fixture(scope="session")
+def gpu_data(synth_data: Path) -> Path:
+    """BCCD where ../shared has it, else the synthetic set made here: the GPU tests never skip for want of data
+    (a self-hosted runner has no ../shared beside its clone)."""
+    return BCCD if (BCCD / "annotations.json").is_file() else synth_data
+
+
+@pytest.fixture(scope="session")
+def gpu_models(gpu_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """FP32, FP16 and INT8 (TensorRT flavour) ONNX for the GPU tests: those in $SCRATCHDET_GPU_MODELS (written by
+    `gpu_check --prepare-only` where torch is; a deploy install has none), else trained and exported here."""
+    names = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8": "model-int8-tensorrt.onnx"}
+    given = os.environ.get("SCRATCHDET_GPU_MODELS")
+    if given:
+        models = {kind: Path(given) / name for kind, name in names.items()}
+        missing = [str(path) for path in models.values() if not path.is_file()]
+        if missing:
+            pytest.fail(f"SCRATCHDET_GPU_MODELS={given} lacks {', '.join(missing)}")
+        return models
+    from scratchdet.export.onnx_export import ExportOptions, export_onnx
+    from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
+    from scratchdet.models.checkpoint import load_model
+
+    model, checkpoint = load_model(train_tiny(gpu_data, tmp_path_factory.mktemp("gpu_run"), epochs=3))
+    folder = tmp_path_factory.mktemp("gpu_models")
+    fp32 = export_onnx(model, checkpoint["class_names"], folder / names["fp32"], ExportOptions()).path
+    return {"fp32": fp32, "fp16": convert_fp16(fp32, folder / names["fp16"]),
+            "int8": quantize_int8(fp32, gpu_data, "tensorrt", folder / names["int8"], CalibrationOptions(images=32))}

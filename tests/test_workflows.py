@@ -30,10 +30,15 @@ def test_engine_workflow_passes_actionlint():
 
 
 def test_engine_workflow_runs_the_gpu_steps_on_a_self_hosted_runner():
-    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["engine"]
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    job = jobs["engine"]
     assert job["runs-on"][0] == "self-hosted"
     commands = "\n".join(step.get("run", "") for step in job["steps"])
-    assert "make engine" in commands and "make gpu-check" in commands and "scratchdet check" in commands
+    assert "make engine" in commands and "make gpu-check" in commands and "make setup-deploy" in commands
+    # the device installs the deploy set (no torch==2.13.0, whose wheels and numpy pin JetPack 6 cannot take)
+    assert "make setup\n" not in commands + "\n" and "make train" not in commands
+    models = "\n".join(step.get("run", "") for step in jobs["models"]["steps"])
+    assert "--prepare-only" in models and "scratchdet check" in models and job["needs"] == "models"
 
 
 def test_actionlint_catches_a_broken_workflow(tmp_path):

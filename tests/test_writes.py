@@ -19,7 +19,6 @@ HELPER = "models/files.py"
 
 # (file, function or "*") -> why the write there does not go through the helper
 ALLOWED = {
-    ("benchmarks/gpu_check.py", "*"): "rewritten on branch gpu-check; the lead removes this entry at merge",
     ("runtime/board_runner.py", "main"): "copied alone onto the board by the bundle, it imports nothing from the "
                                          "package; it writes one command's output file",
     ("export/onnx_export.py", "_torch_export"): "torch.onnx.export writes to the path its two callers got from "

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scratchdet.models.contract import check_engine_compatible, postprocess_config, read_sidecar, unpack_outputs
-from scratchdet.models.inference.cuda_device import cuda_call, cudart, gpu_info
+from scratchdet.models.inference.cuda_device import checked_versions, cuda_call, cudart, gpu_info
 from scratchdet.models.inference.detections import Detections
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class TensorRTBackend:
         tensorrt = import_tensorrt()
         self.path = Path(path)
         values = read_sidecar(self.path)
+        checked_versions()  # logs driver and runtime versions; a too-old driver is named before any other call
         check_engine_compatible(self.path, values, tensorrt.__version__, *gpu_info())
         metadata = values["model_metadata"]
         self.class_names, self.input_size = metadata["class_names"], metadata["input_size"]
@@ -169,18 +170,34 @@ class TensorRTBackend:
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
         mode = self.runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         cuda_call(self.runtime.cudaStreamBeginCapture(self.stream, mode))
-        enqueued = self.context.execute_async_v3(int(self.stream))
-        error, graph = self.runtime.cudaStreamEndCapture(self.stream)  # always end, even after a failed enqueue
+        try:
+            enqueued = self.context.execute_async_v3(int(self.stream))
+        finally:
+            error, graph = self.runtime.cudaStreamEndCapture(self.stream)  # always end, even after a failed enqueue
         if not enqueued or int(error) != 0 or graph is None:
-            if graph is not None and int(error) == 0:
-                cuda_call(self.runtime.cudaGraphDestroy(graph))
+            self._discard_capture(graph)
             return False
         error, executable = self.runtime.cudaGraphInstantiate(graph, 0)
         if int(error) != 0:
-            cuda_call(self.runtime.cudaGraphDestroy(graph))
+            self._discard_capture(graph)
             return False
         self.graphs[batch_size] = (graph, executable)
         return True
+
+    def _discard_capture(self, graph: Any) -> None:
+        """Destroy a failed capture's graph and clear the error it left, so the uncaptured runs that follow
+        do not report it: an invalidated capture sets the runtime's last error (e.g. 901,
+        cudaErrorStreamCaptureInvalidated), which the next checked call would otherwise return, and
+        cudaGetLastError resets it (CUDA Runtime API, Error Handling)."""
+        if graph is not None:  # EndCapture returns a NULL graph (None in cuda-python) when the capture was invalidated
+            cuda_call(self.runtime.cudaGraphDestroy(graph))
+        error, status = self.runtime.cudaStreamIsCapturing(self.stream)
+        if int(error) == 0 and status != self.runtime.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone:
+            raise RuntimeError(f"{self.path}: the stream is still capturing after cudaStreamEndCapture")
+        (cleared,) = self.runtime.cudaGetLastError()
+        if int(cleared) != 0:
+            log.info("%s: cleared CUDA error %d left by the failed graph capture", self.path, int(cleared))
+        cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
 
     def _execute(self, batch_size: int) -> None:
         if self.use_cuda_graph and batch_size not in self.graphs and not self._capture(batch_size):
@@ -192,7 +209,8 @@ class TensorRTBackend:
         else:
             self._enqueue()
 
-    def infer(self, batch: np.ndarray) -> list[Detections]:
+    def _run(self, batch: np.ndarray) -> DeviceBuffers:
+        """Copy the batch in and enqueue the engine (or replay its graph); outputs stay on the device."""
         if self.buffers is None:
             raise RuntimeError(f"{self.path}: the backend is closed")
         if len(batch) > self.max_batch:
@@ -202,12 +220,22 @@ class TensorRTBackend:
         self.buffers.host[image.name][: batch.size] = batch.ravel()
         self._copy(image.name, batch.size, to_device=True)
         self._execute(len(batch))
+        return self.buffers
+
+    def execute(self, batch: np.ndarray) -> None:
+        """Run the engine on a batch and wait, reading no output: times an engine whose outputs are not
+        detections (the network alone, benchmarks/gpu_check.py's NMS-tail stage)."""
+        self._run(batch)
+        cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
+
+    def infer(self, batch: np.ndarray) -> list[Detections]:
+        buffers = self._run(batch)
         shapes: dict[str, tuple[int, ...]] = {}
         for spec in (s for s in self.specs if not s.is_input):
             shapes[spec.name] = dims(self.context.get_tensor_shape(spec.name))
             self._copy(spec.name, int(np.prod(shapes[spec.name])), to_device=False)
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
-        return unpack_outputs({name: self.buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
+        return unpack_outputs({name: buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
                                for name, shape in shapes.items()})
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from scratchdet.models.inference.tensorrt_backend import TensorRTBackend, TensorSpec, buffer_bytes
 
-RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
+INFERENCE = Path(__file__).resolve().parents[3] / "models" / "inference"
 # Receivers in runtime/ whose attributes are TensorRT's: the module, and the objects it returns.
 RECEIVERS = {"trt": "", "tensorrt": "", "self.engine": "ICudaEngine", "self.context": "IExecutionContext",
              "trt_runtime": "Runtime"}
@@ -28,9 +28,9 @@ def _receiver(node: ast.AST) -> str | None:
 
 
 def tensorrt_attributes_used() -> set[str]:
-    """'ICudaEngine.get_tensor_name', 'Logger.WARNING', ... for every TensorRT access in runtime/*.py."""
+    """'ICudaEngine.get_tensor_name', 'Logger.WARNING', ... for every TensorRT access in models/inference/*.py."""
     used = set()
-    for source in RUNTIME.rglob("*.py"):
+    for source in INFERENCE.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
             if not isinstance(node, ast.Attribute):
                 continue
@@ -80,16 +80,26 @@ class FakeCudart:
 
     def __init__(self, capturable: bool) -> None:
         self.capturable, self.calls = capturable, []
+        self.last_error = 0  # what cudaGetLastError would return (and reset)
         self.cudaStreamCaptureMode = SimpleNamespace(cudaStreamCaptureModeThreadLocal=1)
+        self.cudaStreamCaptureStatus = SimpleNamespace(cudaStreamCaptureStatusNone=0)
 
     def __getattr__(self, name):
         def call(*args):
             self.calls.append(name)
             if name == "cudaStreamEndCapture":
-                return (0, "graph") if self.capturable else (901, None)  # 901: capture invalidated
+                if self.capturable:
+                    return 0, "graph"
+                self.last_error = 901  # cudaErrorStreamCaptureInvalidated, left for the next call to see
+                return 901, None
             if name == "cudaGraphInstantiate":
                 return 0, "executable"
-            return (0,)
+            if name == "cudaStreamIsCapturing":
+                return 0, 0
+            if name == "cudaGetLastError":
+                error, self.last_error = self.last_error, 0
+                return (error,)
+            return (self.last_error,)  # a pending error surfaces in the next runtime call
         return call
 
 
@@ -122,6 +132,15 @@ def test_cuda_graph_capture_falls_back_when_tensorrt_refuses_it(caplog):
     assert "cudaGraphLaunch" not in backend.runtime.calls
     assert backend.context.enqueues == 4  # warm-up, refused capture, then one plain run per call
     assert "CUDA graph capture failed" in caplog.text
+
+
+def test_a_failed_capture_clears_the_cuda_error_it_left():
+    backend = _backend(capturable=False)
+    backend._execute(4)
+    assert backend.runtime.last_error == 0  # cleared: the uncaptured runs that follow do not report error 901
+    calls = backend.runtime.calls
+    assert calls.index("cudaGetLastError") > calls.index("cudaStreamEndCapture")
+    assert "cudaGraphDestroy" not in calls  # an invalidated capture returns no graph to destroy
 
 
 def test_cuda_graph_is_replayed_and_destroyed_on_close():
