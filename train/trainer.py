@@ -13,7 +13,8 @@ import math
 import os
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
-from scratchdet.train.plots import write_plots
+from scratchdet.train.plots import read_metrics, write_plots, write_results_csv
 
 from scratchdet.progress import progress as progress_bar
 
@@ -86,8 +87,13 @@ def prepare_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = F
     return out
 
 
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initialises the process group when run by torchrun."""
+def setup_distributed(timeout_s: float = TrainConfig.ddp_timeout_s) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when run by torchrun.
+
+    Rank 0 alone validates, checkpoints and plots while the other ranks wait in a barrier, as ultralytics'
+    trainer does; NCCL's default 10-minute timeout would end the job on a VOC-sized val set, so the
+    collectives get `timeout_s` (ultralytics: 3 h, engine/trainer.py `_setup_ddp`).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if torch.cuda.is_available():
@@ -96,8 +102,69 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
     return rank, world, device
+
+
+def loader_workers(configured: int | None, device: torch.device) -> int:
+    """Data-loading processes per rank: the config's, else min(8, CPUs per rank on this host) on CUDA
+    (ultralytics' rule, data/build.py) and 1 on CPU, where workers compete with the training threads."""
+    if configured is not None:
+        return configured
+    if device.type != "cuda":
+        return 1
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return min(8, max((os.cpu_count() or 1) // ranks_here, 1))
+
+
+def configure_backends(config: TrainConfig, device: torch.device) -> None:
+    """cuDNN autotuning on CUDA (`cudnn_benchmark`), or deterministic algorithms (`deterministic`)."""
+    if config.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+
+def amp_mode(config: TrainConfig, device: torch.device) -> str:
+    """The autocast mode used on `device`: fp16 is CUDA only (off on CPU, logged); bf16 needs bf16 support.
+
+    Raises:
+        ValueError: bf16 asked on a GPU without bf16 (before Ampere).
+    """
+    if config.amp == "fp16" and device.type != "cuda":
+        log.info("train.amp fp16 runs on CUDA only: training in fp32 on %s", device)
+        return "off"
+    if config.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"train.amp bf16: {torch.cuda.get_device_name(device)} has no bf16; use amp: fp16")
+    return config.amp
+
+
+def rng_state() -> dict:
+    """The generators a resume must restore: torch's CPU one, and every CUDA device's where CUDA is."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict, source: Path) -> None:
+    """Set the generators from a checkpoint's `rng_state()`; a CPU run's checkpoint resumes on a GPU."""
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if not torch.cuda.is_available():
+        if cuda:
+            log.info("%s: CUDA RNG state saved on a GPU host; no CUDA here, not restored", source)
+        return
+    if cuda is None:
+        log.info("%s: saved without CUDA (a CPU run): the CUDA generators keep this run's seed", source)
+        return
+    count = torch.cuda.device_count()
+    if len(cuda) != count:
+        log.warning("%s: CUDA RNG state of %d device(s), this host has %d: restoring the first %d", source,
+                    len(cuda), count, min(len(cuda), count))
+    torch.cuda.set_rng_state_all(cuda[:count])
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -124,6 +191,14 @@ def lr_factor(config: TrainConfig, iteration: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
+@dataclass(frozen=True)
+class SkippedStep:
+    """A step that changed no weight: non-finite loss or gradient, or an fp16 overflow the scaler skipped."""
+
+    reason: str  # "loss", "gradient" or "fp16 overflow"
+    loss_scale: float | None = None  # the GradScaler's scale after its update (fp16 only)
+
+
 def params_digest(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for tensor in model.state_dict().values():
@@ -141,8 +216,10 @@ class Trainer:
     """One training run writing to `out`: last.pt, best.pt, metrics.jsonl and the plots."""
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: str | Path, out: str | Path) -> None:
-        self.rank, self.world, self.device = setup_distributed()
+        self.rank, self.world, self.device = setup_distributed(config.ddp_timeout_s)
         self.config, self.out, self.data = config, Path(out), str(data)
+        configure_backends(config, self.device)
+        self.amp = amp_mode(config, self.device)
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(data, "train")
         self.val_set = load_dataset(data, "val")
@@ -164,15 +241,18 @@ class Trainer:
         self.sampler = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=config.seed, drop_last=True)
         per_rank = max(config.batch_size // self.world, 1)
+        workers = loader_workers(config.workers, self.device)
+        if config.workers is None:
+            log.info("train.workers not set: %d data-loading processes per rank on %s", workers, self.device)
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, per_rank, sampler=self.sampler, num_workers=config.workers, collate_fn=collate,
+            self.dataset, per_rank, sampler=self.sampler, num_workers=workers, collate_fn=collate,
             drop_last=True, pin_memory=self.device.type == "cuda")
         if len(self.loader) == 0:
             raise ValueError(f"{data}: {len(self.dataset)} training images give no full batch of {per_rank}")
         self.total_iterations = config.epochs * len(self.loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: lr_factor(config, it, self.total_iterations))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")  # bf16 needs none
         self.network: torch.nn.Module = self.model
         if self.world > 1:
             if self.device.type == "cuda":  # SyncBatchNorm refuses CPU tensors
@@ -188,10 +268,6 @@ class Trainer:
         """The weights evaluated and saved as "model": the EMA when there is one."""
         return self.ema.module if self.ema else self.model
 
-    @property
-    def use_amp(self) -> bool:
-        return self.config.amp and self.device.type == "cuda"
-
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_payload(self, epoch: int) -> dict:
         return {
@@ -200,8 +276,7 @@ class Trainer:
             **({"train_model": self.model.state_dict(), "ema_updates": self.ema.updates} if self.ema else {}),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": epoch, "iteration": self.iteration,
-            "best_map": self.best_map, "grad_history": self.monitor.state(),
-            "rng": {"torch": torch.get_rng_state()},
+            "best_map": self.best_map, "grad_history": self.monitor.state(), "rng": rng_state(),
         }
 
     def resume(self) -> None:
@@ -231,13 +306,22 @@ class Trainer:
             self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
-        self.scaler.load_state_dict(data["scaler"])
+        self._resume_scaler(data.get("scaler") or {}, path)
         # checkpoints count epochs from 1 (the epoch just finished), the loop index from 0
         self.start_epoch, self.iteration, self.best_map = data["epoch"], data["iteration"], data["best_map"]
         self.monitor = GradientMonitor(self.config.grad_window, data["grad_history"])
-        torch.set_rng_state(data["rng"]["torch"])
+        restore_rng(data["rng"], path)
         self._truncate_metrics(self.start_epoch)
         log.info("resumed from %s after epoch %d (iteration %d)", path, data["epoch"], self.iteration)
+
+    def _resume_scaler(self, state: dict, path: Path) -> None:
+        """A run saved with fp16 off (a CPU run, amp off or bf16) holds an empty scaler state, which
+        GradScaler.load_state_dict refuses ("The source state dict is empty"): the scaler starts afresh."""
+        if state or not self.scaler.is_enabled():
+            self.scaler.load_state_dict(state)  # a disabled scaler ignores it
+            return
+        log.info("%s: no GradScaler state (saved with fp16 AMP off): the scaler starts at scale %g", path,
+                 self.scaler.get_scale())
 
     def _truncate_metrics(self, finished: int) -> None:
         """Drop the metric lines of the epoch that was cut short (numbered from 1); it is trained again."""
@@ -251,16 +335,18 @@ class Trainer:
     def log_metrics(self, record: dict) -> None:
         if self.rank == 0:
             with open(self.out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps(record, allow_nan=False) + "\n")  # strict JSON: no NaN/Infinity
 
-    def step(self, images: torch.Tensor, boxes: list, labels: list) -> dict | None:
-        """One optimisation step; returns its metrics, or None when the loss was not finite."""
+    def step(self, images: torch.Tensor, boxes: list, labels: list) -> dict | SkippedStep:
+        """One optimisation step; returns its metrics, or why it changed no weight."""
+        # non_blocking: with the loader's pinned memory the copies overlap the previous step's kernels
         images = images.to(self.device, non_blocking=True)
         if self.config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        boxes = [b.to(self.device) for b in boxes]
-        labels = [lab.to(self.device) for lab in labels]
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        boxes = [b.to(self.device, non_blocking=True) for b in boxes]
+        labels = [lab.to(self.device, non_blocking=True) for lab in labels]
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "off"):
             offsets, logits = self.network(images)
         parts = self.criterion(offsets.float(), logits.float(), boxes, labels)
         finite = torch.tensor(float(torch.isfinite(parts.total)), device=self.device)
@@ -268,13 +354,17 @@ class Trainer:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         self.optimizer.zero_grad(set_to_none=True)
         if finite.item() < 1:
-            return None
+            return SkippedStep("loss")
         self.scaler.scale(parts.total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = gradient_norm([p for p in self.model.parameters()])
-        if not math.isfinite(norm) and not self.use_amp:  # AMP's scaler skips such steps itself
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
+        if not math.isfinite(norm):  # kept out of the monitor and metrics.jsonl (it would be inf there)
+            if not self.scaler.is_enabled():
+                self.optimizer.zero_grad(set_to_none=True)
+                return SkippedStep("gradient")
+            self.scaler.step(self.optimizer)  # finds the inf, skips the update; update() lowers the scale
+            self.scaler.update()
+            return SkippedStep("fp16 overflow", self.scaler.get_scale())
         clip = self.config.warmup_clip
         if clip is not None and self.iteration < warmup_length(self.config, self.total_iterations):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -298,21 +388,31 @@ class Trainer:
             metrics = self.step(images, boxes, labels)
             self.scheduler.step()
             self.iteration += 1
-            if metrics is None:
-                self.nonfinite_streak += 1
-                log.warning("non-finite loss or gradient at iteration %d, step skipped", self.iteration)
-                if self.nonfinite_streak >= self.config.max_nonfinite:
-                    raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses at iteration "
-                                             f"{self.iteration}: lower the LR (now {lr:.4g}) or check the data")
+            if isinstance(metrics, SkippedStep):
+                self._skipped(metrics, epoch, lr)
                 continue
             self.nonfinite_streak = 0
             losses.append(metrics["loss"])
             self.log_metrics({"type": "step", "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **metrics})
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{lr:.4f}")
         images_per_second = len(self.loader) * self.config.batch_size / (time.perf_counter() - started)
-        return float(np.mean(losses)) if losses else float("nan"), images_per_second
+        return (float(np.mean(losses)) if losses else None), images_per_second
 
-    def evaluate_and_save(self, epoch: int, loss: float, images_per_second: float, elapsed: float) -> None:
+    def _skipped(self, skipped: SkippedStep, epoch: int, lr: float) -> None:
+        """Record a step that changed no weight; stop after max_nonfinite of them in a row."""
+        self.nonfinite_streak += 1
+        if skipped.reason == "fp16 overflow":  # expected while the scaler finds its scale
+            log.info("fp16 overflow at iteration %d, step skipped, loss scale now %g", self.iteration,
+                     skipped.loss_scale)
+        else:
+            log.warning("non-finite %s at iteration %d, step skipped", skipped.reason, self.iteration)
+        self.log_metrics({"type": "skipped", "epoch": epoch + 1, "iteration": self.iteration, "lr": lr,
+                          "reason": skipped.reason, "loss_scale": skipped.loss_scale})
+        if self.nonfinite_streak >= self.config.max_nonfinite:
+            raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses or gradients at "
+                                     f"iteration {self.iteration}: lower the LR (now {lr:.4g}) or check the data")
+
+    def evaluate_and_save(self, epoch: int, loss: float | None, images_per_second: float, elapsed: float) -> None:
         bad = nonfinite_tensors(self.model.state_dict())
         if bad:  # nothing is written: last.pt and best.pt keep the previous finite weights
             raise NonFiniteLossError(f"{self.out}: after epoch {epoch + 1} (iteration {self.iteration}) "
@@ -330,7 +430,10 @@ class Trainer:
                 save_checkpoint(self.out / "best.pt", {**self.checkpoint_payload(epoch + 1), "eval": record})
         self.log_metrics(record)
         save_checkpoint(self.out / "last.pt", self.checkpoint_payload(epoch + 1))
-        write_plots(self.out)
+        if self.config.plots:
+            write_plots(self.out)
+        else:
+            write_results_csv(self.out, read_metrics(self.out / "metrics.jsonl"))
 
     def fit(self) -> Path:
         """Train the remaining epochs; returns the run folder."""
