@@ -101,8 +101,11 @@ def setup_distributed(timeout_s: float = TrainConfig.ddp_timeout_s) -> tuple[int
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
+    # torchrun sets TORCHELASTIC_RUN_ID: one rank under it still runs DDP (NCCL on one GPU is checked that way)
+    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        log.info("process group: %s, rank %d of %d, timeout %g s", backend, rank, world, timeout_s)
     return rank, world, device
 
 
@@ -218,6 +221,7 @@ class Trainer:
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: str | Path, out: str | Path) -> None:
         self.rank, self.world, self.device = setup_distributed(config.ddp_timeout_s)
         self.config, self.out, self.data = config, Path(out), str(data)
+        self.distributed = dist.is_available() and dist.is_initialized()
         configure_backends(config, self.device)
         self.amp = amp_mode(config, self.device)
         torch.manual_seed(config.seed)
@@ -254,7 +258,7 @@ class Trainer:
             self.optimizer, lambda it: lr_factor(config, it, self.total_iterations))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")  # bf16 needs none
         self.network: torch.nn.Module = self.model
-        if self.world > 1:
+        if self.distributed:
             if self.device.type == "cuda":  # SyncBatchNorm refuses CPU tensors
                 self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.network = torch.nn.parallel.DistributedDataParallel(self.network)
@@ -350,7 +354,7 @@ class Trainer:
             offsets, logits = self.network(images)
         parts = self.criterion(offsets.float(), logits.float(), boxes, labels)
         finite = torch.tensor(float(torch.isfinite(parts.total)), device=self.device)
-        if self.world > 1:  # every rank must skip together, or DDP's all-reduce would hang
+        if self.distributed:  # every rank must skip together, or DDP's all-reduce would hang
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         self.optimizer.zero_grad(set_to_none=True)
         if finite.item() < 1:
@@ -409,8 +413,9 @@ class Trainer:
         self.log_metrics({"type": "skipped", "epoch": epoch + 1, "iteration": self.iteration, "lr": lr,
                           "reason": skipped.reason, "loss_scale": skipped.loss_scale})
         if self.nonfinite_streak >= self.config.max_nonfinite:
-            raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses or gradients at "
-                                     f"iteration {self.iteration}: lower the LR (now {lr:.4g}) or check the data")
+            raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses at iteration "
+                                     f"{self.iteration} (the last: {skipped.reason}): lower the LR (now {lr:.4g}) "
+                                     "or check the data")
 
     def evaluate_and_save(self, epoch: int, loss: float | None, images_per_second: float, elapsed: float) -> None:
         bad = nonfinite_tensors(self.model.state_dict())
@@ -446,7 +451,7 @@ class Trainer:
             self._sync_buffers()
             if self.rank == 0:
                 self.evaluate_and_save(epoch, loss, speed, time.perf_counter() - started)
-            if self.world > 1:
+            if self.distributed:  # the others wait here while rank 0 validates (ddp_timeout_s)
                 dist.barrier()
         self._check_ranks_agree()
         return self.out
@@ -454,13 +459,13 @@ class Trainer:
     def _sync_buffers(self) -> None:
         """BN running statistics from rank 0 to all: each rank's last forward updated them with its own
         batch (SyncBatchNorm, which would share them, refuses CPU tensors)."""
-        if self.world > 1:
+        if self.distributed:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, src=0)
 
     def _check_ranks_agree(self) -> None:
         """Under DDP every rank must end with the same weights; record the digests, fail if not."""
-        if self.world == 1:
+        if not self.distributed:
             return
         digests: list[str] = [""] * self.world
         dist.all_gather_object(digests, params_digest(self.model))

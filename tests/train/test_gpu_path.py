@@ -133,7 +133,7 @@ def test_cuda_rng_state_is_saved_and_restored(tmp_path, configs, synth_data, cpu
     assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, states))
 
 
-class _Stop(Exception):
+class _StopError(Exception):
     pass
 
 
@@ -143,16 +143,16 @@ def test_ddp_timeout_reaches_init_process_group(tmp_path, configs, synth_data, m
 
     def init_process_group(backend, **kwargs):
         calls.append((backend, kwargs))
-        raise _Stop
+        raise _StopError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
     model_config, train_config = configs
-    with pytest.raises(_Stop):
+    with pytest.raises(_StopError):
         Trainer(model_config, replace(train_config, ddp_timeout_s=1234.0), synth_data, tmp_path / "run")
-    with pytest.raises(_Stop):
+    with pytest.raises(_StopError):
         setup_distributed()
     assert calls == [("gloo", {"timeout": timedelta(seconds=1234)}), ("gloo", {"timeout": timedelta(hours=3)})]
 
