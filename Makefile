@@ -93,14 +93,17 @@ gpu-check: $(STAMP)
 # resumed on the GPU, kill + resume, torchrun/NCCL, throughput, inference FP32/FP16/BF16, ONNX Runtime CUDA:
 # runs/gpu-train-check/report.md. Without a GPU it exits 1 naming what is missing;
 # GPU_TRAIN_CHECK_ARGS=--dry-run runs the stages on the CPU (GPU_PYTHON=.venv/bin/python here).
+# It runs inside the link folder: from the repository root, `python -m` would put the real scratchdet/ (which has
+# no models/) ahead of PYTHONPATH.
 GPU_PYTHON ?= python3
-GPU_TRAIN_PATH := .cache/gpu-train-check
+GPU_PYTHON_CMD = $(if $(findstring /,$(GPU_PYTHON)),$(abspath $(GPU_PYTHON)),$(GPU_PYTHON))
+GPU_TRAIN_PATH := $(CURDIR)/.cache/gpu-train-check
 gpu-train-check:
 	@rm -rf $(GPU_TRAIN_PATH) && mkdir -p $(GPU_TRAIN_PATH)/scratchdet
 	@for f in scratchdet/*.py; do ln -s "$(CURDIR)/$$f" $(GPU_TRAIN_PATH)/scratchdet/; done
 	@for d in models train export runtime benchmarks; do ln -s "$(CURDIR)/$$d" $(GPU_TRAIN_PATH)/scratchdet/$$d; done
-	@PYTHONPATH="$(CURDIR)/$(GPU_TRAIN_PATH)" $(GPU_PYTHON) -m scratchdet.benchmarks.gpu_train_check \
-		--out runs/gpu-train-check $(GPU_TRAIN_CHECK_ARGS)
+	@cd $(GPU_TRAIN_PATH) && PYTHONPATH="$(GPU_TRAIN_PATH)" $(GPU_PYTHON_CMD) -m scratchdet.benchmarks.gpu_train_check \
+		--out "$(CURDIR)/runs/gpu-train-check" $(GPU_TRAIN_CHECK_ARGS)
 
 bundle: $(STAMP)
 	$(SD) bundle --model $(RUN)/export/model.onnx --data $(DATA)
