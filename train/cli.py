@@ -8,7 +8,8 @@ from dataclasses import replace
 
 from scratchdet.train.config import AMP_MODES, load_config
 from scratchdet.train.data.synth import make_synthetic_dataset
-from scratchdet.train.trainer import Trainer, prepare_run_folder
+from scratchdet.train.run_folder import prepare_run_folder
+from scratchdet.train.trainer import Trainer
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
 

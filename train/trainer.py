@@ -1,26 +1,23 @@
 """The training loop: SGD from scratch with warmup and decay, DDP under torchrun, exact resume.
 
 Reads top to bottom: setup -> data -> model -> optimiser and schedule -> (resume) -> epochs of steps,
-each epoch ending with evaluation, a checkpoint and the plots.
+each epoch ending with evaluation, a checkpoint and the plots. Its parts live beside it: device.py (process
+group, device, workers, autocast mode), schedule.py (parameter groups, LR), resume.py (generators, scaler),
+run_folder.py (which folder may take a run).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from scratchdet.models.checkpoint import (
     CheckpointError,
     config_differences,
@@ -36,11 +33,15 @@ from scratchdet.models.torch_backend import TorchBackend
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
+from scratchdet.train.device import amp_mode, configure_backends, loader_workers, params_digest, setup_distributed
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import read_metrics, write_plots, write_results_csv
+from scratchdet.train.resume import restore_rng, resume_scaler, rng_state
+from scratchdet.train.run_folder import write_run_config
+from scratchdet.train.schedule import lr_factor, parameter_groups, warmup_length
 
 from scratchdet.progress import progress as progress_bar
 
@@ -51,168 +52,12 @@ class NonFiniteLossError(RuntimeError):
     """Training diverged: too many consecutive NaN/inf losses, or weights that are no longer finite."""
 
 
-class RunFolderError(ValueError):
-    """A run folder that holds another run, used without --resume or --exist-ok."""
-
-
-# What a run writes into its folder, and what later stages derive from it there: a new run in the same
-# folder (--exist-ok) removes them, so old plots, exports or bundles never sit beside new weights.
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "results.csv", "loss.png", "lr.png", "grad_norm.png",
-             "grad_fluctuation.png", "map.png")
-DERIVED = ("export", "engines", "bench", "bundle", "bundle.tar.gz")
-
-
-def prepare_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = False, rank: int = 0) -> Path:
-    """Check that `out` may take this run: refuse a folder holding another run unless resuming it, or
-    clear that run's files with `exist_ok` (rank 0 only; other ranks only check).
-
-    Raises:
-        RunFolderError: `out` holds another run (files named) and neither flag is given, or `resume`
-            without out/last.pt.
-    """
-    out = Path(out)
-    found = [name for name in (*RUN_FILES, *DERIVED) if (out / name).exists()]
-    if resume:
-        if not (out / "last.pt").is_file():
-            raise RunFolderError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
-        return out
-    if found and not exist_ok:
-        raise RunFolderError(f"{out}: holds another run ({', '.join(found)}); use --resume to continue it, "
-                             "--exist-ok to replace it, or another --out")
-    if found and rank == 0:
-        log.warning("%s: --exist-ok: removing the previous run's %s", out, ", ".join(found))
-        for name in found:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return out
-
-
-def setup_distributed(timeout_s: float = TrainConfig.ddp_timeout_s) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initialises the process group when run by torchrun.
-
-    Rank 0 alone validates, checkpoints and plots while the other ranks wait in a barrier, as ultralytics'
-    trainer does; NCCL's default 10-minute timeout would end the job on a VOC-sized val set, so the
-    collectives get `timeout_s` (ultralytics: 3 h, engine/trainer.py `_setup_ddp`).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    # torchrun sets TORCHELASTIC_RUN_ID: one rank under it still runs DDP (NCCL on one GPU is checked that way)
-    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
-        log.info("process group: %s, rank %d of %d, timeout %g s", backend, rank, world, timeout_s)
-    return rank, world, device
-
-
-def loader_workers(configured: int | None, device: torch.device) -> int:
-    """Data-loading processes per rank: the config's, else min(8, CPUs per rank on this host) on CUDA
-    (ultralytics' rule, data/build.py) and 1 on CPU, where workers compete with the training threads."""
-    if configured is not None:
-        return configured
-    if device.type != "cuda":
-        return 1
-    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return min(8, max((os.cpu_count() or 1) // ranks_here, 1))
-
-
-def configure_backends(config: TrainConfig, device: torch.device) -> None:
-    """cuDNN autotuning on CUDA (`cudnn_benchmark`), or deterministic algorithms (`deterministic`)."""
-    if config.deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = config.cudnn_benchmark
-
-
-def amp_mode(config: TrainConfig, device: torch.device) -> str:
-    """The autocast mode used on `device`: fp16 is CUDA only (off on CPU, logged); bf16 needs bf16 support.
-
-    Raises:
-        ValueError: bf16 asked on a GPU without bf16 (before Ampere).
-    """
-    if config.amp == "fp16" and device.type != "cuda":
-        log.info("train.amp fp16 runs on CUDA only: training in fp32 on %s", device)
-        return "off"
-    if config.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"train.amp bf16: {torch.cuda.get_device_name(device)} has no bf16; use amp: fp16")
-    return config.amp
-
-
-def rng_state() -> dict:
-    """The generators a resume must restore: torch's CPU one, and every CUDA device's where CUDA is."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict, source: Path) -> None:
-    """Set the generators from a checkpoint's `rng_state()`; a CPU run's checkpoint resumes on a GPU."""
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if not torch.cuda.is_available():
-        if cuda:
-            log.info("%s: CUDA RNG state saved on a GPU host; no CUDA here, not restored", source)
-        return
-    if cuda is None:
-        log.info("%s: saved without CUDA (a CPU run): the CUDA generators keep this run's seed", source)
-        return
-    count = torch.cuda.device_count()
-    if len(cuda) != count:
-        log.warning("%s: CUDA RNG state of %d device(s), this host has %d: restoring the first %d", source,
-                    len(cuda), count, min(len(cuda), count))
-    torch.cuda.set_rng_state_all(cuda[:count])
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv weights only: decaying BN scales and biases only fights the normalisation."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def warmup_length(config: TrainConfig, total: int) -> int:
-    return min(config.warmup_iters, max(total // 5, 1))  # short runs keep most steps at full LR
-
-
-def lr_factor(config: TrainConfig, iteration: int, total: int) -> float:
-    """LR multiplier at `iteration`: 1. linear warmup, 2. step decay at milestones, or 3. cosine."""
-    warmup = warmup_length(config, total)
-    if iteration < warmup:
-        return config.warmup_ratio + (1 - config.warmup_ratio) * iteration / warmup
-    if config.schedule == "step":
-        passed = sum(iteration >= m * total for m in config.milestones)
-        return config.gamma**passed
-    progress = (iteration - warmup) / max(total - warmup, 1)
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
 @dataclass(frozen=True)
 class SkippedStep:
     """A step that changed no weight: non-finite loss or gradient, or an fp16 overflow the scaler skipped."""
 
     reason: str  # "loss", "gradient" or "fp16 overflow"
     loss_scale: float | None = None  # the GradScaler's scale after its update (fp16 only)
-
-
-def params_digest(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for tensor in model.state_dict().values():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def write_run_config(path: Path, model_config: ModelConfig, config: TrainConfig, data: str, world: int) -> None:
-    """The resolved config of a run: every default filled in, command-line overrides applied."""
-    values = {"model": to_dict(model_config), "train": to_dict(config), "data": data, "world_size": world}
-    write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
 class Trainer:
@@ -310,22 +155,13 @@ class Trainer:
             self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
-        self._resume_scaler(data.get("scaler") or {}, path)
+        resume_scaler(self.scaler, data.get("scaler") or {}, path)
         # checkpoints count epochs from 1 (the epoch just finished), the loop index from 0
         self.start_epoch, self.iteration, self.best_map = data["epoch"], data["iteration"], data["best_map"]
         self.monitor = GradientMonitor(self.config.grad_window, data["grad_history"])
         restore_rng(data["rng"], path)
         self._truncate_metrics(self.start_epoch)
         log.info("resumed from %s after epoch %d (iteration %d)", path, data["epoch"], self.iteration)
-
-    def _resume_scaler(self, state: dict, path: Path) -> None:
-        """A run saved with fp16 off (a CPU run, amp off or bf16) holds an empty scaler state, which
-        GradScaler.load_state_dict refuses ("The source state dict is empty"): the scaler starts afresh."""
-        if state or not self.scaler.is_enabled():
-            self.scaler.load_state_dict(state)  # a disabled scaler ignores it
-            return
-        log.info("%s: no GradScaler state (saved with fp16 AMP off): the scaler starts at scale %g", path,
-                 self.scaler.get_scale())
 
     def _truncate_metrics(self, finished: int) -> None:
         """Drop the metric lines of the epoch that was cut short (numbered from 1); it is trained again."""

@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 import torch
 from scratchdet.models.checkpoint import read_checkpoint, save_checkpoint
-from scratchdet.train import trainer as trainer_module
+from scratchdet.train import device as device_module
 from scratchdet.train.config import TrainConfig, load_config
+from scratchdet.train.device import amp_mode, configure_backends, loader_workers, setup_distributed
 from scratchdet.train.diagnostics import GradientMonitor
-from scratchdet.train.trainer import Trainer, amp_mode, configure_backends, loader_workers, setup_distributed
+from scratchdet.train.trainer import Trainer
 
 from tests.train.test_trainer import CONFIG
 
@@ -159,12 +160,12 @@ def test_ddp_timeout_reaches_init_process_group(tmp_path, configs, synth_data, m
 
 def test_workers_default_from_cpu_count_on_cuda(monkeypatch):
     # Before: workers 1 by default, whatever the device.
-    monkeypatch.setattr(trainer_module.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 16)
     cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
     assert loader_workers(None, cuda) == 8 and loader_workers(None, cpu) == 1 and loader_workers(0, cuda) == 0
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert loader_workers(None, cuda) == 4
-    monkeypatch.setattr(trainer_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 2)
     assert loader_workers(None, cuda) == 1
     assert TrainConfig().workers is None
 
