@@ -7,13 +7,14 @@ import os
 from dataclasses import replace
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
-from scratchdet.train.config import load_config
+from scratchdet.train.config import AMP_MODES, load_config
 from scratchdet.train.data.convert import FORMATS, convert_dataset
 from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
-from scratchdet.train.trainer import Trainer, prepare_run_folder
+from scratchdet.train.run_folder import prepare_run_folder
+from scratchdet.train.trainer import Trainer
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,10 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--epochs", type=positive_int, help="epochs to train (default: the config's)")
     train.add_argument("--batch", type=positive_int, help="images per step over all processes (default: the config's)")
     train.add_argument("--lr", type=positive_float, help="absolute learning rate (default: base_lr scaled by batch)")
-    train.add_argument("--workers", type=non_negative_int, help="data-loading worker processes (default: the config's)")
+    train.add_argument("--workers", type=non_negative_int, help="data-loading processes per rank (default: the "
+                       "config's, else min(8, CPUs per rank) on CUDA and 1 on CPU)")
+    train.add_argument("--amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, with a GradScaler), bf16 "
+                       "(no scaler) or off (default: the config's train.amp, fp16)")
     train.add_argument("--seed", type=non_negative_int, help="seed of the initialisation, data order and "
                        "augmentation (default: train.seed of the config)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -103,7 +107,7 @@ def run_train(args: argparse.Namespace) -> None:
     prepare_run_folder(args.out, args.resume, args.exist_ok, rank=int(os.environ.get("RANK", "0")))
     model_config, train_config = load_config(args.config)
     overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers,
-                 "seed": args.seed}
+                 "seed": args.seed, "amp": args.amp}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
     trainer = Trainer(model_config, train_config, args.data, args.out)
     if args.resume:

@@ -9,6 +9,7 @@ from pathlib import Path
 from scratchdet.models.config import ModelConfig, from_dict, load_model_config, read_yaml, resolve_config_path
 
 SCHEDULES = ("step", "cosine")
+AMP_MODES = ("off", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,16 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.4, 0.75, 0.9)  # fractions of all iterations (VOC: 40k/75k/90k of 100k)
     gamma: float = 0.1
     seed: int = 0
-    workers: int = 1
+    workers: int | None = None  # data-loading processes per rank; None: min(8, CPUs per rank) on CUDA, 1 on CPU
     eval_every: int = 1  # epochs
-    amp: bool = True  # mixed precision, on CUDA only
+    # Mixed precision: fp16 autocast with a GradScaler (CUDA only; off on CPU), or bf16 autocast without a
+    # scaler (bf16 has fp32's exponent range; CUDA on Ampere or newer, or CPU). YAML reads a bare `off` as
+    # false and `true` as the old on/off switch: both are accepted (false -> "off", true -> "fp16").
+    amp: str | bool = "fp16"
+    cudnn_benchmark: bool = True  # cuDNN picks the fastest conv algorithms per shape (CUDA); not bit-reproducible
+    ddp_timeout_s: float = 10800.0  # collectives wait this long: rank 0 validates alone (ultralytics: 3 h)
+    deterministic: bool = False  # deterministic cuDNN/torch algorithms (slower); for exact GPU resume checks
+    plots: bool = True  # the PNGs after every epoch (needs matplotlib; results.csv is written either way)
     channels_last: bool = False
     expand_max: float = 4.0  # SSD's zoom-out up to 4x; lower it for datasets of large objects only
     grad_window: int = 50  # steps over which gradient-norm fluctuation is measured
@@ -43,6 +51,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
+        if isinstance(self.amp, bool):  # frozen: the YAML booleans become the mode names once, here
+            object.__setattr__(self, "amp", "fp16" if self.amp else "off")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"train.amp '{self.amp}': choose one of {', '.join(AMP_MODES)}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"train.workers {self.workers}: must be >= 0 (or omitted for the automatic choice)")
+        if self.ddp_timeout_s <= 0:
+            raise ValueError(f"train.ddp_timeout_s {self.ddp_timeout_s}: must be > 0 seconds")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch

@@ -1,11 +1,13 @@
 """Gradient diagnostics of the paper's Figure 3: gradient L2 norm and its fluctuation per step.
 
 The paper does not define "fluctuation"; we use the coefficient of variation (standard deviation
-divided by mean) of the gradient norm over the last `window` steps.
+divided by mean) of the gradient norm over the last `window` steps. Only finite norms enter the window:
+one inf from an fp16 overflow step would make the fluctuation NaN for `window` steps.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -20,11 +22,13 @@ def gradient_norm(parameters: list[torch.nn.Parameter]) -> float:
 
 class GradientMonitor:
     def __init__(self, window: int, history: list[float] | None = None) -> None:
-        self.values: deque[float] = deque(history or [], maxlen=window)
+        self.values: deque[float] = deque((v for v in history or [] if math.isfinite(v)), maxlen=window)
 
     def update(self, norm: float) -> float:
-        """Record a step's gradient norm; returns the fluctuation over the window."""
-        self.values.append(norm)
+        """Record a step's gradient norm; returns the fluctuation over the window (a non-finite norm is
+        not recorded: the window's fluctuation is returned unchanged)."""
+        if math.isfinite(norm):
+            self.values.append(norm)
         values = np.array(self.values)
         return float(values.std() / values.mean()) if len(values) > 1 and values.mean() > 0 else 0.0
 

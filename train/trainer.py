@@ -1,25 +1,23 @@
 """The training loop: SGD from scratch with warmup and decay, DDP under torchrun, exact resume.
 
 Reads top to bottom: setup -> data -> model -> optimiser and schedule -> (resume) -> epochs of steps,
-each epoch ending with evaluation, a checkpoint and the plots.
+each epoch ending with evaluation, a checkpoint and the plots. Its parts live beside it: device.py (process
+group, device, workers, autocast mode), schedule.py (parameter groups, LR), resume.py (generators, scaler),
+run_folder.py (which folder may take a run).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 
 from scratchdet.models.checkpoint import (
     CheckpointError,
@@ -37,11 +35,15 @@ from scratchdet.progress import progress as progress_bar
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
+from scratchdet.train.device import amp_mode, configure_backends, loader_workers, params_digest, setup_distributed
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
-from scratchdet.train.plots import write_plots
+from scratchdet.train.plots import read_metrics, write_plots, write_results_csv
+from scratchdet.train.resume import restore_rng, resume_scaler, rng_state
+from scratchdet.train.run_folder import write_run_config
+from scratchdet.train.schedule import lr_factor, parameter_groups, warmup_length
 
 log = logging.getLogger(__name__)
 
@@ -50,99 +52,23 @@ class NonFiniteLossError(RuntimeError):
     """Training diverged: too many consecutive NaN/inf losses, or weights that are no longer finite."""
 
 
-class RunFolderError(ValueError):
-    """A run folder that holds another run, used without --resume or --exist-ok."""
+@dataclass(frozen=True)
+class SkippedStep:
+    """A step that changed no weight: non-finite loss or gradient, or an fp16 overflow the scaler skipped."""
 
-
-# What a run writes into its folder, and what later stages derive from it there: a new run in the same
-# folder (--exist-ok) removes them, so old plots, exports or bundles never sit beside new weights.
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "results.csv", "loss.png", "lr.png", "grad_norm.png",
-             "grad_fluctuation.png", "map.png")
-DERIVED = ("export", "engines", "bench", "bundle", "bundle.tar.gz")
-
-
-def prepare_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = False, rank: int = 0) -> Path:
-    """Check that `out` may take this run: refuse a folder holding another run unless resuming it, or
-    clear that run's files with `exist_ok` (rank 0 only; other ranks only check).
-
-    Raises:
-        RunFolderError: `out` holds another run (files named) and neither flag is given, or `resume`
-            without out/last.pt.
-    """
-    out = Path(out)
-    found = [name for name in (*RUN_FILES, *DERIVED) if (out / name).exists()]
-    if resume:
-        if not (out / "last.pt").is_file():
-            raise RunFolderError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
-        return out
-    if found and not exist_ok:
-        raise RunFolderError(f"{out}: holds another run ({', '.join(found)}); use --resume to continue it, "
-                             "--exist-ok to replace it, or another --out")
-    if found and rank == 0:
-        log.warning("%s: --exist-ok: removing the previous run's %s", out, ", ".join(found))
-        for name in found:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return out
-
-
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initialises the process group when run by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv weights only: decaying BN scales and biases only fights the normalisation."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def warmup_length(config: TrainConfig, total: int) -> int:
-    return min(config.warmup_iters, max(total // 5, 1))  # short runs keep most steps at full LR
-
-
-def lr_factor(config: TrainConfig, iteration: int, total: int) -> float:
-    """LR multiplier at `iteration`: 1. linear warmup, 2. step decay at milestones, or 3. cosine."""
-    warmup = warmup_length(config, total)
-    if iteration < warmup:
-        return config.warmup_ratio + (1 - config.warmup_ratio) * iteration / warmup
-    if config.schedule == "step":
-        passed = sum(iteration >= m * total for m in config.milestones)
-        return config.gamma**passed
-    progress = (iteration - warmup) / max(total - warmup, 1)
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def params_digest(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for tensor in model.state_dict().values():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def write_run_config(path: Path, model_config: ModelConfig, config: TrainConfig, data: str, world: int) -> None:
-    """The resolved config of a run: every default filled in, command-line overrides applied."""
-    values = {"model": to_dict(model_config), "train": to_dict(config), "data": data, "world_size": world}
-    write_text(path, yaml.safe_dump(values, sort_keys=False))
+    reason: str  # "loss", "gradient" or "fp16 overflow"
+    loss_scale: float | None = None  # the GradScaler's scale after its update (fp16 only)
 
 
 class Trainer:
     """One training run writing to `out`: last.pt, best.pt, metrics.jsonl and the plots."""
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: str | Path, out: str | Path) -> None:
-        self.rank, self.world, self.device = setup_distributed()
+        self.rank, self.world, self.device = setup_distributed(config.ddp_timeout_s)
         self.config, self.out, self.data = config, Path(out), str(data)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        configure_backends(config, self.device)
+        self.amp = amp_mode(config, self.device)
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(data, "train")
         self.val_set = load_dataset(data, "val")
@@ -164,17 +90,20 @@ class Trainer:
         self.sampler = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=config.seed, drop_last=True)
         per_rank = max(config.batch_size // self.world, 1)
+        workers = loader_workers(config.workers, self.device)
+        if config.workers is None:
+            log.info("train.workers not set: %d data-loading processes per rank on %s", workers, self.device)
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, per_rank, sampler=self.sampler, num_workers=config.workers, collate_fn=collate,
+            self.dataset, per_rank, sampler=self.sampler, num_workers=workers, collate_fn=collate,
             drop_last=True, pin_memory=self.device.type == "cuda")
         if len(self.loader) == 0:
             raise ValueError(f"{data}: {len(self.dataset)} training images give no full batch of {per_rank}")
         self.total_iterations = config.epochs * len(self.loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: lr_factor(config, it, self.total_iterations))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")  # bf16 needs none
         self.network: torch.nn.Module = self.model
-        if self.world > 1:
+        if self.distributed:
             if self.device.type == "cuda":  # SyncBatchNorm refuses CPU tensors
                 self.network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.network = torch.nn.parallel.DistributedDataParallel(self.network)
@@ -188,10 +117,6 @@ class Trainer:
         """The weights evaluated and saved as "model": the EMA when there is one."""
         return self.ema.module if self.ema else self.model
 
-    @property
-    def use_amp(self) -> bool:
-        return self.config.amp and self.device.type == "cuda"
-
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_payload(self, epoch: int) -> dict:
         return {
@@ -200,8 +125,7 @@ class Trainer:
             **({"train_model": self.model.state_dict(), "ema_updates": self.ema.updates} if self.ema else {}),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": epoch, "iteration": self.iteration,
-            "best_map": self.best_map, "grad_history": self.monitor.state(),
-            "rng": {"torch": torch.get_rng_state()},
+            "best_map": self.best_map, "grad_history": self.monitor.state(), "rng": rng_state(),
         }
 
     def resume(self) -> None:
@@ -231,11 +155,11 @@ class Trainer:
             self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
-        self.scaler.load_state_dict(data["scaler"])
+        resume_scaler(self.scaler, data.get("scaler") or {}, path)
         # checkpoints count epochs from 1 (the epoch just finished), the loop index from 0
         self.start_epoch, self.iteration, self.best_map = data["epoch"], data["iteration"], data["best_map"]
         self.monitor = GradientMonitor(self.config.grad_window, data["grad_history"])
-        torch.set_rng_state(data["rng"]["torch"])
+        restore_rng(data["rng"], path)
         self._truncate_metrics(self.start_epoch)
         log.info("resumed from %s after epoch %d (iteration %d)", path, data["epoch"], self.iteration)
 
@@ -250,30 +174,36 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
     def log_metrics(self, record: dict) -> None:
         if self.rank == 0:
-            append_line(self.out / "metrics.jsonl", json.dumps(record))
+            append_line(self.out / "metrics.jsonl", json.dumps(record, allow_nan=False))  # strict JSON: no NaN/Infinity
 
-    def step(self, images: torch.Tensor, boxes: list, labels: list) -> dict | None:
-        """One optimisation step; returns its metrics, or None when the loss was not finite."""
+    def step(self, images: torch.Tensor, boxes: list, labels: list) -> dict | SkippedStep:
+        """One optimisation step; returns its metrics, or why it changed no weight."""
+        # non_blocking: with the loader's pinned memory the copies overlap the previous step's kernels
         images = images.to(self.device, non_blocking=True)
         if self.config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        boxes = [b.to(self.device) for b in boxes]
-        labels = [lab.to(self.device) for lab in labels]
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        boxes = [b.to(self.device, non_blocking=True) for b in boxes]
+        labels = [lab.to(self.device, non_blocking=True) for lab in labels]
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "off"):
             offsets, logits = self.network(images)
         parts = self.criterion(offsets.float(), logits.float(), boxes, labels)
         finite = torch.tensor(float(torch.isfinite(parts.total)), device=self.device)
-        if self.world > 1:  # every rank must skip together, or DDP's all-reduce would hang
+        if self.distributed:  # every rank must skip together, or DDP's all-reduce would hang
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         self.optimizer.zero_grad(set_to_none=True)
         if finite.item() < 1:
-            return None
+            return SkippedStep("loss")
         self.scaler.scale(parts.total).backward()
         self.scaler.unscale_(self.optimizer)
         norm = gradient_norm([p for p in self.model.parameters()])
-        if not math.isfinite(norm) and not self.use_amp:  # AMP's scaler skips such steps itself
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
+        if not math.isfinite(norm):  # kept out of the monitor and metrics.jsonl (it would be inf there)
+            if not self.scaler.is_enabled():
+                self.optimizer.zero_grad(set_to_none=True)
+                return SkippedStep("gradient")
+            self.scaler.step(self.optimizer)  # finds the inf, skips the update; update() lowers the scale
+            self.scaler.update()
+            return SkippedStep("fp16 overflow", self.scaler.get_scale())
         clip = self.config.warmup_clip
         if clip is not None and self.iteration < warmup_length(self.config, self.total_iterations):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -297,21 +227,32 @@ class Trainer:
             metrics = self.step(images, boxes, labels)
             self.scheduler.step()
             self.iteration += 1
-            if metrics is None:
-                self.nonfinite_streak += 1
-                log.warning("non-finite loss or gradient at iteration %d, step skipped", self.iteration)
-                if self.nonfinite_streak >= self.config.max_nonfinite:
-                    raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses at iteration "
-                                             f"{self.iteration}: lower the LR (now {lr:.4g}) or check the data")
+            if isinstance(metrics, SkippedStep):
+                self._skipped(metrics, epoch, lr)
                 continue
             self.nonfinite_streak = 0
             losses.append(metrics["loss"])
             self.log_metrics({"type": "step", "epoch": epoch + 1, "iteration": self.iteration, "lr": lr, **metrics})
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{lr:.4f}")
         images_per_second = len(self.loader) * self.config.batch_size / (time.perf_counter() - started)
-        return float(np.mean(losses)) if losses else float("nan"), images_per_second
+        return (float(np.mean(losses)) if losses else None), images_per_second
 
-    def evaluate_and_save(self, epoch: int, loss: float, images_per_second: float, elapsed: float) -> None:
+    def _skipped(self, skipped: SkippedStep, epoch: int, lr: float) -> None:
+        """Record a step that changed no weight; stop after max_nonfinite of them in a row."""
+        self.nonfinite_streak += 1
+        if skipped.reason == "fp16 overflow":  # expected while the scaler finds its scale
+            log.info("fp16 overflow at iteration %d, step skipped, loss scale now %g", self.iteration,
+                     skipped.loss_scale)
+        else:
+            log.warning("non-finite %s at iteration %d, step skipped", skipped.reason, self.iteration)
+        self.log_metrics({"type": "skipped", "epoch": epoch + 1, "iteration": self.iteration, "lr": lr,
+                          "reason": skipped.reason, "loss_scale": skipped.loss_scale})
+        if self.nonfinite_streak >= self.config.max_nonfinite:
+            raise NonFiniteLossError(f"{self.nonfinite_streak} consecutive non-finite losses at iteration "
+                                     f"{self.iteration} (the last: {skipped.reason}): lower the LR (now {lr:.4g}) "
+                                     "or check the data")
+
+    def evaluate_and_save(self, epoch: int, loss: float | None, images_per_second: float, elapsed: float) -> None:
         bad = nonfinite_tensors(self.model.state_dict())
         if bad:  # nothing is written: last.pt and best.pt keep the previous finite weights
             raise NonFiniteLossError(f"{self.out}: after epoch {epoch + 1} (iteration {self.iteration}) "
@@ -329,7 +270,10 @@ class Trainer:
                 save_checkpoint(self.out / "best.pt", {**self.checkpoint_payload(epoch + 1), "eval": record})
         self.log_metrics(record)
         save_checkpoint(self.out / "last.pt", self.checkpoint_payload(epoch + 1))
-        write_plots(self.out)
+        if self.config.plots:
+            write_plots(self.out)
+        else:
+            write_results_csv(self.out, read_metrics(self.out / "metrics.jsonl"))
 
     def fit(self) -> Path:
         """Train the remaining epochs; returns the run folder."""
@@ -342,7 +286,7 @@ class Trainer:
             self._sync_buffers()
             if self.rank == 0:
                 self.evaluate_and_save(epoch, loss, speed, time.perf_counter() - started)
-            if self.world > 1:
+            if self.distributed:  # the others wait here while rank 0 validates (ddp_timeout_s)
                 dist.barrier()
         self._check_ranks_agree()
         return self.out
@@ -350,13 +294,13 @@ class Trainer:
     def _sync_buffers(self) -> None:
         """BN running statistics from rank 0 to all: each rank's last forward updated them with its own
         batch (SyncBatchNorm, which would share them, refuses CPU tensors)."""
-        if self.world > 1:
+        if self.distributed:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, src=0)
 
     def _check_ranks_agree(self) -> None:
         """Under DDP every rank must end with the same weights; record the digests, fail if not."""
-        if self.world == 1:
+        if not self.distributed:
             return
         digests: list[str] = [""] * self.world
         dist.all_gather_object(digests, params_digest(self.model))

@@ -13,7 +13,8 @@ import torch
 from scratchdet.models.checkpoint import CheckpointError, load_model, read_checkpoint
 from scratchdet.models.config import load_model_config
 from scratchdet.train.config import TrainConfig, load_config
-from scratchdet.train.trainer import NonFiniteLossError, Trainer, lr_factor, parameter_groups
+from scratchdet.train.schedule import lr_factor, parameter_groups
+from scratchdet.train.trainer import NonFiniteLossError, Trainer
 
 CONFIG = """model:
   name: tiny_test

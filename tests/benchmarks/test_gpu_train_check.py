@@ -1,0 +1,87 @@
+"""make gpu-train-check: one line naming what is missing without a GPU, one row per stage whatever fails, and
+the dry run end to end through the Make target (the host-Python path: scratchdet from the checkout on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from scratchdet.benchmarks import gpu_train_check
+from scratchdet.benchmarks.gpu_train_check import DRY_BUDGET, STAGES, Context, main, markdown, run_stage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_refuses_without_a_gpu_with_one_line(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this host has a CUDA GPU: make gpu-train-check runs for real here")
+    assert main(["--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and captured.out == ""
+    assert lines[0].startswith("gpu-train-check: cannot run here, missing: a CUDA GPU visible to PyTorch (torch ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_stage_is_a_fail_row_and_skips_say_why(monkeypatch, tmp_path):
+    def broken(ctx):
+        raise RuntimeError("CUDA error: out of memory\nmore lines")
+
+    def skipped(ctx):
+        raise gpu_train_check.Skip("onnxruntime not installed")
+
+    monkeypatch.setitem(STAGES, "broken", broken)
+    monkeypatch.setitem(STAGES, "skipped", skipped)
+    ctx = Context(tmp_path, tmp_path, True, DRY_BUDGET)
+    rows = [run_stage(name, ctx) for name in ("broken", "skipped")]
+    assert rows[0]["status"] == "FAIL" and rows[0]["detail"] == "RuntimeError: CUDA error: out of memory"
+    assert rows[1] == {"status": "SKIP", "detail": "onnxruntime not installed", "stage": "skipped",
+                       "seconds": rows[1]["seconds"]}
+    report = {"dry_run": True, "environment": {"cuda": None, "torch": "2", "cudnn": None, "python": "3", "cpus": 2,
+                                               "scratchdet": "x"}, "stages": rows, "seconds": 1.0, "passed": False}
+    text = markdown(report)
+    assert text.startswith("**DRY RUN on the CPU") and "| broken | FAIL |" in text and "Overall: FAIL" in text
+
+
+def _strict(text: str) -> dict:
+    def refuse(constant):
+        raise ValueError(f"non-JSON constant {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.slow
+def test_dry_run_through_make_passes_every_stage(tmp_path):
+    out = tmp_path / "check"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["make", "-s", "gpu-train-check", f"GPU_PYTHON={sys.executable}",
+                             f"GPU_TRAIN_CHECK_ARGS=--dry-run --out {out}"], cwd=REPO, capture_output=True, text=True,
+                            env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = _strict((out / "report.json").read_text())
+    status = {row["stage"]: row["status"] for row in report["stages"]}
+    assert status == {"train-fp16": "SKIP", "train-bf16": "PASS", "resume-cpu-checkpoint": "PASS",
+                      "kill-resume": "PASS", "ddp": "PASS", "train-throughput": "PASS", "inference": "PASS",
+                      "onnxruntime-cuda": "SKIP"}
+    rows = {row["stage"]: row for row in report["stages"]}
+    assert rows["kill-resume"]["identical"] and rows["ddp"]["backend"] == "gloo"
+    assert len(set(rows["ddp"]["param_sha256"])) == 1
+    assert [(r["precision"], r["batch"]) for r in rows["inference"]["rows"]] == [
+        ("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)]
+    assert (out / "report.md").read_text().startswith("**DRY RUN on the CPU")
+    assert report["environment"]["scratchdet"] == str(REPO / "scratchdet")
+    # What a host without the package installed imports: the venv's editable-install finder, which would take
+    # precedence over PYTHONPATH, is taken off sys.meta_path first.
+    code = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+            "import scratchdet.models.config, scratchdet.train.trainer, scratchdet.benchmarks.gpu_train_check as g; "
+            "print(scratchdet.models.config.__file__, g.__file__)")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env={**env, "PYTHONPATH": str(REPO)}, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert imported.stdout.split() == [str(REPO / "scratchdet" / "models" / "config.py"),
+                                       str(REPO / "scratchdet" / "benchmarks" / "gpu_train_check.py")]

@@ -1,0 +1,80 @@
+"""Where a run trains: the process group under torchrun, the device, data-loading workers, cuDNN flags and
+the autocast mode."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from scratchdet.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def setup_distributed(timeout_s: float = TrainConfig.ddp_timeout_s) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when run by torchrun.
+
+    Rank 0 alone validates, checkpoints and plots while the other ranks wait in a barrier, as ultralytics'
+    trainer does; NCCL's default 10-minute timeout would end the job on a VOC-sized val set, so the
+    collectives get `timeout_s` (ultralytics: 3 h, engine/trainer.py `_setup_ddp`).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    # torchrun sets TORCHELASTIC_RUN_ID: one rank under it still runs DDP (NCCL on one GPU is checked that way)
+    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        log.info("process group: %s, rank %d of %d, timeout %g s", backend, rank, world, timeout_s)
+    return rank, world, device
+
+
+def loader_workers(configured: int | None, device: torch.device) -> int:
+    """Data-loading processes per rank: the config's, else min(8, CPUs per rank on this host) on CUDA
+    (ultralytics' rule, data/build.py) and 1 on CPU, where workers compete with the training threads."""
+    if configured is not None:
+        return configured
+    if device.type != "cuda":
+        return 1
+    ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return min(8, max((os.cpu_count() or 1) // ranks_here, 1))
+
+
+def configure_backends(config: TrainConfig, device: torch.device) -> None:
+    """cuDNN autotuning on CUDA (`cudnn_benchmark`), or deterministic algorithms (`deterministic`)."""
+    if config.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+
+def amp_mode(config: TrainConfig, device: torch.device) -> str:
+    """The autocast mode used on `device`: fp16 is CUDA only (off on CPU, logged); bf16 needs bf16 support.
+
+    Raises:
+        ValueError: bf16 asked on a GPU without bf16 (before Ampere).
+    """
+    if config.amp == "fp16" and device.type != "cuda":
+        log.info("train.amp fp16 runs on CUDA only: training in fp32 on %s", device)
+        return "off"
+    if config.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"train.amp bf16: {torch.cuda.get_device_name(device)} has no bf16; use amp: fp16")
+    return config.amp
+
+
+def params_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
