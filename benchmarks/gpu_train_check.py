@@ -472,8 +472,8 @@ def onnxruntime_stage(ctx: Context) -> dict[str, Any]:
             raise Skip(f"{module} not installed (pip install {package})")
     import onnxruntime
 
-    from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
     from scratchdet.export.onnx_export import ExportOptions, export_onnx
+    from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         raise Skip(f"onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
