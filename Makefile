@@ -27,7 +27,7 @@ setup: $(STAMP) $(STUBS_STAMP)
 $(STAMP):
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[train,dev]"
 	touch $(STAMP)
 
 $(STUBS_STAMP): | $(STAMP)

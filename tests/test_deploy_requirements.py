@@ -91,3 +91,20 @@ def test_deploy_set_resolves_with_wheels_only(index, name, python, arch, glibc_m
     tag = f"cp{python.replace('.', '')}"
     for package in ("numpy", "onnxruntime", "cuda-bindings"):  # the compiled ones: built for this Python and arch
         assert f"-{tag}-" in wheels[package] and arch in wheels[package], wheels[package]
+
+
+def test_deploy_sets_pin_what_the_package_pins():
+    """The deploy files add cuda-python (and what gpu-check's val needs) to the base install; every package
+    both name is pinned alike, so a bump in pyproject.toml cannot leave a board on another version."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = [Requirement(line) for line in [*project["dependencies"], *project["optional-dependencies"]["train"]]]
+    for name in ("deploy-cu12.txt", "deploy-cu13.txt"):
+        for python in ("3.10", "3.12"):
+            environment = {"python_version": python, "python_full_version": f"{python}.0"}
+            ours = {r.name: str(r.specifier) for r in pins if r.marker is None or r.marker.evaluate(environment)}
+            theirs = dict(line.split("==") for line in requirements_for(REPO / "requirements" / name, python, "x86_64"))
+            shared = set(ours) & set(theirs)
+            assert {"numpy", "onnxruntime", "onnx"} <= shared
+            assert {n: ours[n] for n in shared} == {n: f"=={theirs[n]}" for n in shared}, (name, python)
