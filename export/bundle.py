@@ -170,10 +170,7 @@ def build_script(metadata: dict, max_batch: int = 8) -> str:
         for major in (10, 11):
             plan = make_plan(onnx, {**metadata, "precision": source}, precision, f"{major}.0", (1, 1, max_batch),
                              out=Path(ENGINES[precision]))
-            # without --onnx/--saveEngine; DETAILED keeps each layer's precision, which `make gpu-check` reads
-            # with IEngineInspector to show an INT8 engine's convolutions run in INT8 (NVIDIA/TensorRT#4020)
-            arguments = " ".join(shlex.quote(a) for a in [*trtexec_arguments(plan)[2:],
-                                                          "--profilingVerbosity=detailed"])
+            arguments = " ".join(shlex.quote(a) for a in trtexec_arguments(plan)[2:])  # without --onnx/--saveEngine
             cases.append(f"        {major}-{precision}) build {precision} {shlex.quote(onnx.name)} "
                          f"{shlex.quote(trtexec_command(plan))} {arguments} ;;")
     tail = ["        *) echo \"unknown precision '$precision': choose fp32, fp16 or int8\" >&2; exit 1 ;;",
