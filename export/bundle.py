@@ -19,7 +19,14 @@ from pathlib import Path
 
 from scratchdet.export.engine_plan import make_plan, trtexec_arguments, trtexec_command
 from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
-from scratchdet.models.contract import ENGINE_PRECISIONS, OUTPUTS, engine_name, load_checked
+from scratchdet.models.contract import (
+    ENGINE_PRECISIONS,
+    OUTPUTS,
+    c_header,
+    contract_document,
+    engine_name,
+    load_checked,
+)
 from scratchdet.models.files import atomic_folder, atomic_write, write_text
 
 MODELS = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8-tensorrt": "model-int8-tensorrt.onnx",
@@ -29,7 +36,9 @@ ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 PARSER_FUNCTION = "NvDsInferParseCustomScratchDet"
 PARSER_LIBRARY = "deepstream/libnvdsinfer_scratchdet.so"
-PARSER_SOURCES = Path(__file__).with_name("deepstream")
+# What the bundle packs from runtime/ (the files a board runs): the parser source and the board runner.
+RUNTIME_FILES = Path(__file__).parents[1] / "runtime"
+PARSER_SOURCES = RUNTIME_FILES / "deepstream"
 TRTEXEC_JETPACK = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec, not on PATH
 
 
@@ -161,10 +170,7 @@ def build_script(metadata: dict, max_batch: int = 8) -> str:
         for major in (10, 11):
             plan = make_plan(onnx, {**metadata, "precision": source}, precision, f"{major}.0", (1, 1, max_batch),
                              out=Path(ENGINES[precision]))
-            # without --onnx/--saveEngine; DETAILED keeps each layer's precision, which `make gpu-check` reads
-            # with IEngineInspector to show an INT8 engine's convolutions run in INT8 (NVIDIA/TensorRT#4020)
-            arguments = " ".join(shlex.quote(a) for a in [*trtexec_arguments(plan)[2:],
-                                                          "--profilingVerbosity=detailed"])
+            arguments = " ".join(shlex.quote(a) for a in trtexec_arguments(plan)[2:])  # without --onnx/--saveEngine
             cases.append(f"        {major}-{precision}) build {precision} {shlex.quote(onnx.name)} "
                          f"{shlex.quote(trtexec_command(plan))} {arguments} ;;")
     tail = ["        *) echo \"unknown precision '$precision': choose fp32, fp16 or int8\" >&2; exit 1 ;;",
@@ -188,8 +194,9 @@ is the evaluation one, for mAP.
 | model-int8-ort.onnx | U8S8 Q/DQ INT8: ONNX Runtime on x86 and ARM CPUs |
 | build_engine.sh | builds engines/model-{{fp32,fp16,int8}}.engine + sidecar .json with trtexec on the device |
 | config_infer_primary.txt | DeepStream nvinfer config (FP16 engine, engines/model-fp16.engine) |
-| deepstream/ | source and Makefile of the nvinfer bounding-box parser `{parser}` |
+| deepstream/ | source and Makefile of the nvinfer parser `{parser}`; scratchdet_contract.h: its output names |
 | board_runner.py | runs any of the ONNX models with numpy + onnxruntime only |
+| contract.json | the ONNX contract (input, output names, metadata keys): read by board_runner.py without scratchdet |
 
 ## Jetson / TensorRT
 
@@ -269,7 +276,9 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
     write_text(script, build_script(metadata, max_batch))
     script.chmod(0o755)
     shutil.copytree(PARSER_SOURCES, stage / "deepstream", ignore=shutil.ignore_patterns("*.so", "*.tmp"))
-    shutil.copyfile(Path(__file__).with_name("board_runner.py"), stage / "board_runner.py")
+    write_text(stage / "deepstream" / "scratchdet_contract.h", c_header())
+    shutil.copyfile(RUNTIME_FILES / "board_runner.py", stage / "board_runner.py")
+    write_text(stage / "contract.json", json.dumps(contract_document(), indent=2))
     portability = PORTABILITY_7BIT if calibration.reduce_range else PORTABILITY_8BIT
     write_text(stage / "README.md", README.format(
         name=metadata["config_name"], size=metadata["input_size"], classes=", ".join(metadata["class_names"]),

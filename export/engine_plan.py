@@ -151,7 +151,10 @@ def trtexec_arguments(plan: EnginePlan) -> list[str]:
     args = [f"--onnx={plan.onnx}", f"--saveEngine={plan.engine}",
             f"--minShapes=images:{_shape(minimum)}", f"--optShapes=images:{_shape(optimum)}",
             f"--maxShapes=images:{_shape(maximum)}", f"--memPoolSize=workspace:{plan.workspace_mib}",
-            f"--timingCacheFile={plan.timing_cache}"]
+            f"--timingCacheFile={plan.timing_cache}",
+            # each layer's name and precision in the engine, which gpu-check reads with IEngineInspector to show
+            # an INT8 engine's convolutions run in INT8 (NVIDIA/TensorRT#4020); the builder sets the same
+            "--profilingVerbosity=detailed"]
     if "STRONGLY_TYPED" in plan.network_flags:
         args.append("--stronglyTyped")
     if "TF32" in plan.cleared_builder_flags:

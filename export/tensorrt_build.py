@@ -66,6 +66,10 @@ def _configure(builder: trt.Builder, plan: EnginePlan) -> trt.IBuilderConfig:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     for flag in plan.cleared_builder_flags:  # BuilderFlag.TF32 and clear_flag exist in the 10.3 and 11.x bindings
         config.clear_flag(getattr(trt.BuilderFlag, flag))
+    # Layer names and parameters in the engine (IBuilderConfig.profiling_verbosity, 10.x and 11.x), so an
+    # IEngineInspector (gpu-check's int8-layers stage) can show each layer's precision; trtexec:
+    # --profilingVerbosity=detailed. It changes what the engine records, not its kernels.
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if plan.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core

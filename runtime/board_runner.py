@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 DOCUMENT_KEYS = ("image", "width", "height", "detections")
 DETECTION_KEYS = ("class_id", "class_name", "score", "box")
 
@@ -31,6 +30,16 @@ def detections_document(image: str, width: int | None, height: int | None, boxes
                    "box": [round(float(v), 2) for v in box]}
                   for box, s, c in zip(np.asarray(boxes).reshape(-1, 4), scores, class_ids)]
     return {"image": image, "width": width, "height": height, "detections": detections}
+
+
+def contract_outputs() -> list[str]:
+    """The ONNX contract's output names: from the package where it is installed, else from the contract.json
+    the bundle writes beside this file (models/contract.py is their one home)."""
+    try:
+        from scratchdet.models.contract import OUTPUTS
+    except ImportError:
+        return json.loads(Path(__file__).with_name("contract.json").read_text())["outputs"]
+    return list(OUTPUTS)
 
 
 def load_image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -59,14 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     metadata = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()
                 if k in ("class_names", "input_size")}
-    missing = [name for name in OUTPUTS if name not in {o.name for o in session.get_outputs()}]
+    outputs_wanted = contract_outputs()
+    missing = [name for name in outputs_wanted if name not in {o.name for o in session.get_outputs()}]
     if missing:
         raise SystemExit(f"{args.model}: not a ScratchDet Edge model (missing outputs {missing})")
     if args.input.endswith(".npy"):
         batch, original = np.load(args.input).astype(np.float32), None
     else:
         batch, original = load_image(Path(args.input), metadata["input_size"])
-    names = [o.name for o in session.get_outputs()] if args.all_outputs else list(OUTPUTS)
+    names = [o.name for o in session.get_outputs()] if args.all_outputs else outputs_wanted
     outputs = dict(zip(names, session.run(names, {"images": batch})))
     if args.output.endswith(".npz"):
         np.savez(args.output, **outputs)

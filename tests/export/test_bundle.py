@@ -13,6 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -289,6 +290,26 @@ def test_bundle_holds_every_model_and_the_device_files(bundle):
     assert values["class-attrs-all"]["pre-cluster-threshold"] == 0.25
     assert (bundle / values["property"]["onnx-file"]).is_file()
     assert (bundle / values["property"]["labelfile-path"]).is_file()
+
+
+def test_bundle_carries_the_contract_to_the_parser_and_the_board_runner(bundle, tmp_path):
+    """The output names have one home (models/contract.py): the bundle writes them for the C++ parser and for
+    the board runner, which reads them from contract.json where scratchdet is not installed."""
+    from scratchdet.models.contract import OUTPUTS, c_header
+
+    header = (bundle / "deepstream" / "scratchdet_contract.h").read_text()
+    assert header == c_header() and all(f'"{name}"' in header for name in OUTPUTS)
+    assert json.loads((bundle / "contract.json").read_text())["outputs"] == list(OUTPUTS)
+    image = tmp_path / "blank.png"
+    assert cv2.imwrite(str(image), np.full((64, 80, 3), 114, np.uint8))
+    # as on a board: the package cannot be imported, only numpy, onnxruntime and opencv
+    code = ("import runpy, sys; sys.modules['scratchdet'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code, str(bundle / "board_runner.py"), str(bundle / "model.onnx"),
+                           str(image), str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "out.json").read_text())
+    assert document["image"] == "blank.png" and (document["width"], document["height"]) == (80, 64)
 
 
 def test_bundle_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_checkpoint, synth_data, tmp_path, bundle):

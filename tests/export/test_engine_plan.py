@@ -65,6 +65,7 @@ def test_trtexec_line_per_major():
     eleven = make_plan(onnx, fp16, "fp16", "11.4.1")
     assert eleven.strongly_typed and eleven.network_flags == ()  # STRONGLY_TYPED is deprecated and ignored on 11
     assert "--stronglyTyped" not in trtexec_command(eleven) and "--fp16" not in trtexec_command(eleven)
+    assert "--profilingVerbosity=detailed" in line  # the layer detail gpu-check inspects, as the builder sets
 
 
 def test_dla_needs_a_static_batch_and_a_version_with_dla():
@@ -112,11 +113,14 @@ def test_fp32_engines_are_built_without_tf32(version, monkeypatch):
     config = types.SimpleNamespace(
         set_memory_pool_limit=lambda *a: None, add_optimization_profile=lambda p: 0,
         create_timing_cache=lambda data: "cache", set_timing_cache=lambda cache, ignore_mismatch: True,
-        set_flag=lambda flag: calls.append(("set", flag)), clear_flag=lambda flag: calls.append(("clear", flag)))
+        set_flag=lambda flag: calls.append(("set", flag)), clear_flag=lambda flag: calls.append(("clear", flag)),
+        profiling_verbosity=None)
     profile = types.SimpleNamespace(set_shape=lambda *a: None)
     builder = types.SimpleNamespace(create_builder_config=lambda: config, create_optimization_profile=lambda: profile)
     fake = types.SimpleNamespace(MemoryPoolType=types.SimpleNamespace(WORKSPACE=0),
-                                 BuilderFlag=types.SimpleNamespace(TF32="TF32", GPU_FALLBACK="GPU_FALLBACK"))
+                                 BuilderFlag=types.SimpleNamespace(TF32="TF32", GPU_FALLBACK="GPU_FALLBACK"),
+                                 ProfilingVerbosity=types.SimpleNamespace(DETAILED="DETAILED"))
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
     tensorrt_build._configure(builder, fp32)
     assert calls == [("clear", "TF32")]
+    assert config.profiling_verbosity == "DETAILED"  # gpu-check's int8-layers stage reads each layer's precision
