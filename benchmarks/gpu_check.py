@@ -154,9 +154,11 @@ def _measure(name: str, model: Path, data, images: list, batch_one: np.ndarray, 
     from scratchdet.benchmarks.harness import accuracy
     from scratchdet.runtime.detector import Detector
 
-    with Detector(model, conf=0.0) as evaluation:  # the in-graph NMS keeps the evaluation threshold
+    # runtime=None: each format's first runtime (ONNX Runtime with CUDA for .onnx), not auto's CPU choice
+    with Detector(model, conf=0.0, runtime=None) as evaluation:  # the in-graph NMS keeps the evaluation threshold
         map50, coco_ap = accuracy(evaluation, data)
-    deployed = Detector(model)  # the model's deployment threshold: detections are compared where users see them
+    # the model's deployment threshold: detections are compared where users see them
+    deployed = Detector(model, runtime=None)
     detections = deployed.detect(images)
     many = np.repeat(batch_one, max_batch, axis=0)
     row = {"name": name, "model": str(model), "precision": deployed.backend.precision, "map50": map50,

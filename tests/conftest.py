@@ -61,3 +61,12 @@ def bccd_models(bccd_checkpoint: Path, bccd: Path, tmp_path_factory: pytest.Temp
     fp32 = export_onnx(model, checkpoint["class_names"], folder / "model.onnx", ExportOptions()).path
     int8 = quantize_int8(fp32, bccd, "ort", folder / "model-int8-ort.onnx", CalibrationOptions(images=32))
     return {"pt": bccd_checkpoint, "fp32": fp32, "int8": int8}
+
+
+@pytest.fixture(autouse=True)
+def no_runtime_recommendation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`--runtime auto` reads a per-user file: tests point it at an empty place, so auto means ONNX Runtime unless a
+    test writes a recommendation there (the user's own ~/.cache/scratchdet/runtime.json never counts)."""
+    path = tmp_path_factory.mktemp("recommendation") / "runtime.json"
+    monkeypatch.setenv("SCRATCHDET_RUNTIME_FILE", str(path))
+    return path
