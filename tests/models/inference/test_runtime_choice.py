@@ -11,6 +11,7 @@ import pytest
 from scratchdet.models.inference import runtime_choice
 from scratchdet.models.inference.runtime_choice import MARGIN, choose, decide, host_key, record
 
+
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory):
     from scratchdet.export.onnx_export import ExportOptions, export_onnx
