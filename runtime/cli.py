@@ -92,7 +92,10 @@ def run_val(args: argparse.Namespace) -> None:
 
 
 def _runtime_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", default="auto", choices=("auto", "onnxruntime", "openvino", "pytorch", "tensorrt"),
+    from scratchdet.models.inference.formats import AUTO, FORMATS
+
+    runtimes = sorted({runtime for model_format in FORMATS.values() for runtime in model_format.runtimes})
+    parser.add_argument("--runtime", default=AUTO, choices=(AUTO, *runtimes),
                         help=".onnx models: auto (default: OpenVINO where `scratchdet bench --runtime ort,openvino` "
                              "measured it faster on this host for the model's precision, else onnxruntime; the choice "
                              "and why are logged), onnxruntime or openvino (pip install 'scratchdet-edge[openvino]'); "

@@ -89,3 +89,13 @@ def test_auto_opens_the_measured_runtime_logs_why_once_and_leaves_other_formats(
         Detector(tiny_onnx, precision_hint="bf16")
     with Detector(tiny_checkpoint) as detector:  # .pt: its one runtime
         assert detector.backend.name == "pytorch"
+
+
+def test_predict_and_val_default_to_auto_and_log_the_choice(tiny_onnx, synth_data, tmp_path, caplog):
+    from scratchdet.cli import main
+
+    image = sorted((synth_data / "images").iterdir())[0]
+    assert main(["predict", str(image), "--model", str(tiny_onnx), "--save-dir", str(tmp_path / "p")]) == 0
+    assert main(["val", "--model", str(tiny_onnx), "--data", str(synth_data), "--save-dir", str(tmp_path / "v")]) in (
+        0, None)
+    assert caplog.text.count("runtime auto -> onnxruntime: no measurement of fp32 models for this host") == 2
