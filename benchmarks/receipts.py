@@ -36,10 +36,11 @@ def is_noisy(latency: dict, bound: float = NOISY_BOUND) -> bool:
 
 
 def _read(path: Path) -> str:
+    """A sysfs value, or "n/a: cpufreq/NAME: why" (without the CPU number, so equal reasons read as one)."""
     try:
         return path.read_text().strip()
     except OSError as error:
-        return f"n/a: {path}: {error.strerror or error}"
+        return f"n/a: {path.parent.name}/{path.name}: {error.strerror or error}"
 
 
 def _cpus() -> list[int]:
