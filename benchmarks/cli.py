@@ -22,6 +22,7 @@ from scratchdet.benchmarks.harness import failed_rows, run_benchmark
 from scratchdet.benchmarks.report import markdown, read_report, write_report
 from scratchdet.flags import add_model_argument
 from scratchdet.models.files import write_text
+from scratchdet.models.inference.runtime_choice import record
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def _bench_arguments(bench: argparse.ArgumentParser) -> None:
                        help="timed calls per model per round (n = repeats x per-round; p99 needs n >= 100)")
     bench.add_argument("--threads", type=positive_int, default=2, help="CPU threads per model (ONNX Runtime, PyTorch)")
     bench.add_argument("--runtime", default="ort", help="runtimes for .onnx models, comma-separated, timed "
-                       "interleaved: ort, openvino (FP32 compute), openvino-bf16 (BF16 compute where the CPU has it)")
+                       "interleaved: ort, openvino (FP32 compute), openvino-bf16 (BF16 compute where the CPU has it); "
+                       "with ort and openvino, their p50 per precision goes to this host's runtime recommendation "
+                       "(~/.cache/scratchdet/runtime.json, or $SCRATCHDET_RUNTIME_FILE) for `--runtime auto`")
     bench.set_defaults(run=run_bench)
 
 
@@ -65,6 +68,8 @@ def _check_arguments(check: argparse.ArgumentParser) -> None:
                        help="fail, not warn, on a speed drop against the committed baseline")
     check.add_argument("--allow-other-data", action="store_true",
                        help="compare a report with a baseline measured on another dataset (WARN, not FAIL)")
+    check.add_argument("--allow-noisy", action="store_true",
+                       help="compare speed from reports with noisy rows (rounds spread beyond the bound; WARN)")
     check.add_argument("--threads", type=positive_int, default=2, help="CPU threads for the A/B speed runs")
     check.add_argument("--json", help="write the gate result here (for CI)")
     check.set_defaults(run=run_check)
@@ -99,6 +104,10 @@ def run_bench(args: argparse.Namespace) -> int:
     out = write_report(report, args.out)
     print(markdown(report))
     print(f"report: {out / 'report.json'}, {out / 'report.md'}, {out / 'fps_vs_map.png'}")
+    if report["runtime_measurements"]:
+        path = record(report["runtime_measurements"])
+        print(f"runtime recommendation for this host ({', '.join(report['runtime_measurements'])}): {path}; "
+              "`--runtime auto` reads it")
     failed = failed_rows(report)
     for row in failed:
         log.error("%s: %s", row["path"], row["status"])
@@ -130,7 +139,8 @@ def run_check(args: argparse.Namespace) -> int:
         result.checks += accuracy_checks(report, baseline, args.map_tolerance)
         if baseline:
             result.checks += baseline_speed_checks(report, baseline, args.baseline_speed_tolerance,
-                                                   advisory=not args.enforce_baseline_speed)
+                                                   advisory=not args.enforce_baseline_speed,
+                                                   allow_noisy=args.allow_noisy)
     if args.baseline_config and args.candidate_config:
         result.checks.append(compare_configs(args.baseline_config, args.candidate_config, args.speed_tolerance,
                                              args.threads))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchdet.benchmarks.receipts import NOISY_BOUND, noisy_rows
 from scratchdet.benchmarks.timing import interleave, speed_ratios
 from scratchdet.models import boxes
 
@@ -62,8 +63,12 @@ def _key(row: dict) -> tuple[str, str]:
 
 
 def _dataset(report: dict) -> str | None:
-    """The dataset a report was measured on, by folder name ('runs/data/synth' and '/x/synth' agree)."""
-    return Path(report["data"]).name if report.get("data") else None
+    """The dataset a report was measured on, by folder name ('runs/data/synth' and '/x/synth' agree; a YOLO
+    'x/bccd/data.yaml' is 'bccd', as every YOLO dataset's yaml is data.yaml)."""
+    if not report.get("data"):
+        return None
+    path = Path(report["data"])
+    return (path.parent if path.suffix in (".yaml", ".yml") else path).name
 
 
 def dataset_check(report: dict, baseline: dict, allow_other_data: bool = False) -> Check:
@@ -142,11 +147,28 @@ def speed_check(name: str, ratios: list[float], tolerance: float) -> Check:
                  f"candidate/baseline speed, rounds min {min(ratios):.3f} max {max(ratios):.3f}")
 
 
-def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30, advisory: bool = True) -> list[Check]:
+def noise_check(report: dict, baseline: dict, allow_noisy: bool, advisory: bool) -> Check | None:
+    """None when neither report has noisy rows; else a refusal naming them (a WARN with `allow_noisy`)."""
+    noisy = [f"candidate {name}" for name in noisy_rows(report)] + [f"baseline {name}" for name in noisy_rows(baseline)]
+    if not noisy:
+        return None
+    detail = (f"rows whose round FPS spread exceeds {NOISY_BOUND}: {', '.join(noisy)}; "
+              + ("compared anyway (--allow-noisy)" if allow_noisy else
+                 "speed not compared: re-run bench on a quieter machine, or pass --allow-noisy"))
+    return Check("speed from reports without noisy rows", False, float(len(noisy)), 0.0, detail,
+                 advisory or allow_noisy)
+
+
+def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30, advisory: bool = True,
+                          allow_noisy: bool = False) -> list[Check]:
     """Each format's speed relative to the same-run reference convolution, against the baseline's.
 
     Advisory by default: on this shared machine, runs at other times differed by up to 45% (PyTorch
-    eager under load) even after normalising, while A/B in one run holds 5%."""
+    eager under load) even after normalising, while A/B in one run holds 5%. A report with noisy rows
+    (receipts.NOISY_BOUND) is not compared unless `allow_noisy`: a refusal check takes the speed checks' place."""
+    refusal = noise_check(report, baseline, allow_noisy, advisory)
+    if refusal is not None and not allow_noisy:
+        return [refusal]
     reference = {_key(r): r for r in baseline["rows"] if r["status"] == "ok" and r["relative_speed"]}
     checks = []
     for row in (r for r in report["rows"] if r["status"] == "ok" and r["relative_speed"]):
@@ -155,7 +177,7 @@ def baseline_speed_checks(report: dict, baseline: dict, tolerance: float = 0.30,
             checks.append(Check(f"speed {row['name']} vs baseline (reference-normalised)", ratio >= 1 - tolerance,
                                 ratio, 1 - tolerance, "network time relative to a same-run reference conv",
                                 advisory))
-    return checks
+    return checks if refusal is None else [refusal, *checks]
 
 
 def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeats: int = 9,

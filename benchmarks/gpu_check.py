@@ -459,9 +459,11 @@ def _measure(name: str, model: Path, context: Context) -> tuple[dict[str, Any], 
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.evaluate import validate
 
-    with Detector(model, conf=0.0) as evaluation:  # the in-graph NMS keeps the evaluation threshold
+    # runtime=None: each format's first runtime (ONNX Runtime, with CUDA where it has it), not auto's CPU choice.
+    # conf=0.0 keeps what the in-graph NMS kept (evaluation); the default conf is the deployment threshold.
+    with Detector(model, conf=0.0, runtime=None) as evaluation:
         result = validate(evaluation, context.val, 8)
-    with Detector(model) as deployed:  # the deployment threshold: detections compared where users see them
+    with Detector(model, runtime=None) as deployed:
         detections = deployed.detect(context.images)
         batch_one = prepare(context.images[:1], deployed.input_size, "bgr")[0]
         many = np.repeat(batch_one, context.max_batch, axis=0)
@@ -509,7 +511,7 @@ def stage_batch_invariance(context: Context) -> Outcome:
     images = context.images[: context.max_batch]
     results, problems = {}, []
     for precision, model in context.candidates().items():
-        with Detector(model, conf=0.0) as detector:
+        with Detector(model, conf=0.0, runtime=None) as detector:
             runs = {}
             for batch in sorted({*BATCHES, context.max_batch}):
                 runs[batch] = [d for start in range(0, len(images), batch)
@@ -540,11 +542,11 @@ def stage_edge_inputs(context: Context) -> Outcome:
     counts: dict[str, Any] = {}
     problems = []
     for precision, model in models.items():
-        with Detector(model) as detector:  # the deployment threshold
+        with Detector(model, runtime=None) as detector:  # the deployment threshold
             counts[f"{precision} blank"] = len(detector.detect(blank)[0].scores)
         if counts[f"{precision} blank"]:
             problems.append(f"{precision}: {counts[f'{precision} blank']} detections on a blank image")
-    with Detector(random, conf=0.0) as detector:
+    with Detector(random, conf=0.0, runtime=None) as detector:
         max_det = detector.backend.postprocess.max_det
         rows = [len(d.scores) for d in detector.detect([blank, *context.images[:2]])]
     counts["random"] = rows

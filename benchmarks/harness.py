@@ -18,10 +18,12 @@ import cv2
 import numpy as np
 
 from scratchdet.benchmarks.peak import Peak, limit_of, peak_calls, peak_from_rounds
+from scratchdet.benchmarks.receipts import is_noisy, receipts, snapshot
 from scratchdet.benchmarks.timing import interleave, latency_stats
 from scratchdet.models.config import ModelConfig, from_dict
 from scratchdet.models.inference.formats import FORMATS, model_metadata
 from scratchdet.models.inference.predictor import StageTimes
+from scratchdet.models.inference.runtime_choice import cpu_model
 from scratchdet.models.info import count_gflops
 from scratchdet.models.ssd import SSD
 from scratchdet.runtime.detector import Detector
@@ -65,22 +67,18 @@ class Row:
     roofline_fps: float | None = None  # the limit: measured register peak of this precision / GFLOPs
     roofline_fraction: float | None = None  # network FPS / that limit
     relative_speed: float | None = None  # reference-conv ms / network ms: comparable across machines
+    noisy: bool = False  # rounds spread beyond receipts.NOISY_BOUND: its speed is not to be trusted
     status: str = "ok"
 
 
 def environment(threads: int) -> dict:
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
     versions = {}
     for name in LIBRARIES:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
             "platform": platform.platform(), "libraries": versions, "gpu": _gpu()}
 
 
@@ -157,8 +155,11 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
                   runtimes: tuple[str, ...] = ("ort",)) -> dict:
     """The report as a dict (see `Row`), with environment and peak; timing interleaves all models.
 
-    `runtimes`: each .onnx model runs on each of these (keys of RUNTIMES); other formats run once.
+    `runtimes`: each .onnx model runs on each of these (keys of RUNTIMES); other formats run once. With both
+    ort and openvino, "runtime_measurements" holds per model precision the end-to-end p50 of each (what
+    `--runtime auto` reads, runtime_choice.record).
     """
+    before = snapshot()
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ValueError(f"unknown runtime(s) {unknown}: choose from {', '.join(RUNTIMES)}")
@@ -192,9 +193,28 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
                 row.map50, row.coco_ap = accuracy(detector, val)
             except Exception as error:
                 row.status = f"accuracy failed: {type(error).__name__}: {error}"
-    return {"environment": environment(threads), "peak": asdict(peak), "paper_fps": PAPER_FPS,
-            "data": str(data) if data else None, "classes": classes, "batches": list(batches),
-            "rows": [asdict(row) for row, _ in opened]}
+    rows = [row for row, _ in opened]
+    return {"environment": environment(threads), "receipts": receipts(threads, before, snapshot()),
+            "peak": asdict(peak), "paper_fps": PAPER_FPS, "data": str(data) if data else None, "classes": classes,
+            "batches": list(batches), "rows": [asdict(row) for row in rows],
+            "runtime_measurements": runtime_measurements([(p, r) for p, _, r in entries], rows, threads)}
+
+
+def runtime_measurements(entries: list[tuple[Path, str]], rows: list[Row], threads: int) -> dict[str, dict]:
+    """Per model precision, the end-to-end p50 of ONNX Runtime and OpenVINO (f32) on the same .onnx file, from
+    rows timed interleaved; where several files share a precision, the first one's."""
+    timed: dict[Path, dict[str, Row]] = {}
+    for (path, runtime), row in zip(entries, rows):
+        if row.status == "ok" and runtime in ("ort", "openvino"):
+            timed.setdefault(path, {})[runtime] = row
+    result: dict[str, dict] = {}
+    for path, pair in timed.items():
+        if len(pair) == 2:
+            ort, openvino = pair["ort"], pair["openvino"]
+            result.setdefault(ort.precision, {
+                "p50_ms": {"onnxruntime": ort.latency_ms["p50"], "openvino": openvino.latency_ms["p50"]},
+                "threads": threads, "model": str(path), "noisy": ort.noisy or openvino.noisy})
+    return result
 
 
 def _timed(detector: Detector, image: np.ndarray | list[np.ndarray]) -> StageTimes:
@@ -214,6 +234,7 @@ def _fill_speed(row: Row, detector: Detector, rounds: list[list[float]], stages:
     row.roofline_fps = peak_rate / row.gflops if row.gflops else None
     row.roofline_fraction = row.network_fps / row.roofline_fps if row.roofline_fps else None
     row.relative_speed = peak.reference_ms / row.stages_p50_ms["network"]
+    row.noisy = is_noisy(row.latency_ms)
     for batch in (b for b in batches if b > 1):
         images = [image] * batch
         detector.detect(images)  # warm-up at this batch size

@@ -16,7 +16,7 @@ TOP_KEYS = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str,
 
 # Row fields added after reports were first written: an older report (a committed baseline) lacks
 # them and reads as if they were empty.
-LATER_ROW_FIELDS = {"stages_mean_ms": dict}
+LATER_ROW_FIELDS = {"stages_mean_ms": dict, "noisy": bool}
 PAPER_LABEL = "paper, GPU (Tesla P40)"
 
 
@@ -29,12 +29,12 @@ ROW_TYPES = {"name": str, "path": str, "format": str, "precision": str, "runtime
              "size_mb": (int, float), "gflops": (int, float), "fps": (int, float), "network_fps": (int, float),
              "latency_ms": dict, "stages_p50_ms": dict, "throughput": dict, "map50": (int, float, type(None)),
              "coco_ap": (int, float, type(None)), "roofline_fps": (int, float, type(None)),
-             "roofline_fraction": (int, float, type(None)), "relative_speed": (int, float, type(None))}
+             "roofline_fraction": (int, float, type(None)), "relative_speed": (int, float, type(None)), "noisy": bool}
 
 
 def _row_type_problems(row: dict) -> list[str]:
     return [f"'{key}' is {type(row[key]).__name__} {row[key]!r}" for key, kind in ROW_TYPES.items()
-            if key in row and (not isinstance(row[key], kind) or isinstance(row[key], bool))]
+            if key in row and (not isinstance(row[key], kind) or (isinstance(row[key], bool) and kind is not bool))]
 
 
 def validate_report(report: dict, source: str = "report") -> dict:
@@ -90,6 +90,27 @@ def _percentile(latency: dict, key: str) -> float | None:
     return latency.get(key) if latency.get("n", 0) >= needed else None
 
 
+def _receipts_line(report: dict) -> str:
+    """The conditions of the run (benchmarks/receipts.py); older reports have none."""
+    receipts = report.get("receipts")
+    if not receipts:
+        return "Receipts: none recorded (a report from before receipts)."
+
+    def load(snapshot: dict) -> str:
+        value = snapshot["load_average"]
+        return "/".join(f"{v:.2f}" for v in value) if isinstance(value, list) else str(value)
+
+    def per_cpu(values: dict) -> str:
+        distinct = sorted({str(v) for v in values.values()})
+        return distinct[0] if len(distinct) == 1 else ", ".join(f"cpu{k} {v}" for k, v in values.items())
+
+    return (f"Receipts: load average (1/5/15 min) {load(receipts['before'])} before, {load(receipts['after'])} after; "
+            f"{receipts['threads']} threads on CPUs {receipts['affinity']}; governor {per_cpu(receipts['governor'])}; "
+            f"MHz {per_cpu(receipts['before']['frequency_mhz'])} before, {per_cpu(receipts['after']['frequency_mhz'])} "
+            f"after; nvpmodel {receipts['nvpmodel']}; jetson_clocks {receipts['jetson_clocks']}. A row is noisy when "
+            f"its fastest round FPS / slowest > {receipts['noisy_bound']}.")
+
+
 def markdown(report: dict) -> str:
     env = report["environment"]
     throughput = [b for b in report["batches"] if b > 1]
@@ -99,6 +120,7 @@ def markdown(report: dict) -> str:
         + (f"BF16 {report['peak']['bf16_gflops']:.0f} GFLOP/s, " if report["peak"].get("bf16_gflops") else "")
         + f"INT8 {report['peak']['int8_gops']:.0f} GOP/s ({report['peak'].get('source', 'reference conv')}). "
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v),
+        _receipts_line(report),
         f"Batch 1 latency in ms, end to end (image in, detections out), over n timed calls; the stage split "
         f"(preprocess/network/postprocess) is of the mean, from the same calls, so the stages add up to the mean "
         f"less the call overhead. p95 needs n >= {MIN_SAMPLES[95]}, p99 n >= {MIN_SAMPLES[99]} (else -). "
@@ -114,7 +136,7 @@ def markdown(report: dict) -> str:
         fps_range = (f"{row['fps']:.1f} ({1000 / lat['round_median_max']:.1f}-{1000 / lat['round_median_min']:.1f})"
                      if lat else "-")
         roof = _cell(row["roofline_fraction"] * 100 if row["roofline_fraction"] else None, ".0f")
-        status = "ok" if row["status"] == "ok" else "❌ " + row["status"][:80]
+        status = ("ok" + (", noisy" if row["noisy"] else "")) if row["status"] == "ok" else "❌ " + row["status"][:80]
         lines.append(" | ".join([
             f"| {row['name']}", row["format"], row["precision"], row["runtime"], _cell(row["size_mb"], ".2f"),
             _cell(row["gflops"], ".2f"), _cell(lat.get("n"), "d"),

@@ -21,8 +21,7 @@ def _val_arguments(val: argparse.ArgumentParser) -> None:
     val.add_argument("--data", required=True, help="dataset folder (COCO layout or VOC root)")
     val.add_argument("--split", default="val", help="dataset split evaluated")
     val.add_argument("--batch", type=positive_int, default=16, help="images per call to the model")
-    val.add_argument("--runtime", help="runtime for the format (default: pytorch, onnxruntime or tensorrt; "
-                     "openvino for .onnx)")
+    _runtime_argument(val)
     _precision_hint_argument(val)
     val.add_argument("--conf", type=probability, default=0.25,
                      help="confidence for precision, recall, F1 and the confusion matrix (AP uses every score)")
@@ -58,8 +57,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int,
                         help="stop each video, camera or stream after this many frames")
     parser.add_argument("--threads", type=positive_int, help="ONNX Runtime / OpenVINO threads (default: all cores)")
-    parser.add_argument("--runtime", help=".onnx models: onnxruntime (default) or openvino "
-                        "(pip install 'scratchdet-edge[openvino]')")
+    _runtime_argument(parser)
     _precision_hint_argument(parser)
     parser.set_defaults(run=run_predict)
 
@@ -91,6 +89,17 @@ def run_val(args: argparse.Namespace) -> None:
     for path in [out / "metrics.json", *([Path(args.json)] if args.json else [])]:
         write_text(path, json.dumps(metrics, indent=2))
     print(f"results in {out}: metrics.json, {', '.join(p.name for p in plots)}")
+
+
+def _runtime_argument(parser: argparse.ArgumentParser) -> None:
+    from scratchdet.models.inference.formats import AUTO, FORMATS
+
+    runtimes = sorted({runtime for model_format in FORMATS.values() for runtime in model_format.runtimes})
+    parser.add_argument("--runtime", default=AUTO, choices=(AUTO, *runtimes),
+                        help=".onnx models: auto (default: OpenVINO where `scratchdet bench --runtime ort,openvino` "
+                             "measured it faster on this host for the model's precision, else onnxruntime; the choice "
+                             "and why are logged), onnxruntime or openvino (pip install 'scratchdet-edge[openvino]'); "
+                             ".pt and .engine have one runtime each")
 
 
 def _precision_hint_argument(parser: argparse.ArgumentParser) -> None:

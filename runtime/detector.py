@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scratchdet.models.inference.detections import Backend
-from scratchdet.models.inference.formats import open_backend
+from scratchdet.models.inference.formats import AUTO, open_backend
 from scratchdet.models.inference.predictor import Predictor
 
 
@@ -23,11 +23,13 @@ class Detector(Predictor):
     """A Predictor opened from a model file (or given a backend).
 
     `conf`: minimum score kept (default: the model's deployment threshold); `classes`: 0-based class ids
-    kept (all when None); the other options as `open_backend`.
+    kept (all when None); `runtime`: "auto" (default: for .onnx, OpenVINO where bench measured it faster on
+    this host, else ONNX Runtime), a runtime name, or None for the format's first; the other options as
+    `open_backend`.
     """
 
     def __init__(self, model: str | Path | Backend, conf: float | None = None,
-                 classes: Sequence[int] | None = None, *, runtime: str | None = None, device: str | None = None,
+                 classes: Sequence[int] | None = None, *, runtime: str | None = AUTO, device: str | None = None,
                  threads: int | None = None, providers: list[str] | None = None, spinning: bool = True,
                  cuda_graph: bool = False, precision_hint: str = "f32") -> None:
         if isinstance(model, (str, Path)):

@@ -92,3 +92,12 @@ def gpu_models(gpu_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     fp32 = export_onnx(model, checkpoint["class_names"], folder / names["fp32"], ExportOptions()).path
     return {"fp32": fp32, "fp16": convert_fp16(fp32, folder / names["fp16"]),
             "int8": quantize_int8(fp32, gpu_data, "tensorrt", folder / names["int8"], CalibrationOptions(images=32))}
+
+
+@pytest.fixture(autouse=True)
+def no_runtime_recommendation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`--runtime auto` reads a per-user file: tests point it at an empty place, so auto means ONNX Runtime unless a
+    test writes a recommendation there (the user's own ~/.cache/scratchdet/runtime.json never counts)."""
+    path = tmp_path_factory.mktemp("recommendation") / "runtime.json"
+    monkeypatch.setenv("SCRATCHDET_RUNTIME_FILE", str(path))
+    return path

@@ -8,12 +8,15 @@ so reading this table needs neither torch nor onnxruntime nor TensorRT.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scratchdet.models.inference.detections import Backend
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,31 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
     return format_of(path).metadata(Path(path))
 
 
+AUTO = "auto"
+
+
+def _auto(path: Path, precision_hint: str) -> str:
+    """Auto's runtime for an ONNX file, logged with its reason."""
+    from scratchdet.models.inference.runtime_choice import choose
+
+    if precision_hint != "f32":  # auto never computes in bf16 by itself, and ONNX Runtime has no such hint
+        raise ValueError(f"{path}: precision hint '{precision_hint}' is an OpenVINO setting; pass --runtime "
+                         "openvino with it (runtime auto only ever runs OpenVINO in f32)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    precision = model_metadata(path)["precision"]
+    choice = choose(precision)
+    log.info("%s: runtime auto -> %s: %s", path, choice.runtime, choice.reason)
+    return choice.runtime
+
+
 def open_backend(path: str | Path, runtime: str | None = None, *, device: str | None = None,
                  threads: int | None = None, providers: list[str] | None = None, spinning: bool = True,
                  cuda_graph: bool = False, precision_hint: str = "f32") -> Backend:
     """The backend for a model file, by its suffix (and `runtime`, where a format has several).
 
+    runtime "auto": for .onnx, OpenVINO where measured faster on this host for the model's precision, else ONNX
+    Runtime (runtime_choice.py; the choice and its reason are logged); for other formats, their one runtime.
     Options: device (PyTorch), threads, providers and spinning (ONNX Runtime), cuda_graph (TensorRT),
     precision_hint (OpenVINO: "f32", or "bf16" on CPUs with BF16).
 
@@ -80,10 +103,12 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     """
     path = Path(path)
     model_format = format_of(path)
+    if runtime == AUTO:
+        runtime = _auto(path, precision_hint) if model_format.label == "onnx" else None
     runtime = runtime or model_format.runtimes[0]
     if runtime not in model_format.runtimes:
         raise ValueError(f"{path}: runtime '{runtime}' does not run {path.suffix} files "
-                         f"(choose {', '.join(model_format.runtimes)})")
+                         f"(choose {', '.join(model_format.runtimes)} or {AUTO})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     if runtime == "pytorch":

@@ -1,12 +1,21 @@
 import copy
 import json
+import os
 import re
+import shutil
 
 import pytest
 
-from scratchdet.benchmarks.gate import GateResult, accuracy_checks, baseline_speed_checks, compare_configs
+from scratchdet.benchmarks.gate import (
+    GateResult,
+    accuracy_checks,
+    baseline_speed_checks,
+    compare_configs,
+    dataset_check,
+)
 from scratchdet.benchmarks.harness import display_names, run_benchmark
 from scratchdet.benchmarks.peak import Peak
+from scratchdet.benchmarks.receipts import NOISY_BOUND, is_noisy, round_fps_ratio
 from scratchdet.benchmarks.report import ReportError, read_report, validate_report, write_report
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.models.checkpoint import load_model
@@ -20,7 +29,19 @@ def report(tiny_checkpoint, synth_data, tmp_path_factory):
                        ExportOptions()).path
     missing = tmp_path_factory.mktemp("b") / "missing.onnx"
     peak = Peak(fp32_gflops=400.0, int8_gops=1600.0, reference_ms=5.0)  # fixed: this test is about the harness
-    return run_benchmark([tiny_checkpoint, onnx, missing], synth_data, (1, 4), repeats=2, per_round=3, peak=peak)
+    return quiet(run_benchmark([tiny_checkpoint, onnx, missing], synth_data, (1, 4), repeats=2, per_round=3,
+                               peak=peak))
+
+
+def quiet(report):
+    """The report with every round at the p50: the gate tests below must not depend on the machine's load, which
+    would make rows noisy (test_noisy_* make rows noisy on purpose)."""
+    for row in report["rows"]:
+        if row["latency_ms"]:
+            p50 = row["latency_ms"]["p50"]
+            row["latency_ms"].update(round_median_min=p50, round_median_max=p50)
+            row["noisy"] = False
+    return report
 
 
 def test_report_rows_hold_speed_accuracy_and_failures(report):
@@ -210,3 +231,83 @@ def test_bench_on_a_dataset_of_other_classes_fails_the_row_and_exit_code(tiny_ch
     assert code == 1 and "every model failed (last.pt)" in caplog.text
     (row,) = read_report(tmp_path / "bench" / "report.json")["rows"]
     assert "classes ['circle', 'square', 'triangle'] differ from the dataset's ['ellipse'" in row["status"]
+
+
+def test_report_carries_its_receipts(report, tmp_path):
+    receipts = report["receipts"]
+    for moment in ("before", "after"):
+        assert len(receipts[moment]["load_average"]) == 3 and all(v >= 0 for v in receipts[moment]["load_average"])
+        assert set(receipts[moment]["frequency_mhz"]) == {str(cpu) for cpu in receipts["affinity"]}
+    assert receipts["threads"] == 2 and receipts["affinity"] == sorted(os.sched_getaffinity(0))
+    assert set(receipts["governor"]) == {str(cpu) for cpu in receipts["affinity"]}
+    assert receipts["cpu"] == report["environment"]["cpu"] and receipts["noisy_bound"] == NOISY_BOUND
+    for command in ("nvpmodel", "jetson_clocks"):  # a value, or "n/a: <why>" (here: no such command)
+        assert receipts[command] and (shutil.which(command) or receipts[command].startswith("n/a: no "))
+    for value in receipts["governor"].values():  # read from sysfs, or why not
+        assert value.startswith("n/a: cpufreq/scaling_governor: ") or value.isalpha()
+    table = (write_report(report, tmp_path / "bench") / "report.md").read_text()
+    assert "Receipts: load average (1/5/15 min) " in table and "jetson_clocks n/a" in table
+
+
+def test_noisy_rounds_flag_the_row(tiny_checkpoint, monkeypatch, tmp_path):
+    # Rounds of the checkpoint at 10 ms and 12 ms: 100 FPS against 83 FPS, a spread of 1.2 > 1.15.
+    def rounds(calls, repeats, per_round, on_sample=None):
+        result = {}
+        for name in calls:
+            result[name] = [[10.0] * per_round, [12.0] * per_round]
+            for _ in range(repeats * per_round):
+                calls[name]()
+                if on_sample:
+                    on_sample(name)
+        return result
+
+    monkeypatch.setattr("scratchdet.benchmarks.harness.interleave", rounds)
+    report = run_benchmark([tiny_checkpoint], None, (1,), repeats=2, per_round=2,
+                           peak=Peak(fp32_gflops=400.0, int8_gops=1600.0, reference_ms=5.0))
+    (row,) = report["rows"]
+    assert row["latency_ms"]["round_median_max"] / row["latency_ms"]["round_median_min"] == pytest.approx(1.2)
+    assert row["noisy"] is True and round_fps_ratio(row["latency_ms"]) == pytest.approx(1.2)
+    assert not is_noisy({"round_median_min": 10.0, "round_median_max": 11.0})  # 1.1: within the bound
+    assert "| ok, noisy |" in (write_report(report, tmp_path / "b") / "report.md").read_text()
+
+
+def test_check_refuses_speed_from_a_noisy_report_unless_allowed(report, tmp_path, capsys):
+    baseline = without_failed_rows(report)
+    noisy = copy.deepcopy(baseline)
+    noisy["rows"][1]["latency_ms"]["round_median_max"] = noisy["rows"][1]["latency_ms"]["round_median_min"] * 1.3
+    assert _gate(tmp_path, noisy, baseline, "--enforce-baseline-speed") == 1
+    out = capsys.readouterr().out
+    assert "FAIL  speed from reports without noisy rows" in out and "candidate model.onnx" in out
+    assert "speed not compared" in out and "vs baseline (reference-normalised)" not in out
+    assert _gate(tmp_path, noisy, baseline, "--enforce-baseline-speed", "--allow-noisy") == 0
+    out = capsys.readouterr().out
+    assert "WARN  speed from reports without noisy rows" in out and "compared anyway (--allow-noisy)" in out
+    assert "PASS  speed model.onnx vs baseline (reference-normalised)" in out
+    assert _gate(tmp_path, baseline, baseline, "--enforce-baseline-speed") == 0
+    assert "noisy" not in capsys.readouterr().out
+
+
+def test_yaml_datasets_are_told_apart_by_their_folder(report):
+    # Before: both were "data.yaml", so a report on one dataset passed against a baseline on another.
+    bccd, synth = ({**report, "data": f"/data/{name}/data.yaml", "classes": None} for name in ("bccd", "synth"))
+    assert not dataset_check(bccd, synth).passed
+    assert dataset_check(bccd, {**synth, "data": "../elsewhere/bccd"}).passed
+
+
+@pytest.mark.openvino
+def test_bench_with_ort_and_openvino_writes_what_auto_reads(tiny_checkpoint, tmp_path, no_runtime_recommendation):
+    pytest.importorskip("openvino", reason="OpenVINO is in the dev extra: pip install -e '.[dev]'")
+    from scratchdet.cli import main
+    from scratchdet.models.inference.runtime_choice import choose, host_key
+
+    model, checkpoint = load_model(tiny_checkpoint)
+    onnx = export_onnx(model, checkpoint["class_names"], tmp_path / "model.onnx", ExportOptions()).path
+    assert main(["bench", "--model", str(onnx), "--runtime", "ort,openvino", "--out", str(tmp_path / "bench"),
+                 "--repeats", "2", "--per-round", "2", "--batch", "1"]) == 0
+    rows = read_report(tmp_path / "bench" / "report.json")["rows"]
+    entry = json.loads(no_runtime_recommendation.read_text())["entries"][host_key("fp32")]
+    assert entry["p50_ms"] == {"onnxruntime": rows[0]["latency_ms"]["p50"], "openvino": rows[1]["latency_ms"]["p50"]}
+    assert entry["threads"] == 2 and entry["model"] == str(onnx)
+    expected = "openvino" if entry["p50_ms"]["onnxruntime"] / entry["p50_ms"]["openvino"] >= 1.05 else "onnxruntime"
+    chosen = choose("fp32")
+    assert chosen.runtime == expected and str(no_runtime_recommendation) in chosen.reason
