@@ -19,7 +19,7 @@ def gpu_or_skip():
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
-def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_path):
+def test_engine_detections_match_onnx_runtime(precision, trained_models, trained_data, tmp_path):
     from scratchdet.export.engine_plan import make_plan
     from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
     from scratchdet.export.tensorrt_build import build_engine
@@ -29,14 +29,14 @@ def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_
     from scratchdet.train.evaluate import evaluate
 
     gpu_or_skip()
-    fp32 = bccd_models["fp32"]
+    fp32 = trained_models["fp32"]
     onnx = (convert_fp16(fp32, tmp_path / "m-fp16.onnx") if precision == "fp16"
-            else quantize_int8(fp32, bccd, "tensorrt", tmp_path / "m-int8.onnx", CalibrationOptions(images=32)))
+            else quantize_int8(fp32, trained_data, "tensorrt", tmp_path / "m-int8.onnx", CalibrationOptions(images=32)))
     _, metadata = load_checked(onnx)
     plan = make_plan(onnx, metadata, precision, trt.__version__, (1, 4, IMAGES),
                      out=tmp_path / f"m-{precision}.engine")
     engine = build_engine(plan, metadata)
-    data = load_dataset(bccd, "val")
+    data = load_dataset(trained_data, "val")
     import cv2
 
     images = [cv2.imread(str(r.path)) for r in data.records[:IMAGES]]
@@ -54,7 +54,7 @@ def test_engine_detections_match_onnx_runtime(precision, bccd_models, bccd, tmp_
     graphed.backend.close()
 
 
-def test_batch_beyond_the_profile_is_refused_with_the_tensor_name(bccd_models, tmp_path):
+def test_batch_beyond_the_profile_is_refused_with_the_tensor_name(trained_models, tmp_path):
     import numpy as np
 
     from scratchdet.export.engine_plan import make_plan
@@ -63,8 +63,8 @@ def test_batch_beyond_the_profile_is_refused_with_the_tensor_name(bccd_models, t
     from scratchdet.models.inference.tensorrt_backend import TensorRTBackend
 
     gpu_or_skip()
-    _, metadata = load_checked(bccd_models["fp32"])
-    plan = make_plan(bccd_models["fp32"], metadata, "fp32", trt.__version__, (1, 1, 2), out=tmp_path / "m.engine")
+    _, metadata = load_checked(trained_models["fp32"])
+    plan = make_plan(trained_models["fp32"], metadata, "fp32", trt.__version__, (1, 1, 2), out=tmp_path / "m.engine")
     backend = TensorRTBackend(build_engine(plan, metadata))
     size = metadata["input_size"]
     with pytest.raises(ValueError, match="batch 3 exceeds the engine profile's max 2"):
