@@ -28,8 +28,8 @@ def emulation():
 
 
 @pytest.fixture(scope="module")
-def images(bccd):
-    return dataset_batch(load_dataset(bccd, "val").records[:4], 128)
+def images(trained_data):
+    return dataset_batch(load_dataset(trained_data, "val").records[:4], 128)
 
 
 def host_outputs(model, images):
@@ -39,9 +39,9 @@ def host_outputs(model, images):
 
 @pytest.mark.parametrize("core", list(CORES))
 @pytest.mark.parametrize("kind", ["fp32", "int8"])
-def test_emulated_core_matches_host(emulation, bccd_models, images, core, kind):
-    host = host_outputs(bccd_models[kind], images)
-    arm = run_emulated(bccd_models[kind], images, core)
+def test_emulated_core_matches_host(emulation, trained_models, images, core, kind):
+    host = host_outputs(trained_models[kind], images)
+    arm = run_emulated(trained_models[kind], images, core)
     box, score = max_differences(host, arm)
     exact = not parity_problems(host, arm, exact=True)
     print(f"{kind} {core}: detections {host['num_dets'].ravel().tolist()}, max box diff {box:.2e} px, "
@@ -57,8 +57,8 @@ def test_emulated_core_matches_host(emulation, bccd_models, images, core, kind):
         assert near_match_fraction(host, arm) >= tolerance("arm-int8").matched
 
 
-def test_a_perturbed_model_fails_the_parity_check(emulation, bccd_models, images, tmp_path):
-    model = onnx.load(str(bccd_models["fp32"]))
+def test_a_perturbed_model_fails_the_parity_check(emulation, trained_models, images, tmp_path):
+    model = onnx.load(str(trained_models["fp32"]))
     conv = next(n for n in model.graph.node if n.op_type == "Conv")  # the stem: every output depends on it
     weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
     values = numpy_helper.to_array(weight).copy()
@@ -67,18 +67,18 @@ def test_a_perturbed_model_fails_the_parity_check(emulation, bccd_models, images
     perturbed = tmp_path / "perturbed.onnx"
     onnx.save(model, str(perturbed))
     arm = run_emulated(perturbed, images, "cortex-a72")
-    assert parity_problems(host_outputs(bccd_models["fp32"], images), arm, exact=False) != []
+    assert parity_problems(host_outputs(trained_models["fp32"], images), arm, exact=False) != []
     assert parity_problems(host_outputs(perturbed, images), arm, exact=False) == []  # the check itself is sound
 
 
-def test_int8_differences_are_traced_to_the_first_differing_layer(emulation, bccd_models, bccd, images):
+def test_int8_differences_are_traced_to_the_first_differing_layer(emulation, trained_models, trained_data, images):
     from scratchdet.benchmarks.arm_divergence import layer_divergence
 
-    differences = layer_divergence(bccd_models["int8"], bccd, "cortex-a76", images=len(images))
-    model = onnx.load(str(bccd_models["int8"]))
+    differences = layer_divergence(trained_models["int8"], trained_data, "cortex-a76", images=len(images))
+    model = onnx.load(str(trained_models["int8"]))
     assert [d.name for d in differences] == [n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     first = next((d for d in differences if d.differing), None)
     print(f"first divergent quantised tensor: {first.name if first else 'none'}")
-    host, arm = host_outputs(bccd_models["int8"], images), run_emulated(bccd_models["int8"], images, "cortex-a76")
+    host, arm = host_outputs(trained_models["int8"], images), run_emulated(trained_models["int8"], images, "cortex-a76")
     if parity_problems(host, arm, exact=False):  # detections differ beyond float rounding...
         assert first is not None  # ...so some INT8 kernel's output must differ, and the tool names it

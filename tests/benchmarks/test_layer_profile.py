@@ -19,9 +19,9 @@ def test_fused_kernel_names_map_back_to_their_module():
         "/model/backbone/stages.1/stages.1.0/shortcut")
 
 
-def test_fp32_and_int8_profiles_cover_the_same_conv_layers(bccd_models):
-    fp32, int8 = kernel_times(bccd_models["fp32"], runs=3), kernel_times(bccd_models["int8"], runs=3)
-    exported = {conv_module(n.name) for n in onnx.load(str(bccd_models["fp32"])).graph.node if n.op_type == "Conv"}
+def test_fp32_and_int8_profiles_cover_the_same_conv_layers(trained_models):
+    fp32, int8 = kernel_times(trained_models["fp32"], runs=3), kernel_times(trained_models["int8"], runs=3)
+    exported = {conv_module(n.name) for n in onnx.load(str(trained_models["fp32"])).graph.node if n.op_type == "Conv"}
     layers = lambda times: {k for k in times if not k.startswith("other:")}  # noqa: E731
     assert layers(fp32) == layers(int8) == exported
     assert all(ms > 0 for ms in fp32.values()) and "other:NonMaxSuppression" in int8
@@ -31,24 +31,24 @@ def test_fp32_and_int8_profiles_cover_the_same_conv_layers(bccd_models):
     assert len(table.splitlines()) == 1 + 5 + 2 and f"({len(exported)} layers)" in table
 
 
-def test_conv_gops_add_up_to_the_models_flops(bccd_models):
+def test_conv_gops_add_up_to_the_models_flops(trained_models):
     from scratchdet.models.checkpoint import load_model
     from scratchdet.models.info import count_gflops
 
-    model, _ = load_model(bccd_models["pt"])
-    gops = conv_gops(bccd_models["fp32"])
-    exported = {conv_module(n.name) for n in onnx.load(str(bccd_models["fp32"])).graph.node if n.op_type == "Conv"}
+    model, _ = load_model(trained_models["pt"])
+    gops = conv_gops(trained_models["fp32"])
+    exported = {conv_module(n.name) for n in onnx.load(str(trained_models["fp32"])).graph.node if n.op_type == "Conv"}
     assert set(gops) == exported and all(g > 0 for g in gops.values())
     assert sum(gops.values()) == pytest.approx(count_gflops(model, model.config.input_size), rel=0.01)
 
 
 @pytest.mark.openvino
-def test_openvino_profile_maps_every_conv_layer_of_the_int8_file(bccd_models):
+def test_openvino_profile_maps_every_conv_layer_of_the_int8_file(trained_models):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
-    ort_times = kernel_times(bccd_models["int8"], runs=3)
-    openvino_times = openvino_kernel_times(bccd_models["int8"], runs=3)
+    ort_times = kernel_times(trained_models["int8"], runs=3)
+    openvino_times = openvino_kernel_times(trained_models["int8"], runs=3)
     layers = lambda times: {k for k in times if not k.startswith("other:")}  # noqa: E731
-    assert layers(openvino_times) == layers(ort_times) == set(conv_gops(bccd_models["int8"]))
+    assert layers(openvino_times) == layers(ort_times) == set(conv_gops(trained_models["int8"]))
     assert all(ms > 0 for ms in openvino_times.values())
 
 

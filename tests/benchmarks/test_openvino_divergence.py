@@ -34,17 +34,18 @@ openvino = pytest.importorskip("openvino", reason="OpenVINO is in the dev extra:
 
 
 @pytest.fixture(scope="module")
-def models(bccd_models: dict[str, Path], bccd: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The BCCD-trained tiny model: FP32, INT8 for ORT (U8S8) and INT8 for TensorRT (S8S8 symmetric)."""
-    tensorrt = quantize_int8(bccd_models["fp32"], bccd, "tensorrt",
+def models(trained_models: dict[str, Path], trained_data: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The trained tiny model: FP32, INT8 for ORT (U8S8) and INT8 for TensorRT (S8S8 symmetric)."""
+    tensorrt = quantize_int8(trained_models["fp32"], trained_data, "tensorrt",
                              tmp_path_factory.mktemp("trt") / "model-int8-tensorrt.onnx", CalibrationOptions(images=32))
-    return {"fp32": bccd_models["fp32"], "int8-ort": bccd_models["int8"], "int8-tensorrt": tensorrt}
+    return {"fp32": trained_models["fp32"], "int8-ort": trained_models["int8"], "int8-tensorrt": tensorrt}
 
 
 @pytest.fixture(scope="module")
-def images(models: dict[str, Path], bccd: Path) -> np.ndarray:
+def images(models: dict[str, Path], trained_data: Path) -> np.ndarray:
     size = read_metadata(onnx.load(str(models["fp32"])))["input_size"]
-    return dataset_batch(load_dataset(bccd, "val").records[:30], size)
+    return dataset_batch(load_dataset(trained_data, "val").records[:30], size)
 
 
 def _logits(path: Path, images: np.ndarray, runtime: str, batch: int | None = None) -> np.ndarray:

@@ -12,10 +12,10 @@ from scratchdet.benchmarks.portability import (
 from scratchdet.models.inference.detections import Detections
 
 
-def test_every_quantised_tensor_becomes_an_output_and_runs(bccd_models, tmp_path):
+def test_every_quantised_tensor_becomes_an_output_and_runs(trained_models, tmp_path):
     from scratchdet.models.inference.onnxruntime_backend import create_session
 
-    model = onnx.load(str(bccd_models["int8"]))
+    model = onnx.load(str(trained_models["int8"]))
     debug, names = with_quantized_outputs(model)
     assert names == [n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert len(debug.graph.output) == len(model.graph.output) + len(names)

@@ -48,11 +48,11 @@ def test_onnx_runtime_optimised_graph_has_no_batchnorm(exported, tmp_path):
     assert "BatchNormalization" not in ops and ops & {"Conv", "FusedConv"}
 
 
-def test_onnx_runtime_matches_pytorch_on_real_images(bccd_checkpoint, bccd, tmp_path):
-    model, checkpoint = load_model(bccd_checkpoint)
-    path = tmp_path / "bccd.onnx"
+def test_onnx_runtime_matches_pytorch_on_dataset_images(trained_checkpoint, trained_data, tmp_path):
+    model, checkpoint = load_model(trained_checkpoint)
+    path = tmp_path / "trained.onnx"
     export_onnx(model, checkpoint["class_names"], path, ExportOptions())
-    images = dataset_batch(load_dataset(bccd, "val").records[:6], model.config.input_size)
+    images = dataset_batch(load_dataset(trained_data, "val").records[:6], model.config.input_size)
     report = verify_onnx(model, checkpoint["class_names"], path, images)
     assert report.detections > 0
     assert report.ok, report.summary()
@@ -196,3 +196,25 @@ def test_non_finite_outputs_fail_the_export(tmp_path):
     with pytest.raises(RuntimeError, match=r"m.onnx: the model's outputs are not finite"):
         export_onnx(model, ["a", "b", "c"], tmp_path / "m.onnx", ExportOptions())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_network_only_export_gives_the_raw_outputs_at_any_batch(exported, synth_data, tmp_path):
+    """The A/B reference of benchmarks/nms_overhead.py: the folded network without decoding or NMS."""
+    from scratchdet.export.onnx_export import export_network_only
+
+    model, _, _ = exported
+    path = export_network_only(model, tmp_path / "network.onnx")
+    graph = onnx.load(str(path)).graph
+    ops = {node.op_type for node in graph.node}
+    assert [o.name for o in graph.output] == ["offsets", "logits"]
+    assert not ops & {"BatchNormalization", "NonMaxSuppression", "Softmax", "TopK"}, ops
+    assert [f.name for f in tmp_path.iterdir()] == ["network.onnx"]  # no temporary left beside it
+    session = create_session(path)
+    images = dataset_batch(load_dataset(synth_data, "val").records[:3], model.config.input_size)
+    with torch.no_grad():
+        reference = [t.numpy() for t in model.eval()(torch.from_numpy(images))]
+    for batch in (images[:1], images):
+        offsets, logits = session.run(None, {"images": batch})
+        np.testing.assert_allclose(offsets, reference[0][: len(batch)], atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(logits, reference[1][: len(batch)], atol=1e-3, rtol=1e-3)
+    assert offsets.shape == (3, model.priors.shape[0], 4) and logits.shape == (3, model.priors.shape[0], 4)

@@ -90,11 +90,11 @@ def test_calibration_ranges_are_cached_and_reused(fp32, synth_data, tmp_path):
     assert len(list((tmp_path / "cache").glob("calibration-*.json"))) == 2  # other inputs, other key
 
 
-def test_int8_and_fp16_keep_accuracy_close(bccd_models, bccd, tmp_path):
-    data = load_dataset(bccd, "val")
-    fp32, int8 = bccd_models["fp32"], bccd_models["int8"]
+def test_int8_and_fp16_keep_accuracy_close(trained_models, trained_data, tmp_path):
+    data = load_dataset(trained_data, "val")
+    fp32, int8 = trained_models["fp32"], trained_models["int8"]
     fp16 = convert_fp16(fp32, tmp_path / "fp16.onnx")
-    tensorrt = quantize_int8(fp32, bccd, "tensorrt", tmp_path / "model-int8-tensorrt.onnx",
+    tensorrt = quantize_int8(fp32, trained_data, "tensorrt", tmp_path / "model-int8-tensorrt.onnx",
                              CalibrationOptions(images=32))
     scores = {p.name: validate(Predictor(OnnxBackend(p)), data).map50 for p in (fp32, fp16, int8, tensorrt)}
     assert scores["model.onnx"] > 0.05, "the fixture model should detect something"

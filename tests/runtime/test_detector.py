@@ -13,28 +13,29 @@ from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import evaluate, validate
 
 
-def val_images(bccd, count):
-    data = load_dataset(bccd, "val")
+def val_images(trained_data, count):
+    data = load_dataset(trained_data, "val")
     return data, [cv2.imread(str(r.path)) for r in data.records[:count]]
 
 
-def test_pytorch_and_onnx_fp32_give_the_same_detections(bccd_models, bccd):
-    _, images = val_images(bccd, 6)
-    torch_results = Detector(bccd_models["pt"], conf=0.01).detect(images)
-    onnx_results = Detector(bccd_models["fp32"], conf=0.01).detect(images)
-    # boxes are now in original pixels (640/input_size times larger), so the tolerance scales with them
+def test_pytorch_and_onnx_fp32_give_the_same_detections(trained_models, trained_data):
+    _, images = val_images(trained_data, 6)
+    torch_results = Detector(trained_models["pt"], conf=0.01).detect(images)
+    onnx_results = Detector(trained_models["fp32"], conf=0.01).detect(images)
+    # boxes are in original pixels (up to longest side / input_size times larger), so the tolerance scales with them
+    scale = max(max(image.shape[:2]) for image in images) / 128
     fp32 = tolerance("export-fp32")
-    report = compare(torch_results, onnx_results, tolerance=replace(fp32, box_px=fp32.box_px * 640 / 128))
+    report = compare(torch_results, onnx_results, tolerance=replace(fp32, box_px=fp32.box_px * scale))
     assert report.detections > 0
     assert not report.count_mismatches and report.unmatched == 0
-    assert report.max_box_diff_px < 0.1 * 640 / 128 and report.max_score_diff < 1e-4
+    assert report.max_box_diff_px < 0.1 * scale and report.max_score_diff < 1e-4
 
 
-def test_int8_onnx_keeps_the_accuracy_of_fp32(bccd_models, bccd):
-    data, images = val_images(bccd, 30)
+def test_int8_onnx_keeps_the_accuracy_of_fp32(trained_models, trained_data):
+    data, images = val_images(trained_data, 30)
     scores = {}
     for name in ("fp32", "int8"):
-        results = Detector(bccd_models[name], conf=0.01).detect(images)
+        results = Detector(trained_models[name], conf=0.01).detect(images)
         scores[name] = evaluate(data.records[:30], results, data.class_names).map50
     assert scores["fp32"] > 0.05, "the fixture model should detect something"
     assert abs(scores["int8"] - scores["fp32"]) < 0.05
@@ -106,9 +107,9 @@ def test_default_conf_is_the_models_deployment_threshold():
     assert Detector(BrightBoxBackend()).conf == PostprocessConfig().deploy_score_threshold == 0.25
 
 
-def test_onnx_and_pytorch_map_are_equal_through_the_one_dataset_path(bccd_models, bccd):
-    data = load_dataset(bccd, "val")
-    results = {name: validate(Detector(bccd_models[name], conf=0.0), data) for name in ("pt", "fp32")}
+def test_onnx_and_pytorch_map_are_equal_through_the_one_dataset_path(trained_models, trained_data):
+    data = load_dataset(trained_data, "val")
+    results = {name: validate(Detector(trained_models[name], conf=0.0), data) for name in ("pt", "fp32")}
     assert results["pt"].map50 > 0.05, "the fixture model should detect something"
     assert results["fp32"].map50 == pytest.approx(results["pt"].map50, abs=1e-3)
     assert results["fp32"].coco_ap == pytest.approx(results["pt"].coco_ap, abs=1e-3)

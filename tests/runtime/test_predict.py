@@ -15,19 +15,22 @@ from scratchdet.runtime.predict import Source, classify, predict
 
 
 @pytest.fixture(scope="module")
-def detector(bccd_models):
-    return Detector(bccd_models["fp32"], conf=0.05)
+def detector(trained_models):
+    return Detector(trained_models["fp32"], conf=0.05)
+
+
+def _write_clip(trained_data: Path, out: Path, size: tuple[int, int]) -> Path:
+    """A 7-frame video of the trained data's images."""
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    for path in sorted((trained_data / "images").iterdir())[:7]:
+        writer.write(cv2.resize(cv2.imread(str(path)), size))
+    writer.release()
+    return out
 
 
 @pytest.fixture(scope="module")
-def clip(bccd, tmp_path_factory) -> Path:
-    """A 7-frame 320x240 video of BCCD images."""
-    source = tmp_path_factory.mktemp("video") / "clip.mp4"
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
-    for path in sorted((bccd / "images").iterdir())[:7]:
-        writer.write(cv2.resize(cv2.imread(str(path)), (320, 240)))
-    writer.release()
-    return source
+def clip(trained_data, tmp_path_factory) -> Path:
+    return _write_clip(trained_data, tmp_path_factory.mktemp("video") / "clip.mp4", (320, 240))
 
 
 def test_sources_are_classified_as_ultralytics_does(tmp_path):
@@ -60,7 +63,11 @@ def test_video_gives_annotated_video_jsonl_and_labels_per_frame(detector, clip, 
     assert sorted(p.name for p in (tmp_path / "out" / "labels").iterdir()) == sorted(f"clip_{i}.txt" for i in range(7))
 
 
-def test_a_stream_url_is_read_through_opencv(detector, clip, tmp_path):
+def test_a_stream_url_is_read_through_opencv(detector, trained_data, tmp_path):
+    # Small frames: http.server ignores Range requests, and FFmpeg reads no frame of an mp4 larger than its first
+    # read ("Stream ends prematurely"): the 320x240 clip of the noisier synthetic images is 90 kB, of BCCD's 48 kB.
+    (tmp_path / "video").mkdir()
+    clip = _write_clip(trained_data, tmp_path / "video" / "clip.mp4", (160, 120))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clip.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -73,22 +80,24 @@ def test_a_stream_url_is_read_through_opencv(detector, clip, tmp_path):
     assert sorted(p.name for p in summary.save_dir.glob("*.jsonl")) == ["clip.jsonl", "clip_2.jsonl"]
 
 
-def test_folders_globs_and_paths_give_images_json_and_txt(detector, bccd, tmp_path):
+def test_folders_globs_and_paths_give_images_json_and_txt(detector, trained_data, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    images = sorted((bccd / "images").iterdir())[:3]
+    images = sorted((trained_data / "images").iterdir())[:3]
     for path in images:
         (folder / path.name).write_bytes(path.read_bytes())
-    summary = predict(detector, [str(folder / "*.jpg"), str(images[0])], tmp_path / "out", save_txt=True,
+    suffix = images[0].suffix  # BCCD's .jpg, the synthetic set's .png
+    summary = predict(detector, [str(folder / f"*{suffix}"), str(images[0])], tmp_path / "out", save_txt=True,
                       max_det=5, line_width=4)
     documents = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert summary.images == 4
     names = [d["image"] for d in documents]
     assert names == [p.name for p in images] + [images[0].name]
-    annotated = sorted(p.name for p in (tmp_path / "out").glob("*.jpg"))
-    assert annotated == sorted([p.name for p in images] + [f"{images[0].stem}_2.jpg"])  # same name kept apart
-    for document in documents[:3]:
-        assert (document["width"], document["height"]) == (640, 480)
+    annotated = sorted(p.name for p in (tmp_path / "out").glob(f"*{suffix}"))
+    assert annotated == sorted([p.name for p in images] + [f"{images[0].stem}_2{suffix}"])  # same name kept apart
+    for document, image in zip(documents[:3], images):
+        height, width = cv2.imread(str(image)).shape[:2]
+        assert (document["width"], document["height"]) == (width, height)
         assert 0 < len(document["detections"]) <= 5
         rows = np.loadtxt(tmp_path / "out" / "labels" / f"{Path(document['image']).stem}.txt", ndmin=2)
         np.testing.assert_allclose(rows[:, 0], [d["class_id"] for d in document["detections"]])
@@ -96,8 +105,8 @@ def test_folders_globs_and_paths_give_images_json_and_txt(detector, bccd, tmp_pa
         np.testing.assert_allclose(rows[:, 5], [d["score"] for d in document["detections"]], atol=1e-5)
 
 
-def test_iou_and_max_det_only_tighten(detector, bccd):
-    image = cv2.imread(str(sorted((bccd / "images").iterdir())[0]))
+def test_iou_and_max_det_only_tighten(detector, trained_data):
+    image = cv2.imread(str(sorted((trained_data / "images").iterdir())[0]))
     (full,) = detector(image)
     (same,) = detector(image, iou=0.99)
     (tight,) = detector(image, iou=0.1, max_det=3)
@@ -105,11 +114,11 @@ def test_iou_and_max_det_only_tighten(detector, bccd):
     np.testing.assert_array_equal(tight.scores, np.sort(tight.scores)[::-1])
 
 
-def test_predict_writes_board_runners_schema(bccd_models, bccd, tmp_path):
-    image = sorted((bccd / "images").iterdir())[0]
-    assert board_runner.main([str(bccd_models["fp32"]), str(image), str(tmp_path / "board.json")]) == 0
+def test_predict_writes_board_runners_schema(trained_models, trained_data, tmp_path):
+    image = sorted((trained_data / "images").iterdir())[0]
+    assert board_runner.main([str(trained_models["fp32"]), str(image), str(tmp_path / "board.json")]) == 0
     board = json.loads((tmp_path / "board.json").read_text())
-    detector = Detector(bccd_models["fp32"], conf=0.0)
+    detector = Detector(trained_models["fp32"], conf=0.0)
     assert predict(detector, str(image), tmp_path / "out").save_dir == tmp_path / "out"
     assert predict(detector, str(image), tmp_path / "out").save_dir == tmp_path / "out2"  # never overwritten
     assert predict(detector, str(image), tmp_path / "out", exist_ok=True).save_dir == tmp_path / "out"
@@ -169,11 +178,11 @@ def test_save_txt_into_a_folder_where_labels_is_a_file_is_refused_before_any_wri
 
 
 @pytest.mark.parametrize("kind", ["folder", "image", "video"])
-def test_a_save_dir_holding_the_source_is_refused(detector, bccd, tmp_path, kind):
+def test_a_save_dir_holding_the_source_is_refused(detector, trained_data, tmp_path, kind):
     # Before: the inputs were overwritten by annotated copies (a video while it was read: 30 frames became 4).
     folder = tmp_path / "in"
     folder.mkdir()
-    image = sorted((bccd / "images").iterdir())[0]
+    image = sorted((trained_data / "images").iterdir())[0]
     (folder / image.name).write_bytes(image.read_bytes())
     (folder / "clip.mp4").write_bytes(b"stands for a video")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -47,13 +47,13 @@ def test_results_serialise_and_save(tmp_path):
         result.save(tmp_path / "a.nope")
 
 
-def test_the_readme_python_api_lines_run_as_written(bccd_models, bccd, tmp_path, monkeypatch, capsys):
+def test_the_readme_python_api_lines_run_as_written(trained_models, trained_data, tmp_path, monkeypatch, capsys):
     block = re.search(r"<!-- python-api -->\n```python\n(.*?)```", README.read_text(), re.S).group(1)
     assert len(block.strip().splitlines()) == 3
     model = tmp_path / "runs" / "bccd_cpu" / "export" / "model-int8-ort.onnx"
     model.parent.mkdir(parents=True)
-    shutil.copyfile(bccd_models["int8"], model)
-    images = sorted((bccd / "images").iterdir())[:3]
+    shutil.copyfile(trained_models["int8"], model)
+    images = sorted((trained_data / "images").iterdir())[:3]
     shutil.copyfile(images[0], tmp_path / "cells.jpg")
     (tmp_path / "more_cells").mkdir()
     for path in images[1:]:

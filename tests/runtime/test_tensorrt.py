@@ -1,5 +1,5 @@
 """TensorRT engine builds and inference: run on a GPU host with `pytest -m tensorrt` (`make gpu-check` counts any
-skip here as a FAIL). Data: BCCD from ../shared, else the synthetic set (tests/conftest.py gpu_data)."""
+skip here as a FAIL). Data: BCCD from ../shared, else the synthetic set (tests/conftest.py trained_data)."""
 
 import pytest
 
@@ -38,15 +38,15 @@ def _images(data, count):
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
-def test_engine_detections_match_onnx_runtime(precision, gpu_models, gpu_data, tmp_path):
+def test_engine_detections_match_onnx_runtime(precision, gpu_models, trained_data, tmp_path):
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import evaluate
 
     gpu_or_skip()
-    records, images = _images(gpu_data, IMAGES)
+    records, images = _images(trained_data, IMAGES)
     engine = _engine(gpu_models[precision], precision, (1, 4, len(images)), tmp_path / f"m-{precision}.engine")
-    class_names = load_dataset(gpu_data, "val").class_names
+    class_names = load_dataset(trained_data, "val").class_names
     scores = {}
     for name, model in (("onnx", gpu_models["fp32"]), ("engine", engine)):
         with Detector(model, conf=0.01) as detector:
@@ -54,14 +54,14 @@ def test_engine_detections_match_onnx_runtime(precision, gpu_models, gpu_data, t
     assert abs(scores["engine"] - scores["onnx"]) < 0.02
 
 
-def test_cuda_graph_replays_other_images_at_alternating_batch_sizes(gpu_models, gpu_data, tmp_path):
+def test_cuda_graph_replays_other_images_at_alternating_batch_sizes(gpu_models, trained_data, tmp_path):
     """A graph that froze the capture-time detection count (the NMS output is data-dependent) fails here: each
     replay runs images the graph was not captured on, alternating batch 2 and 3, against the uncaptured run."""
     from scratchdet.runtime.detector import Detector
 
     gpu_or_skip()
-    _, images = _images(gpu_data, 10)
-    assert len(images) >= 8, f"{gpu_data} has {len(images)} val images; this test needs 8"
+    _, images = _images(trained_data, 10)
+    assert len(images) >= 8, f"{trained_data} has {len(images)} val images; this test needs 8"
     engine = _engine(gpu_models["fp16"], "fp16", (1, 2, 4), tmp_path / "m-fp16.engine")
     with Detector(engine, conf=0.01) as plain, Detector(engine, conf=0.01, cuda_graph=True) as graphed:
         graphed.detect(images[:2])  # captures batch 2 (or falls back when TensorRT refuses the capture)

@@ -13,10 +13,10 @@ pytestmark = pytest.mark.openvino
 pytest.importorskip("openvino", reason="OpenVINO is in the dev extra: pip install -e '.[dev]'")
 
 
-def test_fp32_onnx_on_openvino_matches_onnxruntime(bccd_models):
+def test_fp32_onnx_on_openvino_matches_onnxruntime(trained_models):
     images = np.random.default_rng(0).uniform(0, 255, (3, 3, 128, 128)).astype(np.float32)
-    reference = OnnxBackend(bccd_models["fp32"], threads=2).infer(images)
-    with Detector(bccd_models["fp32"], conf=0.0, runtime="openvino", threads=2) as detector:
+    reference = OnnxBackend(trained_models["fp32"], threads=2).infer(images)
+    with Detector(trained_models["fp32"], conf=0.0, runtime="openvino", threads=2) as detector:
         backend = detector.backend
         assert (backend.name, backend.precision, backend.provider) == ("openvino", "fp32/f32", "CPU, f32")
         for batch in (images, images[:1]):  # a second batch size compiles a second model
@@ -29,8 +29,8 @@ def test_fp32_onnx_on_openvino_matches_onnxruntime(bccd_models):
         assert sorted(backend.requests) == [1, 3]
 
 
-def test_openvino_refuses_what_it_cannot_run(bccd_models):
+def test_openvino_refuses_what_it_cannot_run(trained_models):
     with pytest.raises(ValueError, match=r"runtime 'openvino' does not run \.pt files"):
-        open_backend(bccd_models["pt"], "openvino")
+        open_backend(trained_models["pt"], "openvino")
     with pytest.raises(ValueError, match="unknown OpenVINO precision hint 'fp16'"):
-        open_backend(bccd_models["fp32"], "openvino", precision_hint="fp16")
+        open_backend(trained_models["fp32"], "openvino", precision_hint="fp16")
