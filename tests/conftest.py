@@ -93,8 +93,8 @@ def gpu_models(trained_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     model, checkpoint = load_model(train_tiny(trained_data, tmp_path_factory.mktemp("gpu_run"), epochs=3))
     folder = tmp_path_factory.mktemp("gpu_models")
     fp32 = export_onnx(model, checkpoint["class_names"], folder / names["fp32"], ExportOptions()).path
-    return {"fp32": fp32, "fp16": convert_fp16(fp32, folder / names["fp16"]),
-            "int8": quantize_int8(fp32, trained_data, "tensorrt", folder / names["int8"], CalibrationOptions(images=32))}
+    int8 = quantize_int8(fp32, trained_data, "tensorrt", folder / names["int8"], CalibrationOptions(images=32))
+    return {"fp32": fp32, "fp16": convert_fp16(fp32, folder / names["fp16"]), "int8": int8}
 
 
 @pytest.fixture(autouse=True)
