@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
+# The two output layouts of models.contract.LAYOUTS (count, boxes, scores, classes), repeated here because
+# this file imports nothing from the project.
+LAYOUTS = {"scratchdet": ("num_dets", "det_boxes", "det_scores", "det_classes"),
+           "tfssd": ("num_detections", "detection_boxes", "detection_scores", "detection_classes")}
 DOCUMENT_KEYS = ("image", "width", "height", "detections")
 DETECTION_KEYS = ("class_id", "class_name", "score", "box")
 
@@ -59,24 +62,30 @@ def main(argv: list[str] | None = None) -> int:
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     metadata = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()
                 if k in ("class_names", "input_size")}
-    missing = [name for name in OUTPUTS if name not in {o.name for o in session.get_outputs()}]
-    if missing:
-        raise SystemExit(f"{args.model}: not a ScratchDet Edge model (missing outputs {missing})")
+    found = {o.name for o in session.get_outputs()}
+    layouts = [names for names in LAYOUTS.values() if set(names) <= found]
+    if not layouts:
+        raise SystemExit(f"{args.model}: not a ScratchDet Edge model (outputs {sorted(found)}, expected one of "
+                         f"{list(LAYOUTS.values())})")
+    (count_name, box_name, score_name, class_name) = outputs_names = layouts[0]
     if args.input.endswith(".npy"):
         batch, original = np.load(args.input).astype(np.float32), None
     else:
         batch, original = load_image(Path(args.input), metadata["input_size"])
-    names = [o.name for o in session.get_outputs()] if args.all_outputs else list(OUTPUTS)
+    names = [o.name for o in session.get_outputs()] if args.all_outputs else list(outputs_names)
     outputs = dict(zip(names, session.run(names, {"images": batch})))
     if args.output.endswith(".npz"):
         np.savez(args.output, **outputs)
         return 0
-    count = int(outputs["num_dets"][0, 0])
+    count = int(outputs[count_name][0, 0])
     size = original or (metadata["input_size"], metadata["input_size"])
+    boxes = outputs[box_name][0, :count]
+    if box_name == "detection_boxes":  # tfssd: y1, x1, y2, x2 normalised -> x1, y1, x2, y2 input pixels
+        boxes = boxes[:, [1, 0, 3, 2]] * np.float32(metadata["input_size"])
     scale = np.array(size * 2, dtype=np.float32) / metadata["input_size"]
-    boxes = np.clip(outputs["det_boxes"][0, :count] * scale, 0, np.array(size * 2, dtype=np.float32))
-    document = detections_document(Path(args.input).name, size[0], size[1], boxes, outputs["det_scores"][0, :count],
-                                   outputs["det_classes"][0, :count], metadata["class_names"])
+    boxes = np.clip(boxes * scale, 0, np.array(size * 2, dtype=np.float32))
+    document = detections_document(Path(args.input).name, size[0], size[1], boxes, outputs[score_name][0, :count],
+                                   outputs[class_name][0, :count].astype(np.int64), metadata["class_names"])
     Path(args.output).write_text(json.dumps(document, indent=1))
     return 0
 
