@@ -9,16 +9,21 @@ reads the same in DeepStream 5.1 (github.com/mdegans/deepstream-5.1).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import tensorrt_verdicts
 from scratchdet.models.checkpoint import load_model
+from scratchdet.models.config import load_model_config
 from scratchdet.models.contract import TFSSD_OUTPUTS, ContractError, check_contract, load_checked, unpack_outputs
 from scratchdet.models.inference.onnxruntime_backend import OnnxBackend, create_session
+from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 
@@ -72,23 +77,30 @@ def stock_tfssd_parse(layers: dict[str, np.ndarray], dtypes: dict[str, str], wid
     return objects
 
 
-def _export_both(checkpoint, folder) -> dict:
-    model, values = load_model(checkpoint)
-    return {layout: export_onnx(model, values["class_names"], folder / f"{layout}.onnx",
-                                ExportOptions(layout=layout)).path for layout in ("scratchdet", "tfssd")}
+def _export_both(model, class_names, folder) -> dict:
+    return {layout: export_onnx(model, class_names, folder / f"{layout}.onnx", ExportOptions(layout=layout)).path
+            for layout in ("scratchdet", "tfssd")}
 
 
 @pytest.fixture(scope="module")
 def both_layouts(tiny_checkpoint, tmp_path_factory):
-    return _export_both(tiny_checkpoint, tmp_path_factory.mktemp("layouts"))
+    model, checkpoint = load_model(tiny_checkpoint)
+    return _export_both(model, checkpoint["class_names"], tmp_path_factory.mktemp("layouts"))
 
 
-@pytest.fixture(scope="module", params=["synth", "bccd"])
-def trained(request, tmp_path_factory):
-    """Both layouts of a trained model and its data: the tiny synthetic model (always), the BCCD one (../shared)."""
+@pytest.fixture(scope="module", params=["synth", "bccd", "random300"])
+def models(request, tmp_path_factory):
+    """Both layouts of a model and its data: the tiny model trained on synthetic data, the BCCD-trained one
+    (needs ../shared), and random weights at 300 x 300, where box / 300 * 300 is not exact in float32."""
+    folder = tmp_path_factory.mktemp(f"layouts_{request.param}")
+    if request.param == "random300":
+        torch.manual_seed(0)
+        model = SSD(replace(load_model_config("tiny"), input_size=300)).eval()
+        return _export_both(model, ["circle", "square", "triangle"], folder), request.getfixturevalue("synth_data")
     data = request.getfixturevalue("synth_data" if request.param == "synth" else "bccd")
     checkpoint = request.getfixturevalue("tiny_checkpoint" if request.param == "synth" else "bccd_checkpoint")
-    return _export_both(checkpoint, tmp_path_factory.mktemp(f"layouts_{request.param}")), data
+    model, values = load_model(checkpoint)
+    return _export_both(model, values["class_names"], folder), data
 
 
 def _run(path, images):
@@ -108,10 +120,10 @@ def test_tfssd_graph_has_the_stock_parsers_outputs(both_layouts):
     assert tensorrt_verdicts(model) == {"10.3": [], "11.1": []}
 
 
-def test_stock_parser_on_tfssd_outputs_gives_our_detections(trained):
+def test_stock_parser_on_tfssd_outputs_gives_our_detections(models):
     """At the deployment threshold, NvDsInferParseCustomTfSSD on the tfssd ONNX's outputs = our detections
     (default layout, unpack_outputs, score >= threshold), boxes clipped as both DeepStream parsers clip them."""
-    both_layouts, data = trained
+    both_layouts, data = models
     _, metadata = load_checked(both_layouts["tfssd"])
     size, names = metadata["input_size"], metadata["class_names"]
     images = dataset_batch(load_dataset(data, "val").records[:16], size)
