@@ -30,7 +30,11 @@ ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 PARSER_FUNCTION = "NvDsInferParseCustomScratchDet"
 PARSER_LIBRARY = "deepstream/libnvdsinfer_scratchdet.so"
-PARSER_SOURCES = Path(__file__).with_name("deepstream")
+# Device files the bundle copies (files, not imports: runtime/ stays downstream of export/). Since the
+# re-layout of issue 21 they live in runtime/, no longer beside this module.
+RUNTIME_FILES = Path(__file__).parents[1] / "runtime"
+PARSER_SOURCES = RUNTIME_FILES / "deepstream"
+BOARD_RUNNER = RUNTIME_FILES / "board_runner.py"
 # The stock parser for the tfssd layout: NvDsInferParseCustomTfSSD in libnvds_infercustomparser.so, which the
 # SDK installs in its lib/ (sources/libs/nvdsinfer_customparser/Makefile: `cp $(TARGET_LIB) ../../../lib`);
 # NVIDIA's own configs load it from this path (deepstream_reference_apps/deepstream_app_tao_configs/
@@ -314,7 +318,7 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
     script.chmod(0o755)
     if metadata["output_layout"] == DEFAULT_LAYOUT:  # the tfssd layout uses the parser DeepStream ships
         shutil.copytree(PARSER_SOURCES, stage / "deepstream", ignore=shutil.ignore_patterns("*.so", "*.tmp"))
-    shutil.copyfile(Path(__file__).with_name("board_runner.py"), stage / "board_runner.py")
+    shutil.copyfile(BOARD_RUNNER, stage / "board_runner.py")
     portability = PORTABILITY_7BIT if calibration.reduce_range else PORTABILITY_8BIT
     layout = metadata["output_layout"]
     function, library = parser_of(layout)
