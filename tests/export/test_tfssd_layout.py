@@ -9,7 +9,13 @@ reads the same in DeepStream 5.1 (github.com/mdegans/deepstream-5.1).
 
 from __future__ import annotations
 
+import ctypes
+import os
+import re
+import shutil
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -236,3 +242,59 @@ def test_exports_from_before_the_layout_key_read_as_our_layout(both_layouts):
     with pytest.raises(ContractError, match="output_layout 'scratchdet' but the outputs are the 'tfssd'"):
         check_contract(tfssd, "old.onnx")
     assert list(TFSSD_OUTPUTS) == [o.name for o in onnx.load(str(both_layouts["tfssd"])).graph.output]
+
+
+# DeepStream installs its sources beside the library; DEEPSTREAM_SOURCES may point at another copy of them
+# (e.g. a checkout of a public mirror). The function is compiled from there, never copied into this project.
+DEEPSTREAM_SOURCES = Path(os.environ.get("DEEPSTREAM_SOURCES", "/opt/nvidia/deepstream/deepstream/sources"))
+STUB = Path(__file__).parents[1] / "runtime" / "deepstream_stub"
+
+
+def _stock_function(source: Path) -> str:
+    """The file's MIN/MAX/CLIP macros and the body of NvDsInferParseCustomTfSSD (its definition, by braces)."""
+    text = source.read_text()
+    macros = re.findall(r"^#define (?:MIN|MAX|CLIP)\(.*$", text, flags=re.MULTILINE)
+    start = [m.start() for m in re.finditer(r'extern "C"\s+bool\s+NvDsInferParseCustomTfSSD\s*\(', text)]
+    for begin in start:
+        body = text.index(")", begin)
+        after = text[body + 1:].lstrip()
+        if not after.startswith("{"):
+            continue  # a declaration
+        depth, index = 0, text.index("{", body)
+        for end in range(index, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                return "\n".join(["#include <algorithm>", "#include <iostream>", "#include <string>",
+                                  '#include "nvdsinfer_custom_impl.h"', *macros, text[begin:end + 1], ""])
+    raise ValueError(f"{source}: no definition of NvDsInferParseCustomTfSSD")
+
+
+def test_rendering_equals_deepstreams_own_parser_where_its_source_is_installed(both_layouts, synth_data, tmp_path):
+    source = DEEPSTREAM_SOURCES / "libs" / "nvdsinfer_customparser" / "nvdsinfer_custombboxparser.cpp"
+    if not source.is_file():
+        pytest.skip(f"DeepStream's parser source is not at {source} (set DEEPSTREAM_SOURCES to a DeepStream "
+                    "sources folder)")
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to compile DeepStream's parser")
+    (tmp_path / "tfssd.cpp").write_text(_stock_function(source))
+    library = tmp_path / "libtfssd.so"
+    subprocess.run(["g++", "-std=c++14", "-O2", "-fPIC", "-shared", f"-I{STUB}", str(tmp_path / "tfssd.cpp"),
+                    str(STUB / "tfssd_shim.cpp"), "-o", str(library)], check=True)
+    parse = ctypes.CDLL(str(library)).tfssd_parse
+    pointer = np.ctypeslib.ndpointer(np.float32)
+    parse.argtypes = [pointer] * 4 + [ctypes.c_uint] * 4 + [pointer, pointer]
+    _, metadata = load_checked(both_layouts["tfssd"])
+    size, classes = metadata["input_size"], len(metadata["class_names"])
+    raw = _run(both_layouts["tfssd"], dataset_batch(load_dataset(synth_data, "val").records[:8], size))
+    rng, compared = np.random.default_rng(0), 0
+    for i in range(len(raw["num_detections"])):
+        frame = {name: np.ascontiguousarray(value[i], FLOAT) for name, value in raw.items()}
+        for thresholds in ([metadata["deploy_score_threshold"]] * classes, list(rng.uniform(0, 1, classes))):
+            out = np.zeros((len(frame["detection_scores"]), 6), FLOAT)
+            n = parse(frame["num_detections"], frame["detection_boxes"], frame["detection_scores"],
+                      frame["detection_classes"], len(frame["detection_scores"]), size, size, classes,
+                      np.array(thresholds, FLOAT), out)
+            ours = stock_tfssd_parse(frame, dict.fromkeys(frame, "FLOAT"), size, size, thresholds)
+            np.testing.assert_array_equal(out[:n], np.array(ours, FLOAT).reshape(-1, 6))
+            compared += n
+    assert compared > 0
