@@ -298,3 +298,20 @@ def test_rendering_equals_deepstreams_own_parser_where_its_source_is_installed(b
             np.testing.assert_array_equal(out[:n], np.array(ours, FLOAT).reshape(-1, 6))
             compared += n
     assert compared > 0
+
+
+def test_board_runner_writes_the_same_detections_for_both_layouts(both_layouts, synth_data, tmp_path):
+    import json
+
+    from scratchdet.runtime import board_runner
+
+    image = sorted((synth_data / "images").iterdir())[0]
+    documents = []
+    for layout, path in both_layouts.items():
+        assert board_runner.main([str(path), str(image), str(tmp_path / f"{layout}.json")]) == 0
+        documents.append(json.loads((tmp_path / f"{layout}.json").read_text()))
+    ours, tfssd = documents
+    assert len(ours["detections"]) == len(tfssd["detections"]) > 0
+    for a, b in zip(ours["detections"], tfssd["detections"]):
+        assert (a["class_id"], a["score"]) == (b["class_id"], b["score"])
+        np.testing.assert_allclose(a["box"], b["box"], atol=0.011)  # both rounded to 0.01 px
