@@ -44,7 +44,7 @@ TFSSD_OUTPUTS: dict[str, tuple[int, Any]] = {
 }
 DEFAULT_LAYOUT = "scratchdet"
 LAYOUTS = {DEFAULT_LAYOUT: OUTPUTS, "tfssd": TFSSD_OUTPUTS}
-BOX_OUTPUT = {"scratchdet": "det_boxes", "tfssd": "detection_boxes"}
+BOX_OUTPUT = {layout: list(outputs)[1] for layout, outputs in LAYOUTS.items()}  # det_boxes, detection_boxes
 # Metadata stored as JSON strings in metadata_props; a model is usable without any side file.
 # The post-processing keys are PostprocessConfig's fields, stored flat so that any consumer (DeepStream's
 # config writer, the board runner) reads them without our dataclasses.
