@@ -1,10 +1,11 @@
 """`scratchdet bundle`: one folder (and tarball) to copy to a Jetson or an ARM board.
 
 Contents: the FP32, FP16, INT8 (TensorRT Q/DQ) and INT8 (ONNX Runtime) ONNX models, labels.txt, a
-DeepStream nvinfer config, the source and Makefile of the nvinfer bounding-box parser (deepstream/),
-metadata.json, build_engine.sh (trtexec, TensorRT 10 or 11 detected on the device) and a README. Engines
-are built on the device: they are tied to its GPU and TensorRT version. The folder is written beside the
-destination under a temporary name and moved into place when complete, so a failed run never leaves
+DeepStream nvinfer config, metadata.json, build_engine.sh (trtexec, TensorRT 10 or 11 detected on the
+device), board_runner.py and a README; for our output layout also the source and Makefile of the nvinfer
+bounding-box parser (deepstream/), for the tfssd layout nothing to compile (stock DeepStream's parser).
+Engines are built on the device: they are tied to its GPU and TensorRT version. The folder is written beside
+the destination under a temporary name and moved into place when complete, so a failed run never leaves
 half a bundle over an old one.
 """
 
@@ -20,8 +21,9 @@ from pathlib import Path
 from scratchdet.export.engine_plan import make_plan, trtexec_arguments, trtexec_command
 from scratchdet.export.quantize import CalibrationOptions, convert_fp16, quantize_int8
 from scratchdet.models.contract import (
+    DEFAULT_LAYOUT,
     ENGINE_PRECISIONS,
-    OUTPUTS,
+    LAYOUTS,
     c_header,
     contract_document,
     engine_name,
@@ -36,20 +38,41 @@ ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 PARSER_FUNCTION = "NvDsInferParseCustomScratchDet"
 PARSER_LIBRARY = "deepstream/libnvdsinfer_scratchdet.so"
-# What the bundle packs from runtime/ (the files a board runs): the parser source and the board runner.
+# Device files the bundle copies (files, not imports: runtime/ stays downstream of export/). Since the
+# re-layout of issue 21 they live in runtime/, no longer beside this module.
 RUNTIME_FILES = Path(__file__).parents[1] / "runtime"
 PARSER_SOURCES = RUNTIME_FILES / "deepstream"
+BOARD_RUNNER = RUNTIME_FILES / "board_runner.py"
+# The stock parser for the tfssd layout: NvDsInferParseCustomTfSSD in libnvds_infercustomparser.so, which the
+# SDK installs in its lib/ (sources/libs/nvdsinfer_customparser/Makefile: `cp $(TARGET_LIB) ../../../lib`);
+# NVIDIA's own configs load it from this path (deepstream_reference_apps/deepstream_app_tao_configs/
+# config_infer_primary_*.txt, DeepStream 6.2, mirror github.com/hiennguyen9874/deepstream-sources).
+STOCK_PARSER_FUNCTION = "NvDsInferParseCustomTfSSD"
+STOCK_PARSER_LIBRARY = "/opt/nvidia/deepstream/deepstream/lib/libnvds_infercustomparser.so"
 TRTEXEC_JETPACK = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs trtexec, not on PATH
+
+
+def parser_of(layout: str) -> tuple[str, str]:
+    """(parse-bbox-func-name, custom-lib-path) for a model of `layout`."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown output layout '{layout}': choose {', '.join(LAYOUTS)}")
+    return (PARSER_FUNCTION, PARSER_LIBRARY) if layout == DEFAULT_LAYOUT else (STOCK_PARSER_FUNCTION,
+                                                                               STOCK_PARSER_LIBRARY)
 
 
 def deepstream_config(metadata: dict, precision: str, score_threshold: float) -> str:
     """nvinfer config for the engine of `precision`; GLib key file syntax (comments are whole lines)."""
     onnx = MODELS[ENGINE_SOURCE[precision]]
+    layout = metadata.get("output_layout", DEFAULT_LAYOUT)
+    function, library = parser_of(layout)
+    where = (f"# {library}: build it on the device with `make -C deepstream` (see README.md)."
+             if layout == DEFAULT_LAYOUT else
+             f"# {function} ships with DeepStream in {library}; nothing to build. Labels 0-based, no background.")
     return "\n".join([
         f"# DeepStream nvinfer config for {metadata['config_name']}, {precision.upper()} engine.",
         "# The ONNX normalises inside and takes RGB 0-255: scale 1, no offsets, plain resize as in training.",
         "# network-mode: 0 FP32, 1 INT8 (from the Q/DQ ONNX), 2 FP16. cluster-mode 4: none, NMS is in the graph.",
-        f"# {PARSER_LIBRARY}: build it on the device with `make -C deepstream` (see README.md).",
+        where,
         "[property]",
         "gpu-id=0",
         f"onnx-file={onnx}",
@@ -64,9 +87,9 @@ def deepstream_config(metadata: dict, precision: str, score_threshold: float) ->
         "model-color-format=0",
         "maintain-aspect-ratio=0",
         "cluster-mode=4",
-        f"output-blob-names={';'.join(OUTPUTS)}",
-        f"parse-bbox-func-name={PARSER_FUNCTION}",
-        f"custom-lib-path={PARSER_LIBRARY}",
+        f"output-blob-names={';'.join(LAYOUTS[layout])}",
+        f"parse-bbox-func-name={function}",
+        f"custom-lib-path={library}",
         "",
         "# Deployment score threshold (evaluation uses the ONNX's own, lower one); topk caps objects per frame.",
         "[class-attrs-all]",
@@ -178,37 +201,17 @@ def build_script(metadata: dict, max_batch: int = 8) -> str:
     return SCRIPT_HEAD.replace("@JETPACK@", TRTEXEC_JETPACK) + "\n".join(cases + tail)
 
 
-README = """# {name}: deployable bundle
-
-Classes: {classes}. Input: RGB, 0-255, {size}x{size} (normalisation inside the graph).
-Outputs: num_dets [B,1] int32, det_boxes [B,K,4] x1,y1,x2,y2 input pixels, det_scores [B,K], det_classes [B,K]
-int32 (0-based into labels.txt). Deployment score threshold {conf:g} (in config_infer_primary.txt and
-metadata.json: `deploy_score_threshold`); the ONNX's own threshold ({eval_conf:g}, up to {max_det} detections)
-is the evaluation one, for mAP.
-
-| file | use |
-|---|---|
-| model.onnx | FP32, any ONNX Runtime or TensorRT |
-| model-fp16.onnx | FP16 network (I/O, decoding, NMS in FP32): the FP16 engine on TensorRT 10 and 11 |
-| model-int8-tensorrt.onnx | symmetric Q/DQ INT8: the INT8 engine on TensorRT 10 and 11 |
-| model-int8-ort.onnx | U8S8 Q/DQ INT8: ONNX Runtime on x86 and ARM CPUs |
-| build_engine.sh | builds engines/model-{{fp32,fp16,int8}}.engine + sidecar .json with trtexec on the device |
-| config_infer_primary.txt | DeepStream nvinfer config (FP16 engine, engines/model-fp16.engine) |
-| deepstream/ | source and Makefile of the nvinfer parser `{parser}`; scratchdet_contract.h: its output names |
-| board_runner.py | runs any of the ONNX models with numpy + onnxruntime only |
-| contract.json | the ONNX contract (input, output names, metadata keys): read by board_runner.py without scratchdet |
-
-## Jetson / TensorRT
-
-    ./build_engine.sh                 # or: ./build_engine.sh fp16
-    scratchdet predict IMAGE --model engines/model-fp16.engine     # with the project installed
-
-The script uses `$TRTEXEC`, else `trtexec` on PATH, else `{jetpack}` (JetPack's place, off PATH;
-override with `TRTEXEC_JETPACK`). Every engine is strongly typed and takes its precision from its ONNX
-(the FP16 builder flag is deprecated since TensorRT 10.12 and removed in 11). Engines are tied to the GPU
-and the TensorRT version; the sidecar records both and `scratchdet` refuses a mismatch with the rebuild command.
-
-## DeepStream
+OUTPUTS_TEXT = {
+    "scratchdet": "num_dets [B,1] int32, det_boxes [B,K,4] x1,y1,x2,y2 input pixels, det_scores [B,K], det_classes "
+                  "[B,K] int32 (0-based into labels.txt)",
+    "tfssd": "num_detections [B,1], detection_boxes [B,K,4] y1,x1,y2,x2 normalised to the input size, "
+             "detection_scores [B,K], detection_classes [B,K] (0-based into labels.txt), all float32: the outputs "
+             "stock DeepStream's NvDsInferParseCustomTfSSD reads",
+}
+PARSER_ROW = {"scratchdet": "| deepstream/ | source and Makefile of the nvinfer parser `{parser}`; "
+                             "scratchdet_contract.h: its output names |\n",
+              "tfssd": ""}
+DEEPSTREAM = {"scratchdet": """## DeepStream
 
     make -C deepstream                # builds deepstream/libnvdsinfer_scratchdet.so against the SDK headers
     ./build_engine.sh fp16            # optional: otherwise nvinfer builds the engine from model-fp16.onnx
@@ -230,7 +233,55 @@ github.com/hiennguyen9874/deepstream-sources):
 name and type** (int32 count and classes, float32 pixel boxes), applies each class's
 `pre-cluster-threshold`, clips boxes to the network size and drops empty ones. The project compiles this
 exact file in its tests and runs it on ONNX Runtime outputs of a trained model.
-The nvinfer config keys and value types follow `gstnvinfer_property_parser.cpp` (GLib key file: comments
+""",
+              "tfssd": """## DeepStream
+
+    ./build_engine.sh fp16            # optional: otherwise nvinfer builds the engine from model-fp16.onnx
+    deepstream-app ... (config-file=config_infer_primary.txt in its [primary-gie] group)
+
+Nothing to compile: the outputs are the layout of `{parser}`, which DeepStream ships in
+`{library}`. What that parser does, from the SDK's
+`sources/libs/nvdsinfer_customparser/nvdsinfer_custombboxparser.cpp` (DeepStream 5.1 and 6.2 sources, public
+mirrors github.com/mdegans/deepstream-5.1 and github.com/hiennguyen9874/deepstream-sources): it finds
+num_detections, detection_boxes, detection_scores and detection_classes by name, only as FLOAT; reads the count
+from num_detections' first value (at most K); uses the class id as is, so labels.txt has no background line and
+class ids are 0-based; skips a row scoring below its class's `pre-cluster-threshold` (or whose class is not
+below `num-detected-classes`); multiplies the y1,x1,y2,x2 boxes by the network height/width, clips them to
+[0, width-1] x [0, height-1] and drops boxes left empty. The project runs a line-by-line Python rendering of
+it on ONNX Runtime outputs of a trained model in its tests: the same detections as the default layout's.
+""",
+}
+
+
+README = """# {name}: deployable bundle
+
+Classes: {classes}. Input: RGB, 0-255, {size}x{size} (normalisation inside the graph).
+Outputs ({layout} layout): {outputs}. Deployment score threshold {conf:g} (in config_infer_primary.txt and
+metadata.json: `deploy_score_threshold`); the ONNX's own threshold ({eval_conf:g}, up to {max_det} detections)
+is the evaluation one, for mAP.
+
+| file | use |
+|---|---|
+| model.onnx | FP32, any ONNX Runtime or TensorRT |
+| model-fp16.onnx | FP16 network (I/O, decoding, NMS in FP32): the FP16 engine on TensorRT 10 and 11 |
+| model-int8-tensorrt.onnx | symmetric Q/DQ INT8: the INT8 engine on TensorRT 10 and 11 |
+| model-int8-ort.onnx | U8S8 Q/DQ INT8: ONNX Runtime on x86 and ARM CPUs |
+| build_engine.sh | builds engines/model-{{fp32,fp16,int8}}.engine + sidecar .json with trtexec on the device |
+| config_infer_primary.txt | DeepStream nvinfer config (FP16 engine, engines/model-fp16.engine) |
+{parser_row}| board_runner.py | runs any of the ONNX models with numpy + onnxruntime only |
+| contract.json | the ONNX contract (input, output names, metadata keys): read by board_runner.py without scratchdet |
+
+## Jetson / TensorRT
+
+    ./build_engine.sh                 # or: ./build_engine.sh fp16
+    scratchdet predict IMAGE --model engines/model-fp16.engine     # with the project installed
+
+The script uses `$TRTEXEC`, else `trtexec` on PATH, else `{jetpack}` (JetPack's place, off PATH;
+override with `TRTEXEC_JETPACK`). Every engine is strongly typed and takes its precision from its ONNX
+(the FP16 builder flag is deprecated since TensorRT 10.12 and removed in 11). Engines are tied to the GPU
+and the TensorRT version; the sidecar records both and `scratchdet` refuses a mismatch with the rebuild command.
+
+{deepstream}The nvinfer config keys and value types follow `gstnvinfer_property_parser.cpp` (GLib key file: comments
 only on whole lines); the project's tests read the file with GLib itself.
 
 ## ARM board (aarch64, ONNX Runtime: Raspberry Pi class, Jetson CPU, Graviton)
@@ -275,16 +326,22 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
     script = stage / "build_engine.sh"
     write_text(script, build_script(metadata, max_batch))
     script.chmod(0o755)
-    shutil.copytree(PARSER_SOURCES, stage / "deepstream", ignore=shutil.ignore_patterns("*.so", "*.tmp"))
-    write_text(stage / "deepstream" / "scratchdet_contract.h", c_header())
-    shutil.copyfile(RUNTIME_FILES / "board_runner.py", stage / "board_runner.py")
+    if metadata["output_layout"] == DEFAULT_LAYOUT:  # the tfssd layout uses the parser DeepStream ships
+        shutil.copytree(PARSER_SOURCES, stage / "deepstream", ignore=shutil.ignore_patterns("*.so", "*.tmp"))
+        write_text(stage / "deepstream" / "scratchdet_contract.h", c_header())
+    shutil.copyfile(BOARD_RUNNER, stage / "board_runner.py")
     write_text(stage / "contract.json", json.dumps(contract_document(), indent=2))
     portability = PORTABILITY_7BIT if calibration.reduce_range else PORTABILITY_8BIT
+    layout = metadata["output_layout"]
+    function, library = parser_of(layout)
+    sections = {"outputs": OUTPUTS_TEXT[layout], "parser_row": PARSER_ROW[layout].format(parser=function),
+                "deepstream": DEEPSTREAM[layout].format(parser=function, library=library)}
     write_text(stage / "README.md", README.format(
         name=metadata["config_name"], size=metadata["input_size"], classes=", ".join(metadata["class_names"]),
         conf=score_threshold, eval_conf=metadata["score_threshold"], max_det=metadata["max_det"],
-        parser=PARSER_FUNCTION, jetpack=TRTEXEC_JETPACK, reduce_range=calibration.reduce_range,
-        weights="7-bit weights" if calibration.reduce_range else "8-bit weights", portability=portability))
+        jetpack=TRTEXEC_JETPACK, reduce_range=calibration.reduce_range, layout=layout,
+        weights="7-bit weights" if calibration.reduce_range else "8-bit weights", portability=portability,
+        **sections))
     for calibration_file in stage.glob("calibration-*.json"):
         calibration_file.unlink()
 

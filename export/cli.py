@@ -16,7 +16,7 @@ from scratchdet.export.verify import verify_onnx
 from scratchdet.flags import add_model_argument
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
-from scratchdet.models.contract import load_checked
+from scratchdet.models.contract import LAYOUTS, load_checked
 from scratchdet.models.files import file_sha256
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
@@ -44,6 +44,10 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int_range(OPSETS.start, OPSETS.stop - 1), default=ExportOptions.opset,
                         help="ONNX opset")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default=ExportOptions.layout,
+                        help="output layout: scratchdet (int32 count and classes, x1,y1,x2,y2 pixels; our DeepStream "
+                        "parser) or tfssd (the float32 TF-SSD outputs stock DeepStream's NvDsInferParseCustomTfSSD "
+                        "reads, nothing to compile); same detections")
     parser.add_argument("--onnx", help="an existing ONNX file, for --verify or --check-tensorrt")
     parser.add_argument("--verify", action="store_true", help="re-run parity of --onnx against --model")
     parser.add_argument("--check-tensorrt", action="store_true", help="check --onnx against TensorRT's parser rules")
@@ -104,7 +108,7 @@ def run_export(args: argparse.Namespace) -> None:
         print(_parity(model, class_names, Path(args.onnx), args.data))
         return
     out = Path(args.out) if args.out else default_dir / "model.onnx"
-    options = ExportOptions(args.opset, _postprocess(args, model), not args.no_simplify)
+    options = ExportOptions(args.opset, _postprocess(args, model), not args.no_simplify, args.layout)
     report = export_onnx(model, class_names, out, options, sha256)
     print(f"exported      {out} ({out.stat().st_size / 1e6:.2f} MB)")
     print(f"nodes         {report.nodes_before_simplify} -> {report.nodes_after_simplify} after onnxsim; "

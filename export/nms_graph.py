@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from scratchdet.models.config import PostprocessConfig
-from scratchdet.models.contract import OUTPUTS
+from scratchdet.models.contract import OUTPUTS, TFSSD_OUTPUTS
 
 
 class _Builder:
@@ -96,6 +96,32 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int,
     del graph.output[:]
     graph.output.extend(helper.make_tensor_value_info(name, dtype, ["batch", *shape(max_det)])
                         for name, (dtype, shape) in OUTPUTS.items())
+    return model
+
+
+def to_tfssd_layout(model: onnx.ModelProto, input_size: int) -> onnx.ModelProto:
+    """Replace the four outputs of append_nms with the same rows in the layout of DeepStream's stock
+    NvDsInferParseCustomTfSSD: all float32, boxes y1, x1, y2, x2 divided by the input size.
+
+    Nothing is clipped or dropped here, so the rows stay those of our layout; the parser clips to the
+    network size itself (nvdsinfer_custombboxparser.cpp; README, "DeepStream").
+    """
+    g = _Builder("nms/tfssd/")
+    names = {old: new for old, new in zip(OUTPUTS, TFSSD_OUTPUTS)}
+    # rename the scores in place (a float32 tensor already); the others need a node each
+    for node in model.graph.node:
+        node.output[:] = [names["det_scores"] if o == "det_scores" else o for o in node.output]
+    g.op("Cast", ["num_dets"], to=TensorProto.FLOAT, name=names["num_dets"])  # [B, 1]
+    g.op("Cast", ["det_classes"], to=TensorProto.FLOAT, name=names["det_classes"])  # [B, K], 0-based
+    (yxyx,) = g.op("Gather", ["det_boxes", g.const([1, 0, 3, 2])], axis=2)  # [B, K, 4] y1, x1, y2, x2 pixels
+    g.op("Div", [yxyx, g.const(np.array(input_size, np.float32), np.float32)], name=names["det_boxes"])
+    graph = model.graph
+    graph.node.extend(g.nodes)
+    graph.initializer.extend(g.constants)
+    shapes = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output}
+    del graph.output[:]
+    graph.output.extend(helper.make_tensor_value_info(names[old], dtype, shapes[old])
+                        for old, (dtype, _) in zip(OUTPUTS, TFSSD_OUTPUTS.values()))
     return model
 
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from scratchdet.export.fold_bn import fold_batchnorm
-from scratchdet.export.nms_graph import append_nms
+from scratchdet.export.nms_graph import append_nms, to_tfssd_layout
 from scratchdet.models.config import PostprocessConfig, to_dict
-from scratchdet.models.contract import INPUT, check_contract, exporter_version, write_metadata
+from scratchdet.models.contract import DEFAULT_LAYOUT, INPUT, LAYOUTS, check_contract, exporter_version, write_metadata
 from scratchdet.models.files import atomic_write, ensure_writable
 from scratchdet.models.ssd import SSD
 
@@ -40,6 +40,7 @@ class ExportOptions:
     opset: int = 17
     postprocess: PostprocessConfig | None = None  # None: the model's own (its config's) settings
     simplify: bool = True
+    layout: str = DEFAULT_LAYOUT  # the outputs (models.contract.LAYOUTS); "tfssd" for stock DeepStream's parser
 
 
 @dataclass
@@ -132,6 +133,8 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
     out = Path(out)
     if options.opset not in OPSETS:
         raise ValueError(f"opset {options.opset} is not supported; choose {OPSETS.start}..{OPSETS.stop - 1}")
+    if options.layout not in LAYOUTS:
+        raise ValueError(f"unknown output layout '{options.layout}': choose {', '.join(LAYOUTS)}")
     config = replace(model.config, postprocess=options.postprocess or model.config.postprocess)
     if len(class_names) != config.num_classes - 1:
         raise ValueError(f"{len(class_names)} class names for a model of {config.num_classes - 1} classes")
@@ -143,11 +146,13 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
         _torch_export(DecodedSSD(folded), Path(scratch) / "network.onnx", config.input_size, options.opset)
         graph = onnx.load(str(Path(scratch) / "network.onnx"))
     graph = append_nms(graph, int(model.priors.shape[0]), len(class_names), config.postprocess)
+    if options.layout == "tfssd":
+        graph = to_tfssd_layout(graph, config.input_size)
     write_metadata(graph, {
         "class_names": class_names, "input_size": config.input_size, "mean": list(config.mean),
         "std": list(config.std), "color_order": "RGB", **asdict(config.postprocess),
         "config_name": config.name, "model_config": to_dict(config), "checkpoint_sha256": checkpoint_sha256,
-        "precision": "fp32", "exporter": exporter_version(),
+        "precision": "fp32", "exporter": exporter_version(), "output_layout": options.layout,
     })
     before = len(graph.graph.node)
     if options.simplify:

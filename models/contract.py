@@ -2,8 +2,11 @@
 the board runner, the bundle's script and DeepStream parser, gpu-check) expects.
 
 ONNX (README, "ONNX"): input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside); outputs in
-the DeepStream/EfficientNMS layout, `det_classes` 0-based indices into the `class_names` metadata; the
-metadata keys, post-processing settings among them, in metadata_props.
+one of two layouts (`LAYOUTS`, recorded as `output_layout` in the metadata): ours (`OUTPUTS`: int32 count and
+classes, x1, y1, x2, y2 input pixels) or the one stock DeepStream's NvDsInferParseCustomTfSSD reads
+(`TFSSD_OUTPUTS`: all float32, y1, x1, y2, x2 normalised to the input size); in both, class ids are 0-based
+indices into the `class_names` metadata. The metadata keys, post-processing settings among them, in
+metadata_props.
 Engines: one file name per model and precision (`engine_name`), and beside each engine a sidecar JSON
 (`SIDECAR_KEYS`) that says what it was built from and for; an engine of another TensorRT version or GPU
 is refused (`check_engine_compatible`).
@@ -31,12 +34,25 @@ OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch
     "det_scores": (TensorProto.FLOAT, lambda k: [k]),
     "det_classes": (TensorProto.INT32, lambda k: [k]),
 }
+# NvDsInferParseCustomTfSSD (DeepStream's sources/libs/nvdsinfer_customparser/nvdsinfer_custombboxparser.cpp)
+# finds its outputs by these names and only when their data type is FLOAT; same rows as OUTPUTS.
+TFSSD_OUTPUTS: dict[str, tuple[int, Any]] = {
+    "num_detections": (TensorProto.FLOAT, lambda k: [1]),
+    "detection_boxes": (TensorProto.FLOAT, lambda k: [k, 4]),
+    "detection_scores": (TensorProto.FLOAT, lambda k: [k]),
+    "detection_classes": (TensorProto.FLOAT, lambda k: [k]),
+}
+DEFAULT_LAYOUT = "scratchdet"
+LAYOUTS = {DEFAULT_LAYOUT: OUTPUTS, "tfssd": TFSSD_OUTPUTS}
+BOX_OUTPUT = {layout: list(outputs)[1] for layout, outputs in LAYOUTS.items()}  # det_boxes, detection_boxes
 # Metadata stored as JSON strings in metadata_props; a model is usable without any side file.
 # The post-processing keys are PostprocessConfig's fields, stored flat so that any consumer (DeepStream's
 # config writer, the board runner) reads them without our dataclasses.
 POSTPROCESS_KEYS = tuple(f.name for f in fields(PostprocessConfig))
 METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", *POSTPROCESS_KEYS, "config_name",
-                 "model_config", "checkpoint_sha256", "precision", "exporter")
+                 "model_config", "checkpoint_sha256", "precision", "exporter", "output_layout")
+# Keys that exports made before they existed lack, with the value those exports meant (issue 23: the layout).
+LEGACY_DEFAULTS = {"output_layout": DEFAULT_LAYOUT}
 
 
 # Engines: the precisions an engine is built in, and the suffixes `quantize` adds to an ONNX stem (an
@@ -103,23 +119,41 @@ def check_contract(model: onnx.ModelProto, source: str | Path) -> dict[str, Any]
         raise ContractError(f"{source}: input '{INPUT}' must be float32 [B, 3, H, W], got "
                             f"{TensorProto.DataType.Name(image.type.tensor_type.elem_type)} {dims}")
     outputs = {o.name: o for o in model.graph.output}
-    missing = [name for name in OUTPUTS if name not in outputs]
-    if missing:
-        raise ContractError(f"{source}: missing output(s) {missing}; found {list(outputs)} "
-                            f"(expected {list(OUTPUTS)})")
-    for name, (dtype, _) in OUTPUTS.items():
+    layout = output_layout(list(outputs), source)
+    for name, (dtype, _) in LAYOUTS[layout].items():
         found = outputs[name].type.tensor_type.elem_type
         if found != dtype:
             raise ContractError(f"{source}: output '{name}' is {TensorProto.DataType.Name(found)}, "
-                                f"expected {TensorProto.DataType.Name(dtype)}")
-    metadata = read_metadata(model)
+                                f"expected {TensorProto.DataType.Name(dtype)} (layout '{layout}')")
+    metadata = {**LEGACY_DEFAULTS, **read_metadata(model)}
     absent = [key for key in METADATA_KEYS if key not in metadata]
     if absent:
         raise ContractError(f"{source}: metadata_props lacks {absent}; re-export with `scratchdet export`")
-    problems = metadata_problems(metadata, dims, _dims(outputs["det_boxes"]))
+    if metadata["output_layout"] != layout:
+        raise ContractError(f"{source}: metadata says output_layout '{metadata['output_layout']}' but the outputs "
+                            f"are the '{layout}' layout {list(LAYOUTS[layout])}")
+    problems = metadata_problems(metadata, dims, _dims(outputs[BOX_OUTPUT[layout]]))
     if problems:
         raise ContractError(f"{source}: metadata contradicts the graph or has the wrong type: " + "; ".join(problems))
     return metadata
+
+
+def output_layout(names: list[str], source: str | Path) -> str:
+    """The layout whose four outputs `names` holds, and none of the other layout's.
+
+    Raises:
+        ContractError: neither layout complete, or names of both (a mixed graph), naming what was found.
+    """
+    complete = [layout for layout, wanted in LAYOUTS.items() if all(name in names for name in wanted)]
+    touched = [layout for layout, wanted in LAYOUTS.items() if any(name in names for name in wanted)]
+    if len(complete) == 1 and touched == complete:
+        return complete[0]
+    if len(touched) > 1:
+        raise ContractError(f"{source}: outputs of two layouts mixed, found {names}; a model has exactly one of "
+                            + " or ".join(f"'{layout}' {list(wanted)}" for layout, wanted in LAYOUTS.items()))
+    missing = {layout: [name for name in wanted if name not in names] for layout, wanted in LAYOUTS.items()}
+    raise ContractError(f"{source}: missing output(s) " + " or ".join(
+        f"{absent} (layout '{layout}')" for layout, absent in missing.items()) + f"; found {names}")
 
 
 def postprocess_config(metadata: dict[str, Any], source: str | Path) -> PostprocessConfig:
@@ -130,11 +164,27 @@ def postprocess_config(metadata: dict[str, Any], source: str | Path) -> Postproc
         raise ContractError(f"{source}: unusable post-processing metadata: {error}") from None
 
 
-def unpack_outputs(outputs: dict[str, np.ndarray]) -> list[Detections]:
-    """The four fixed-size outputs -> per image the valid rows (input pixels, 0-based class ids)."""
-    return [Detections.from_arrays(outputs["det_boxes"][i, :count], outputs["det_scores"][i, :count],
-                                   outputs["det_classes"][i, :count])
-            for i, count in enumerate(outputs["num_dets"][:, 0])]
+def unpack_outputs(outputs: dict[str, np.ndarray], input_size: int | None = None) -> list[Detections]:
+    """The four fixed-size outputs of either layout -> per image the valid rows (input pixels, 0-based ids).
+
+    Args:
+        input_size: S of the S x S input; needed for the tfssd layout, whose boxes are normalised.
+
+    Raises:
+        ContractError: the outputs are of neither layout, or tfssd outputs without `input_size`.
+    """
+    if output_layout(list(outputs), "model outputs") == DEFAULT_LAYOUT:
+        boxes, scores, classes = outputs["det_boxes"], outputs["det_scores"], outputs["det_classes"]
+        counts = outputs["num_dets"][:, 0]
+    else:
+        if input_size is None:
+            raise ContractError("tfssd-layout outputs need the input size to turn normalised boxes into pixels")
+        # y1, x1, y2, x2 normalised -> x1, y1, x2, y2 pixels; the float class ids are whole numbers
+        boxes = outputs["detection_boxes"][..., [1, 0, 3, 2]] * np.float32(input_size)
+        scores, classes = outputs["detection_scores"], outputs["detection_classes"]
+        counts = outputs["num_detections"][:, 0].astype(np.int64)
+    return [Detections.from_arrays(boxes[i, :count], scores[i, :count], classes[i, :count])
+            for i, count in enumerate(counts)]
 
 
 def _is_number(value: Any) -> bool:
@@ -163,7 +213,7 @@ def metadata_problems(metadata: dict[str, Any], input_dims: list, box_dims: list
     if not isinstance(max_det, int) or isinstance(max_det, bool) or max_det <= 0:
         problems.append(f"max_det must be a positive integer, found {max_det!r}")
     elif len(box_dims) > 1 and isinstance(box_dims[1], int) and box_dims[1] > 0 and box_dims[1] != max_det:
-        problems.append(f"max_det {max_det} but det_boxes holds {box_dims[1]} per image")
+        problems.append(f"max_det {max_det} but the box output holds {box_dims[1]} per image")
     if not isinstance(metadata["precision"], str):
         problems.append(f"precision must be a string, found {metadata['precision']!r}")
     return problems
@@ -196,7 +246,8 @@ def c_header() -> str:
 
 def contract_document() -> dict[str, Any]:
     """The contract as JSON-ready data, for readers that run without this package (the bundle's board runner)."""
-    return {"input": INPUT, "outputs": list(OUTPUTS), "metadata_keys": list(METADATA_KEYS)}
+    return {"input": INPUT, "layouts": {name: list(outputs) for name, outputs in LAYOUTS.items()},
+            "default_layout": DEFAULT_LAYOUT, "metadata_keys": list(METADATA_KEYS)}
 
 
 def engine_name(onnx_stem: str, precision: str) -> str:

@@ -32,14 +32,15 @@ def detections_document(image: str, width: int | None, height: int | None, boxes
     return {"image": image, "width": width, "height": height, "detections": detections}
 
 
-def contract_outputs() -> list[str]:
-    """The ONNX contract's output names: from the package where it is installed, else from the contract.json
-    the bundle writes beside this file (models/contract.py is their one home)."""
+def contract_layouts() -> dict[str, list[str]]:
+    """The ONNX contract's output layouts (count, boxes, scores, classes): from the package where it is
+    installed, else from the contract.json the bundle writes beside this file (models/contract.py is their
+    one home)."""
     try:
-        from scratchdet.models.contract import OUTPUTS
+        from scratchdet.models.contract import contract_document
     except ImportError:
-        return json.loads(Path(__file__).with_name("contract.json").read_text())["outputs"]
-    return list(OUTPUTS)
+        return json.loads(Path(__file__).with_name("contract.json").read_text())["layouts"]
+    return contract_document()["layouts"]
 
 
 def load_image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -68,25 +69,31 @@ def main(argv: list[str] | None = None) -> int:
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     metadata = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()
                 if k in ("class_names", "input_size")}
-    outputs_wanted = contract_outputs()
-    missing = [name for name in outputs_wanted if name not in {o.name for o in session.get_outputs()}]
-    if missing:
-        raise SystemExit(f"{args.model}: not a ScratchDet Edge model (missing outputs {missing})")
+    found = {o.name for o in session.get_outputs()}
+    known = contract_layouts()
+    layouts = [names for names in known.values() if set(names) <= found]
+    if not layouts:
+        raise SystemExit(f"{args.model}: not a ScratchDet Edge model (outputs {sorted(found)}, expected one of "
+                         f"{list(known.values())})")
+    (count_name, box_name, score_name, class_name) = outputs_names = layouts[0]
     if args.input.endswith(".npy"):
         batch, original = np.load(args.input).astype(np.float32), None
     else:
         batch, original = load_image(Path(args.input), metadata["input_size"])
-    names = [o.name for o in session.get_outputs()] if args.all_outputs else outputs_wanted
+    names = [o.name for o in session.get_outputs()] if args.all_outputs else list(outputs_names)
     outputs = dict(zip(names, session.run(names, {"images": batch})))
     if args.output.endswith(".npz"):
         np.savez(args.output, **outputs)
         return 0
-    count = int(outputs["num_dets"][0, 0])
+    count = int(outputs[count_name][0, 0])
     size = original or (metadata["input_size"], metadata["input_size"])
+    boxes = outputs[box_name][0, :count]
+    if box_name == "detection_boxes":  # tfssd: y1, x1, y2, x2 normalised -> x1, y1, x2, y2 input pixels
+        boxes = boxes[:, [1, 0, 3, 2]] * np.float32(metadata["input_size"])
     scale = np.array(size * 2, dtype=np.float32) / metadata["input_size"]
-    boxes = np.clip(outputs["det_boxes"][0, :count] * scale, 0, np.array(size * 2, dtype=np.float32))
-    document = detections_document(Path(args.input).name, size[0], size[1], boxes, outputs["det_scores"][0, :count],
-                                   outputs["det_classes"][0, :count], metadata["class_names"])
+    boxes = np.clip(boxes * scale, 0, np.array(size * 2, dtype=np.float32))
+    document = detections_document(Path(args.input).name, size[0], size[1], boxes, outputs[score_name][0, :count],
+                                   outputs[class_name][0, :count].astype(np.int64), metadata["class_names"])
     Path(args.output).write_text(json.dumps(document, indent=1))
     return 0
 

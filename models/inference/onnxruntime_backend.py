@@ -62,7 +62,7 @@ def available_providers(requested: list[str] | None = None) -> list[str]:
 def run_session(session, images: np.ndarray) -> list[Detections]:
     """images float32 [B, 3, H, W] RGB 0-255 -> detections per image (input pixels)."""
     names = [o.name for o in session.get_outputs()]
-    return unpack_outputs(dict(zip(names, session.run(names, {"images": images}))))
+    return unpack_outputs(dict(zip(names, session.run(names, {"images": images}))), images.shape[-1])
 
 
 class OnnxBackend:

@@ -105,7 +105,8 @@ class OpenVinoBackend:
         request = self._request(len(images))
         results = request.infer({"images": np.ascontiguousarray(images, dtype=np.float32)})
         # Copies: the request reuses its output buffers on the next call.
-        return unpack_outputs({output.get_any_name(): np.array(value) for output, value in results.items()})
+        return unpack_outputs({output.get_any_name(): np.array(value) for output, value in results.items()},
+                              self.input_size)
 
     def close(self) -> None:
         self.requests.clear()

@@ -236,7 +236,7 @@ class TensorRTBackend:
             self._copy(spec.name, int(np.prod(shapes[spec.name])), to_device=False)
         cuda_call(self.runtime.cudaStreamSynchronize(self.stream))
         return unpack_outputs({name: buffers.host[name][: int(np.prod(shape))].reshape(shape).copy()
-                               for name, shape in shapes.items()})
+                               for name, shape in shapes.items()}, self.input_size)
 
     def close(self) -> None:
         """Free graphs, buffers and the stream; a second call does nothing."""

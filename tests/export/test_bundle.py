@@ -22,7 +22,7 @@ from scratchdet.models.contract import check_engine_compatible
 
 METADATA = {"input_size": 300, "precision": "fp32", "class_names": ["a", "b"], "score_threshold": 0.01,
             "max_det": 200, "config_name": "tiny"}
-STUB = Path(__file__).with_name("deepstream_stub")
+STUB = Path(__file__).parents[1] / "runtime" / "deepstream_stub"  # beside the parser since issue 21
 BIN = Path(sys.executable).parent
 
 # Key -> the GLib getter nvinfer reads it with: DeepStream's sources/gst-plugins/gst-nvinfer/
@@ -131,6 +131,20 @@ def test_nvinfer_config_reads_with_glib_as_nvinfer_does(tmp_path):
     assert prop["onnx-file"] == MODELS["fp16"] and prop["parse-bbox-func-name"] == PARSER_FUNCTION
     assert prop["output-blob-names"] == ["num_dets", "det_boxes", "det_scores", "det_classes"]
     assert attrs == {"pre-cluster-threshold": 0.25, "topk": 200}
+
+
+def test_tfssd_nvinfer_config_names_the_stock_parser_and_reads_with_glib(tmp_path):
+    path = tmp_path / "config_infer_primary.txt"
+    path.write_text(deepstream_config({**METADATA, "output_layout": "tfssd"}, "fp16", 0.25))
+    values = read_as_nvinfer(path)
+    prop = values["property"]
+    assert prop["parse-bbox-func-name"] == "NvDsInferParseCustomTfSSD"
+    assert prop["custom-lib-path"] == "/opt/nvidia/deepstream/deepstream/lib/libnvds_infercustomparser.so"
+    assert prop["output-blob-names"] == ["num_detections", "detection_boxes", "detection_scores", "detection_classes"]
+    assert prop["num-detected-classes"] == 2 and prop["labelfile-path"] == "labels.txt"
+    assert values["class-attrs-all"] == {"pre-cluster-threshold": 0.25, "topk": 200}
+    with pytest.raises(ValueError, match="unknown output layout 'yolo'"):
+        deepstream_config({**METADATA, "output_layout": "yolo"}, "fp16", 0.25)
 
 
 def test_glib_check_rejects_a_trailing_comment(tmp_path):
@@ -278,6 +292,7 @@ def test_bundle_holds_every_model_and_the_device_files(bundle):
     readme = (bundle / "README.md").read_text()
     assert "reduce_range=True" in readme and "not bit-identical output on every CPU" in readme
     assert "identical detections on every" not in readme
+    assert "make -C deepstream" in readme and "Nothing to compile" not in readme
     assert (bundle / "board_runner.py").is_file() and not list(bundle.glob("calibration-*"))
     assert not (bundle / "stale.txt").exists()  # replaced whole, not merged
     assert not [p.name for p in bundle.parent.iterdir() if p.name.startswith(".")]  # no staging or old copies
@@ -299,7 +314,7 @@ def test_bundle_carries_the_contract_to_the_parser_and_the_board_runner(bundle, 
 
     header = (bundle / "deepstream" / "scratchdet_contract.h").read_text()
     assert header == c_header() and all(f'"{name}"' in header for name in OUTPUTS)
-    assert json.loads((bundle / "contract.json").read_text())["outputs"] == list(OUTPUTS)
+    assert json.loads((bundle / "contract.json").read_text())["layouts"]["scratchdet"] == list(OUTPUTS)
     image = tmp_path / "blank.png"
     assert cv2.imwrite(str(image), np.full((64, 80, 3), 114, np.uint8))
     # as on a board: the package cannot be imported, only numpy, onnxruntime and opencv
@@ -310,6 +325,28 @@ def test_bundle_carries_the_contract_to_the_parser_and_the_board_runner(bundle, 
     assert done.returncode == 0, done.stderr[-2000:]
     document = json.loads((tmp_path / "out.json").read_text())
     assert document["image"] == "blank.png" and (document["width"], document["height"]) == (80, 64)
+
+
+def test_tfssd_bundle_needs_nothing_compiled(tiny_checkpoint, synth_data, tmp_path):
+    from scratchdet.export.bundle import make_bundle
+    from scratchdet.export.onnx_export import ExportOptions, export_onnx
+    from scratchdet.export.quantize import CalibrationOptions
+    from scratchdet.models.checkpoint import load_model
+    from scratchdet.models.contract import load_checked
+
+    model, checkpoint = load_model(tiny_checkpoint)
+    fp32 = export_onnx(model, checkpoint["class_names"], tmp_path / "model.onnx", ExportOptions(layout="tfssd")).path
+    bundle = make_bundle(fp32, synth_data, tmp_path / "bundle", CalibrationOptions(images=8), tarball=False)
+    layouts = {name: load_checked(bundle / file)[1]["output_layout"] for name, file in MODELS.items()}
+    assert layouts == dict.fromkeys(MODELS, "tfssd")  # FP16 and both INT8 copies keep the float32 outputs
+    assert not (bundle / "deepstream").exists()
+    assert (bundle / "labels.txt").read_text().split() == ["circle", "square", "triangle"]  # 0-based, no background
+    values = read_as_nvinfer(bundle / "config_infer_primary.txt")
+    assert values["property"]["parse-bbox-func-name"] == "NvDsInferParseCustomTfSSD"
+    assert values["property"]["num-detected-classes"] == 3
+    readme = (bundle / "README.md").read_text()
+    assert "make -C deepstream" not in readme and "Nothing to compile" in readme
+    assert json.loads((bundle / "metadata.json").read_text())["output_layout"] == "tfssd"
 
 
 def test_bundle_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_checkpoint, synth_data, tmp_path, bundle):

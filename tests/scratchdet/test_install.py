@@ -1,6 +1,7 @@
 """The install claims only the `scratchdet` import name, and the CLI loads only what a command needs."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,11 @@ def test_the_base_install_has_no_torch_and_predicts_on_an_onnx_file(tmp_path, ti
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(repo)], capture_output=True,
+    # from a copy: pip builds in the source tree, and the checkout should not gain a build/ folder
+    source = tmp_path / "source"
+    shutil.copytree(repo, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "runs", ".cache", "build", "*.egg-info", "__pycache__", ".*_cache"))
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True,
                              text=True, timeout=900)
     unreachable = ("Could not find a version", "onnection", "Temporary failure in name resolution")
     if install.returncode != 0 and any(text in install.stderr for text in unreachable):
