@@ -102,7 +102,8 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on conv weights only: decaying BN scales and biases only fights the normalisation."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for parameter in model.parameters():
         (decay if parameter.ndim > 1 else no_decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -155,13 +156,14 @@ class Trainer:
         if config.background_prior is not None:
             self.model.head.init_background_prior(config.background_prior)
         if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=) is documented (torch.nn.Module.to) but missing from torch's overloads.
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder).to(self.device)
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
                                          lr=config.learning_rate(), momentum=config.momentum)
         self.dataset = DetectionDataset(self.train_set, model_config.input_size, augment=True, seed=config.seed,
                                         fill=model_config.mean, expand_max=config.expand_max)
-        self.sampler = torch.utils.data.DistributedSampler(
+        self.sampler: torch.utils.data.DistributedSampler[int] = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=config.seed, drop_last=True)
         per_rank = max(config.batch_size // self.world, 1)
         self.loader = torch.utils.data.DataLoader(
