@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Predictor:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> Predictor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
