@@ -24,11 +24,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scratchdet.models.files import atomic_write, ensure_writable, write_text
 from scratchdet.train.config import load_config
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +132,7 @@ class SeedRun:
     diverged: str = ""  # the error when training stopped on non-finite losses (accuracy counts as 0)
 
 
-def explicit_values(config: object) -> dict:
+def explicit_values(config: DataclassInstance) -> dict:
     """The fields of a config dataclass that differ from their defaults (nested dataclasses recursively).
 
     Run folders are named after these, so a field added to the code later (with a default that keeps the old
@@ -137,7 +141,7 @@ def explicit_values(config: object) -> dict:
     values = {}
     for item in dataclasses.fields(config):
         value = getattr(config, item.name)
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             nested = explicit_values(value)
             if nested:
                 values[item.name] = nested
@@ -205,7 +209,9 @@ def train_seed(config: str | Path, data: str | Path, epochs: int | None, seed: i
     from scratchdet.train.trainer import NonFiniteLossError, Trainer
 
     model_config, train_config = load_config(config)
-    train_config = replace(train_config, seed=seed, **({"epochs": epochs} if epochs is not None else {}))
+    train_config = replace(train_config, seed=seed)
+    if epochs is not None:
+        train_config = replace(train_config, epochs=epochs)
     folder = run_folder(root, config, data, epochs, seed)
     if _finished(folder, train_config.epochs):
         log.info("%s: finished run reused", folder)
@@ -249,8 +255,9 @@ def validate_inputs(configs: Sequence[str | Path], data: str | Path, runs: str |
     for split in ("train", "val"):
         load_dataset(data, split)
     ensure_writable(Path(runs) / "write-test")
-    for name in REPORT_FILES if out is not None else ():
-        ensure_writable(Path(out) / name)
+    if out is not None:
+        for name in REPORT_FILES:
+            ensure_writable(Path(out) / name)
 
 
 EXIT_CODES = {"better": 0, "no detectable difference": 0, "worse": 2}  # 1 is any error (scratchdet.cli)

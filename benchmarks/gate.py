@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,7 @@ def ab_speed(baseline_onnx: Path, candidate_onnx: Path, threads: int = 2, repeat
         size = load_checked(path)[1]["input_size"]
         sessions[name] = create_session(path, threads, spinning=False)
         inputs[name] = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
-    rounds = interleave({n: (lambda n=n: sessions[n].run(None, {"images": inputs[n]})) for n in sessions},
+    rounds = interleave({n: partial(sessions[n].run, None, {"images": inputs[n]}) for n in sessions},
                         repeats, per_round)
     return speed_ratios(rounds["baseline"], rounds["candidate"])
 

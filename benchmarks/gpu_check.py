@@ -486,6 +486,8 @@ def stage_accuracy(context: Context) -> Outcome:
     for precision, model in candidates.items():
         row, detections = _measure(f"{'ONNX Runtime' if context.dry_run else 'TensorRT'} {precision}", model, context)
         tolerance = gpu_tolerance(precision)
+        if tolerance.map50 is None or tolerance.matched is None:
+            raise StageError(f"gpu-{precision} tolerance sets no map50 or matched bound")
         found, ref_count = matched_count(ref_detections, detections, tolerance)
         share, count = (found / ref_count if ref_count else 1.0), sum(len(d.scores) for d in detections)
         delta = row["map50"] - reference["map50"]
@@ -561,6 +563,7 @@ def stage_edge_inputs(context: Context) -> Outcome:
 def stage_cuda_graph(context: Context) -> Outcome:
     """CUDA-graph replay on other images than captured, at alternating batch sizes, against the uncaptured run."""
     require(context, "engines")
+    from scratchdet.models.inference.tensorrt_backend import TensorRTBackend
     from scratchdet.runtime.detector import Detector
 
     if not context.images:
@@ -579,7 +582,10 @@ def stage_cuda_graph(context: Context) -> Outcome:
                     difference = detection_differences(a, b, GRAPH_ATOL)
                     if difference:
                         problems.append(f"{precision} replay {step} image {start + index}: {difference}")
-            captured[precision] = sorted(graphed.backend.graphs) if graphed.backend.use_cuda_graph else "fell back"
+            backend = graphed.backend
+            if not isinstance(backend, TensorRTBackend):
+                raise StageError(f"{engine}: opened by {backend.name}, not TensorRT")
+            captured[precision] = sorted(backend.graphs) if backend.use_cuda_graph else "fell back"
     if problems:
         raise StageError("; ".join(problems[:5]))
     return Outcome(f"replays equal the uncaptured runs; graphs per engine: {captured}", {"graphs": captured})

@@ -39,7 +39,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the module imports scratchdet only after checking the environment
+    from scratchdet.models.config import ModelConfig
+    from scratchdet.train.config import TrainConfig
 
 MIN_TORCH = (2, 4)
 REQUIRED = {"numpy": "numpy", "cv2": "opencv-python-headless", "yaml": "pyyaml", "tqdm": "tqdm", "PIL": "pillow"}
@@ -160,7 +164,7 @@ def _version(module: str) -> str | None:
 
 
 # -- training stages -------------------------------------------------------------------------------------
-def _configs(ctx: Context, name: str):
+def _configs(ctx: Context, name: str) -> tuple[ModelConfig, TrainConfig]:
     """(model, train) config `name`; the budget's input size applies to `tiny`, its workers to both."""
     from scratchdet.train.config import load_config
 
@@ -171,7 +175,7 @@ def _configs(ctx: Context, name: str):
                                  plots=ctx.budget.plots and importlib.util.find_spec("matplotlib") is not None)
 
 
-def _tiny(ctx: Context, **overrides: Any):
+def _tiny(ctx: Context, **overrides: Any) -> tuple[ModelConfig, TrainConfig]:
     """The tiny config with this check's budget applied (and `overrides`)."""
     model_config, train_config = _configs(ctx, "tiny")
     values = {"epochs": ctx.budget.train_epochs, "batch_size": ctx.budget.batch, "eval_every": ctx.budget.eval_every,
@@ -233,7 +237,7 @@ def _config_file(ctx: Context, name: str, **overrides: Any) -> Path:
     return path
 
 
-def _scratchdet(*args: str) -> list[str]:
+def _scratchdet(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "scratchdet", *map(str, args)]
 
 
@@ -434,7 +438,8 @@ def inference_stage(ctx: Context) -> dict[str, Any]:
 
     from scratchdet.models.postprocess import postprocess
 
-    model, rows = _model(ctx, ctx.budget.speed_config, ctx.device), []
+    model = _model(ctx, ctx.budget.speed_config, ctx.device)
+    rows: list[dict[str, Any]] = []
     size = model.config.input_size
     precisions = {"fp32": torch.float32, "bf16": torch.bfloat16} if ctx.dry_run else \
         {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

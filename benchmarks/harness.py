@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -36,8 +39,16 @@ log = logging.getLogger(__name__)
 PAPER_FPS = 25.0  # ScratchDet300 (Root-ResNet-34) on a GPU, VOC07 test (paper, Table 5)
 LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python-headless", "tensorrt")
 # --runtime names for .onnx models: Detector options of each.
-RUNTIMES = {"ort": {"runtime": "onnxruntime"}, "openvino": {"runtime": "openvino", "precision_hint": "f32"},
-            "openvino-bf16": {"runtime": "openvino", "precision_hint": "bf16"}}
+class RuntimeOptions(TypedDict, total=False):
+    """The Detector options a runtime name stands for."""
+
+    runtime: str
+    precision_hint: str
+
+
+RUNTIMES: dict[str, RuntimeOptions] = {
+    "ort": {"runtime": "onnxruntime"}, "openvino": {"runtime": "openvino", "precision_hint": "f32"},
+    "openvino-bf16": {"runtime": "openvino", "precision_hint": "bf16"}}
 STAGES = ("preprocess", "network", "postprocess")
 # report name -> StageTimes field; "network" is the backend's run, decoding and NMS included (in the graph,
 # or PyTorch's own)
@@ -72,7 +83,7 @@ class Row:
 
 
 def environment(threads: int) -> dict:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = version(name)
@@ -118,7 +129,7 @@ def _open(path: Path, name: str, threads: int, runtime: str = "ort",
     try:
         torch_threads(threads)
         # No spinning: interleaved sessions would otherwise steal each other's cores between calls.
-        options = RUNTIMES[runtime] if path.suffix == ".onnx" else {}
+        options = RUNTIMES[runtime] if path.suffix == ".onnx" else RuntimeOptions()
         detector = Detector(path, conf=0.0, threads=threads, spinning=False, **options)
         backend = detector.backend
         row.precision, row.runtime = backend.precision, f"{backend.name} ({backend.provider})"
@@ -165,8 +176,10 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
         raise ValueError(f"unknown runtime(s) {unknown}: choose from {', '.join(RUNTIMES)}")
     paths = [Path(m) for m in models]
     val = load_dataset(data, "val") if data else None
-    image = cv2.imread(str(val.records[0].path)) if val else np.random.default_rng(0).integers(
+    image: np.ndarray | None = cv2.imread(str(val.records[0].path)) if val else np.random.default_rng(0).integers(
         0, 255, (480, 640, 3), dtype=np.uint8)
+    if image is None:  # cv2.imread's answer to an unreadable file
+        raise ValueError(f"{val.records[0].path if val else data}: cannot read the image")
     classes = val.class_names if val else None
     entries = [(p, name, r) for p, name in zip(paths, display_names(paths))
                for r in (runtimes if p.suffix == ".onnx" else runtimes[:1])]
@@ -174,7 +187,7 @@ def run_benchmark(models: list[str | Path], data: str | Path | None, batches: tu
               for p, name, r in entries]
     live = {f"{row.path}|{row.name}": (row, detector) for row, detector in opened
             if detector is not None and _runs(row, detector, image)}
-    calls = {key: (lambda d=d: d.detect(image)) for key, (_, d) in live.items()}
+    calls: dict[str, Callable[[], object]] = {key: partial(d.detect, image) for key, (_, d) in live.items()}
     if peak is None:  # the limits are measured interleaved with the models, under the same conditions
         calls.update(peak_calls(threads))
     stages: dict[str, dict[str, list[float]]] = {key: {s: [] for s in STAGES} for key in live}
@@ -219,6 +232,8 @@ def runtime_measurements(entries: list[tuple[Path, str]], rows: list[Row], threa
 
 def _timed(detector: Detector, image: np.ndarray | list[np.ndarray]) -> StageTimes:
     detector.detect(image)
+    if detector.last_times is None:
+        raise RuntimeError(f"{type(detector).__name__}.detect recorded no stage times")
     return detector.last_times
 
 

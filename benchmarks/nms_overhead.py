@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         onnx.save(nms_tail_model(priors, classes, model.config.postprocess), str(tail_path))
         tail = create_session(tail_path, args.threads)
         feeds = {kind: tail_inputs(priors, classes, kind == "uniform") for kind in ("realistic", "uniform")}
-        rounds = interleave({k: (lambda f=f: tail.run(None, f)) for k, f in feeds.items()}, args.repeats, 10)
+        rounds = interleave({k: partial(tail.run, None, f) for k, f in feeds.items()}, args.repeats, 10)
         for kind in feeds:
             stats = latency_stats(rounds[kind])
             print(f"NMS tail alone, {kind} scores ({priors} priors x {classes} classes): p50 {stats.p50:.2f} ms, "

@@ -81,8 +81,10 @@ class _Graph:
 
         quantize = self.producer[q_name]
         op_node = self.producer.get(quantize.input[0])
-        op = op_node.op_type if op_node is not None else "input"
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in op_node.attribute} if op_node else {}
+        if op_node is None:
+            raise NoReferenceError(f"{q_name}: no reference for a QuantizeLinear after 'input'")
+        op = op_node.op_type
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in op_node.attribute}
         if op == "Conv":
             x, w = (torch.from_numpy(self.dequantized(i, tensors)) for i in op_node.input[:2])
             b = torch.from_numpy(self.dequantized(op_node.input[2], tensors)) if len(op_node.input) > 2 else None

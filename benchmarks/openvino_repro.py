@@ -40,7 +40,7 @@ def residual_add_graph(seed: int = 0) -> onnx.ModelProto:
     """The 10-node Q/DQ residual block (U8 activations, per-channel S8 weights, int32 bias) described above."""
     rng = np.random.default_rng(seed)
     weight_scale = rng.uniform(0.001, 0.003, CHANNELS).astype(np.float32)
-    tensors = {
+    tensors: dict[str, np.ndarray] = {
         "s_in": np.array(INPUT_SCALE, np.float32), "z_in": np.array(0, np.uint8),
         "w_q": rng.integers(-64, 64, (CHANNELS, CHANNELS, 3, 3)).astype(np.int8), "w_s": weight_scale,
         "w_z": np.zeros(CHANNELS, np.int8),
@@ -85,7 +85,7 @@ def bias_gathernd_graph(seed: int = 0, gathernd: bool = True) -> onnx.ModelProto
     The bias (20-200) dwarfs the conv term (|w . x| <= 3), so y never saturates and one step is 1.0."""
     rng = np.random.default_rng(seed)
     weight = rng.uniform(-1, 1, (BIAS_CHANNELS, 3, 1, 1)).astype(np.float32)
-    tensors = {"w": weight, "b": rng.uniform(20, 200, BIAS_CHANNELS).astype(np.float32),
+    tensors: dict[str, np.ndarray] = {"w": weight, "b": rng.uniform(20, 200, BIAS_CHANNELS).astype(np.float32),
                "scale": np.array(1.0, np.float32), "zero": np.array(0, np.uint8)}
     node = helper.make_node
     nodes = [node("Conv", ["x", "w", "b"], ["c"], name="conv"),

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -84,7 +85,7 @@ def reference_calls(threads: int | None = None) -> dict[str, Callable[[], object
         sessions = {f"reference_{name}": create_session(p, threads, spinning=False)
                     for name, p in (("fp32", fp32), ("int8", int8))}
     x = np.random.default_rng(1).uniform(0, 4, (1, CHANNELS, SIZE, SIZE)).astype(np.float32)
-    return {name: (lambda s=s: s.run(None, {"x": x})) for name, s in sessions.items()}
+    return {name: partial(s.run, None, {"x": x}) for name, s in sessions.items()}
 
 
 def peak_calls(threads: int | None = None) -> dict[str, Callable[[], object]]:
@@ -179,7 +180,10 @@ class RegisterKernels:
         return ", ".join(f"{p}: {n or 'none'}" for p, n in self.chosen.items())
 
     def ops_per_call(self, name: str, threads: int) -> float:
-        kind = self.KINDS[self.chosen[name.removeprefix("register_")]]
+        chosen = self.chosen[name.removeprefix("register_")]
+        if chosen is None:
+            raise ValueError(f"{name}: this CPU has no register-level kernel of that precision ({self.describe()})")
+        kind = self.KINDS[chosen]
         return self.library.sd_ops_per_iteration(kind) * self.ITERATIONS * threads
 
     def calls(self, threads: int) -> dict[str, Callable[[], object]]:

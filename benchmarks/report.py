@@ -10,8 +10,10 @@ from scratchdet.benchmarks.harness import STAGES, Row
 from scratchdet.benchmarks.timing import MIN_SAMPLES
 from scratchdet.models.files import atomic_write, write_text
 
-TOP_KEYS = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str, type(None)), "batches": list,
-            "rows": list}
+# key -> accepted JSON type(s), as isinstance takes them
+Kinds = type | tuple[type, ...]
+TOP_KEYS: dict[str, Kinds] = {"environment": dict, "peak": dict, "paper_fps": float, "data": (str, type(None)),
+                              "batches": list, "rows": list}
 
 
 # Row fields added after reports were first written: an older report (a committed baseline) lacks
@@ -25,11 +27,12 @@ class ReportError(ValueError):
 
 
 # Row field -> accepted JSON types (a float field may hold an integer; bool is never a number here).
-ROW_TYPES = {"name": str, "path": str, "format": str, "precision": str, "runtime": str, "status": str,
-             "size_mb": (int, float), "gflops": (int, float), "fps": (int, float), "network_fps": (int, float),
-             "latency_ms": dict, "stages_p50_ms": dict, "throughput": dict, "map50": (int, float, type(None)),
-             "coco_ap": (int, float, type(None)), "roofline_fps": (int, float, type(None)),
-             "roofline_fraction": (int, float, type(None)), "relative_speed": (int, float, type(None)), "noisy": bool}
+ROW_TYPES: dict[str, Kinds] = {
+    "name": str, "path": str, "format": str, "precision": str, "runtime": str, "status": str,
+    "size_mb": (int, float), "gflops": (int, float), "fps": (int, float), "network_fps": (int, float),
+    "latency_ms": dict, "stages_p50_ms": dict, "throughput": dict, "map50": (int, float, type(None)),
+    "coco_ap": (int, float, type(None)), "roofline_fps": (int, float, type(None)),
+    "roofline_fraction": (int, float, type(None)), "relative_speed": (int, float, type(None)), "noisy": bool}
 
 
 def _row_type_problems(row: dict) -> list[str]:

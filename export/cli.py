@@ -93,9 +93,9 @@ def _parity(model: SSD, class_names: list[str], onnx_path: Path, data: str | Non
 
 def run_export(args: argparse.Namespace) -> None:
     if args.check_tensorrt and not args.verify and args.onnx:
-        model = onnx.load(args.onnx)
-        require_tensorrt_compatible(model, args.onnx)
-        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(model)))
+        graph = onnx.load(args.onnx)
+        require_tensorrt_compatible(graph, args.onnx)
+        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(graph)))
         return
     model, class_names, sha256, default_dir = _source_model(args)
     if args.verify:

@@ -9,13 +9,16 @@ gets an error naming it rather than a silently unfused graph.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+
+def fold_batchnorm(model: ModuleT) -> ModuleT:
     """A copy of `model` (in eval mode) with every conv -> BatchNorm2d pair fused into one conv.
 
     Raises:
@@ -25,8 +28,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for sequential in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
         layers = list(sequential.children())
         for i in range(1, len(layers)):
-            if isinstance(layers[i], nn.BatchNorm2d) and isinstance(layers[i - 1], nn.Conv2d):
-                sequential[i - 1] = fuse_conv_bn_eval(layers[i - 1], layers[i])
+            conv, bn = layers[i - 1], layers[i]
+            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d):
+                sequential[i - 1] = fuse_conv_bn_eval(conv, bn)
                 sequential[i] = nn.Identity()
     left = [name for name, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if left:

@@ -28,9 +28,11 @@ class _Builder:
     """Collects nodes and constants with unique names under a prefix."""
 
     def __init__(self, prefix: str) -> None:
-        self.prefix, self.nodes, self.constants, self.count = prefix, [], [], 0
+        self.prefix, self.count = prefix, 0
+        self.nodes: list[onnx.NodeProto] = []
+        self.constants: list[onnx.TensorProto] = []
 
-    def const(self, value: np.ndarray | list, dtype=np.int64) -> str:
+    def const(self, value: np.ndarray | list | float, dtype=np.int64) -> str:
         name = f"{self.prefix}const_{len(self.constants)}"
         self.constants.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name

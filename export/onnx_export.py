@@ -55,6 +55,8 @@ class ExportReport:
 class DecodedSSD(nn.Module):
     """The network plus decoding: boxes [B, P, 4] x1, y1, x2, y2 in input pixels, scores [B, P, C-1]."""
 
+    scale: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, model: SSD) -> None:
         super().__init__()
         self.model = model

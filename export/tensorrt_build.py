@@ -54,7 +54,8 @@ def _configure(builder: trt.Builder, plan: EnginePlan) -> trt.IBuilderConfig:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mib << 20)
     profile = builder.create_optimization_profile()
     for name, (minimum, optimum, maximum) in plan.shapes.items():
-        profile.set_shape(name, minimum, optimum, maximum)
+        # The stubs ask for trt.Dims, but TensorRT converts any list to Dims (the Dims docstring in those stubs).
+        profile.set_shape(name, minimum, optimum, maximum)  # type: ignore[arg-type]
     if config.add_optimization_profile(profile) < 0:
         raise RuntimeError(f"{plan.onnx}: TensorRT refused the optimisation profile {plan.shapes}")
     cache_path = Path(plan.timing_cache)

@@ -122,7 +122,9 @@ class VGGBackbone(nn.Module):
         return features
 
 
-BACKBONES: dict[str, Callable[[ModelConfig], nn.Module]] = {
+Backbone = ResNetBackbone | VGGBackbone
+
+BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {
     "root_resnet18": partial(ResNetBackbone, depths=(2, 2, 2, 2), root_stem=True),
     "root_resnet34": partial(ResNetBackbone, depths=(3, 4, 6, 3), root_stem=True),
     "resnet18": partial(ResNetBackbone, depths=(2, 2, 2, 2), root_stem=False),
@@ -131,7 +133,7 @@ BACKBONES: dict[str, Callable[[ModelConfig], nn.Module]] = {
 }
 
 
-def build_backbone(config: ModelConfig) -> nn.Module:
+def build_backbone(config: ModelConfig) -> Backbone:
     """The backbone named by `config.backbone`, with Kaiming-initialised convs."""
     if config.backbone not in BACKBONES:
         raise ValueError(

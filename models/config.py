@@ -11,11 +11,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -110,7 +113,7 @@ def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
         if len(args) != len(value):
             raise ConfigError(f"{source}: key '{key}' expects {len(args)} values, got {len(value)}")
         return tuple(_check_type(v, a, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
         return from_dict(hint, value, source, prefix=f"{key}.")

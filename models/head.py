@@ -64,7 +64,9 @@ class SSDHead(nn.Module):
         classes = self.classification.values
         logit = math.log(probability * (classes - 1) / (1 - probability))  # foreground logits stay 0
         for conv in self.classification.convs:
-            bias = conv[-1].bias.view(-1, classes)  # (anchors, classes): channel a*K + k
+            # _head_conv's last parameter is its last layer's bias (the conv's, or the BatchNorm's); read
+            # as a parameter it types as a tensor, where `conv[-1]` of a ModuleList item types as Module.
+            bias = list(conv.parameters())[-1].view(-1, classes)  # (anchors, classes): channel a*K + k
             bias.zero_()
             bias[:, 0] = logit
 

@@ -15,6 +15,11 @@ from scratchdet.models.priors import Priors
 class SSD(nn.Module):
     """Single-shot detector on RGB images with pixel values 0-255 (normalisation is inside)."""
 
+    # Buffers registered in __init__, declared so that they type as tensors, not `Tensor | Module`.
+    mean: torch.Tensor
+    std: torch.Tensor
+    priors: torch.Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config

@@ -87,11 +87,11 @@ def classify(source: str) -> list[Source]:
         return found
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image, folder, video, glob or camera index")
-    found = _by_suffix(path)
-    if found is None:
+    single = _by_suffix(path)
+    if single is None:
         raise ValueError(f"{path}: unknown suffix '{path.suffix}'; images: {', '.join(sorted(IMAGE_SUFFIXES))}; "
                          f"videos: {', '.join(sorted(VIDEO_SUFFIXES))}")
-    return [found]
+    return [single]
 
 
 def _download_image(url: str) -> np.ndarray:
@@ -182,7 +182,7 @@ def _video(detector, source: Source, outputs: _Outputs, iou: float | None, max_d
                     break
                 (result,) = detect_results(detector, [frame], [f"{stem}_{frames}"], iou, max_det)
                 if writer is None:
-                    writer = cv2.VideoWriter(str(outputs.save_dir / f"{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                    writer = cv2.VideoWriter(str(outputs.save_dir / f"{stem}.mp4"), cv2.VideoWriter.fourcc(*"mp4v"),
                                              fps, frame.shape[1::-1])
                 writer.write(result.plot(outputs.line_width))
                 lines.write(json.dumps({"frame": frames, **result.to_dict()}) + "\n")
@@ -228,7 +228,8 @@ def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/pre
                          "with the inputs (drop --exist-ok or choose another --save-dir)")
     existed = Path(save_dir).is_dir()
     out = increment_path(save_dir, exist_ok)
-    outputs, count, started, skipped = _Outputs(out, save_txt, line_width), 0, time.perf_counter(), []
+    skipped: list[str] = []
+    outputs, count, started = _Outputs(out, save_txt, line_width), 0, time.perf_counter()
     stills = [s for s in named if s.kind in ("image", "image_url")]
     try:
         outputs.check()

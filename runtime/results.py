@@ -26,7 +26,8 @@ TXT_FORMAT = "class_id x1 y1 x2 y2 score (0-based class id, corners in pixels of
 def colour(class_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per class."""
     hue = (class_id * 47) % 180
-    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+    blue, green, red = cv2.cvtColor(np.array([[[hue, 220, 255]]], dtype=np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(blue), int(green), int(red)
 
 
 def default_line_width(shape: tuple[int, ...]) -> int:

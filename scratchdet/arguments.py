@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
-def _number(text: str, kind: type) -> float | int:
+def _number(text: str, kind: Callable[[str], Number]) -> Number:
     try:
         value = kind(text)
     except ValueError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 log = logging.getLogger("scratchdet")
 
@@ -28,7 +29,7 @@ class DeprecatedAlias(argparse.Action):
 
 
 def add_model_argument(parser: argparse.ArgumentParser, help: str, deprecated: tuple[str, ...] = (),
-                       required: bool = True, **kwargs: object) -> argparse.Action:
+                       required: bool = True, **kwargs: Any) -> argparse.Action:
     """`--model` (dest `model`), accepting the `deprecated` spellings too."""
     aliases = f" (deprecated aliases: {', '.join(deprecated)})" if deprecated else ""
     return parser.add_argument("--model", *deprecated, dest="model", required=required, action=DeprecatedAlias,

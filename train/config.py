@@ -12,6 +12,13 @@ SCHEDULES = ("step", "cosine")
 AMP_MODES = ("off", "fp16", "bf16")
 
 
+def amp_name(amp: str | bool) -> str:
+    """train.amp as a mode name: YAML's booleans (a bare `off` is false; true is the old on/off switch) mapped."""
+    if isinstance(amp, bool):
+        return "fp16" if amp else "off"
+    return amp
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 24
@@ -51,8 +58,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
-        if isinstance(self.amp, bool):  # frozen: the YAML booleans become the mode names once, here
-            object.__setattr__(self, "amp", "fp16" if self.amp else "off")
+        object.__setattr__(self, "amp", amp_name(self.amp))  # frozen: the YAML booleans become names here
         if self.amp not in AMP_MODES:
             raise ValueError(f"train.amp '{self.amp}': choose one of {', '.join(AMP_MODES)}")
         if self.workers is not None and self.workers < 0:

@@ -48,8 +48,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         else:
             image, boxes, labels = resize(sample, self.input_size)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
-        boxes = torch.from_numpy(boxes / self.input_size).float().reshape(-1, 4)
-        return tensor, boxes, torch.from_numpy(labels).long(), index
+        normalised = torch.from_numpy(boxes / self.input_size).float().reshape(-1, 4)
+        return tensor, normalised, torch.from_numpy(labels).long(), index
 
 
 def collate(batch: list) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[int]]:

@@ -11,7 +11,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from scratchdet.train.config import TrainConfig
+from scratchdet.train.config import TrainConfig, amp_name
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def amp_mode(config: TrainConfig, device: torch.device) -> str:
         return "off"
     if config.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"train.amp bf16: {torch.cuda.get_device_name(device)} has no bf16; use amp: fp16")
-    return config.amp
+    return amp_name(config.amp)  # a name already (TrainConfig.__post_init__), typed `str | bool` for the YAML
 
 
 def params_digest(model: torch.nn.Module) -> str:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Generic, TypeVar
 
 import torch
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
-class ModelEMA:
+
+class ModelEMA(Generic[ModuleT]):
     """A copy of `model` whose floating-point state follows the training weights' moving average."""
 
-    def __init__(self, model: torch.nn.Module, decay: float, tau: float, updates: int = 0) -> None:
+    def __init__(self, model: ModuleT, decay: float, tau: float, updates: int = 0) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"train.ema_decay must be in (0, 1), got {decay}")
         if tau <= 0:

@@ -144,7 +144,8 @@ def coco_metrics(records: list[ImageRecord], detections: list[Detections],
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    images, annotations, results = [], [], []
+    images, results = [], []
+    annotations: list[dict[str, Any]] = []
     for image_id, (record, dets) in enumerate(zip(records, detections), start=1):
         images.append({"id": image_id, "width": record.width, "height": record.height})
         for box, label in zip(record.boxes.tolist(), record.labels.tolist()):

@@ -44,6 +44,8 @@ class LossParts:
 
 
 class MultiBoxLoss(torch.nn.Module):
+    priors: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, priors: torch.Tensor, box_coder: BoxCoder, iou_threshold: float = 0.5,
                  negative_ratio: float = 3.0) -> None:
         super().__init__()

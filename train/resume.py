@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 def rng_state() -> dict:
     """The generators a resume must restore: torch's CPU one, and every CUDA device's where CUDA is."""
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -81,13 +81,14 @@ class Trainer:
         if config.background_prior is not None:
             self.model.head.init_background_prior(config.background_prior)
         if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=) is documented (torch.nn.Module.to) but missing from torch's overloads.
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder).to(self.device)
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
                                          lr=config.learning_rate(), momentum=config.momentum)
         self.dataset = DetectionDataset(self.train_set, model_config.input_size, augment=True, seed=config.seed,
                                         fill=model_config.mean, expand_max=config.expand_max)
-        self.sampler = torch.utils.data.DistributedSampler(
+        self.sampler: torch.utils.data.DistributedSampler[int] = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=config.seed, drop_last=True)
         per_rank = max(config.batch_size // self.world, 1)
         workers = loader_workers(config.workers, self.device)
@@ -214,7 +215,7 @@ class Trainer:
         return {"loss": parts.total.item(), "box_loss": parts.box.item(), "cls_loss": parts.cls.item(),
                 "grad_norm": norm, "fluctuation": self.monitor.update(norm), "positives": parts.num_positives}
 
-    def train_epoch(self, epoch: int) -> tuple[float, float]:
+    def train_epoch(self, epoch: int) -> tuple[float | None, float]:
         """One pass over the training split; returns (mean loss, images per second)."""
         self.network.train()
         self.sampler.set_epoch(epoch)

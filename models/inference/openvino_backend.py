@@ -63,7 +63,7 @@ def compile_onnx(path: str | Path, threads: int | None = None, precision_hint: s
         shape = model.input("images").get_partial_shape()
         shape[0] = batch
         model.reshape({"images": shape})
-    config = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, str | int | bool] = {"INFERENCE_PRECISION_HINT": precision_hint, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if profile:

@@ -13,11 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scratchdet.models.inference.detections import Backend, Detections
 from scratchdet.models.inference.preprocess import prepare
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the package supports 3.10, and mypy reads 3.11
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class Predictor:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> Predictor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -27,16 +27,24 @@ log = logging.getLogger(__name__)
 Objects = list[tuple[str, list[float], bool]]
 
 
+def _text(element: ET.Element, path: str) -> str:
+    """The text at `path` under `element`; a missing tag is a ValueError naming it."""
+    text = element.findtext(path)
+    if text is None:
+        raise ValueError(f"no <{path}>")
+    return text
+
+
 def _parse(path: Path, problems: Problems) -> tuple[int, int, Objects] | None:
     """(width, height, objects) of one annotation file, or None after adding its problems."""
     try:
         root = ET.parse(path).getroot()
-        width = int(float(root.findtext("size/width")))
-        height = int(float(root.findtext("size/height")))
+        width = int(float(_text(root, "size/width")))
+        height = int(float(_text(root, "size/height")))
         objects = [
             (
-                obj.findtext("name").strip(),
-                [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")],
+                _text(obj, "name").strip(),
+                [float(_text(obj, f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")],
                 obj.findtext("difficult", "0").strip() == "1",
             )
             for obj in root.iter("object")
@@ -112,8 +120,8 @@ def load_voc(root: str | Path, split: str) -> DetectionSet:
     if not annotations:
         raise DatasetError(f"{root}: no Annotations/*.xml")
     problems = Problems(root)
-    parsed = {p.stem: _parse(p, problems) for p in annotations}
-    parsed = {stem: value for stem, value in parsed.items() if value is not None}
+    every = {p.stem: _parse(p, problems) for p in annotations}
+    parsed = {stem: value for stem, value in every.items() if value is not None}
     class_names = _class_names(root, parsed, problems)
     labels_of = {name: i for i, name in enumerate(class_names)}
     split_file = root / "ImageSets" / "Main" / f"{split}.txt"
