@@ -230,10 +230,11 @@ def _config_file(ctx: Context, name: str, **overrides: Any) -> Path:
     import yaml
 
     from scratchdet.models.config import to_dict
+    from scratchdet.models.files import write_text
 
     model_config, train_config = _tiny(ctx, **overrides)
     path = ctx.out / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"model": to_dict(model_config), "train": to_dict(train_config)}, sort_keys=False))
+    write_text(path, yaml.safe_dump({"model": to_dict(model_config), "train": to_dict(train_config)}, sort_keys=False))
     return path
 
 
@@ -571,10 +572,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _write(out: Path, report: dict[str, Any]) -> None:
+    from scratchdet.models.files import write_text
+
     for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
-        temporary = out / f".{name}.tmp"
-        temporary.write_text(text)
-        os.replace(temporary, out / name)
+        write_text(out / name, text)
 
 
 def main(argv: list[str] | None = None) -> int:

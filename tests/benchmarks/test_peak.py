@@ -50,10 +50,17 @@ def test_no_real_fp32_workload_passes_the_fp32_limit(fresh_build):
     short; quiet runs measure 96-97 %)."""
     if shutil.which("cc") is None or RegisterKernels.build() is None:
         pytest.skip(f"register kernels cannot run here: {RegisterKernels.why_not}")
-    rounds = interleave(peak_calls(2), repeats=3, per_round=3, warmup=1, progress=False)
-    peak = peak_from_rounds(rounds, 2)
-    conv_gflops = peak_module.GFLOPS / (min(min(r) for r in rounds["reference_fp32"]) / 1e3)
-    assert conv_gflops < 1.1 * peak.fp32_gflops, (conv_gflops, peak)
+    # A loaded machine can only slow a register loop, so a limit below the conv means the limit's calls all
+    # shared their cores: measure again (up to 3 times) and keep the highest limit and the fastest conv. A
+    # limit that is wrong stays below the conv however often it is measured (186 % before the fix).
+    limit, conv_gflops = 0.0, 0.0
+    for _ in range(3):
+        rounds = interleave(peak_calls(2), repeats=3, per_round=3, warmup=1, progress=False)
+        limit = max(limit, peak_from_rounds(rounds, 2).fp32_gflops)
+        conv_gflops = max(conv_gflops, peak_module.GFLOPS / (min(min(r) for r in rounds["reference_fp32"]) / 1e3))
+        if conv_gflops < 1.1 * limit:
+            break
+    assert conv_gflops < 1.1 * limit, (conv_gflops, limit)
 
 
 def test_without_a_compiler_the_limit_is_the_labelled_reference_conv(fresh_build, monkeypatch):

@@ -22,7 +22,7 @@ from scratchdet.models.contract import check_engine_compatible
 
 METADATA = {"input_size": 300, "precision": "fp32", "class_names": ["a", "b"], "score_threshold": 0.01,
             "max_det": 200, "config_name": "tiny"}
-STUB = Path(__file__).parents[1] / "runtime" / "deepstream_stub"  # beside the parser since issue 21
+STUB = Path(__file__).with_name("deepstream_stub")
 BIN = Path(sys.executable).parent
 
 # Key -> the GLib getter nvinfer reads it with: DeepStream's sources/gst-plugins/gst-nvinfer/

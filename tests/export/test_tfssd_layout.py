@@ -94,17 +94,17 @@ def both_layouts(tiny_checkpoint, tmp_path_factory):
     return _export_both(model, checkpoint["class_names"], tmp_path_factory.mktemp("layouts"))
 
 
-@pytest.fixture(scope="module", params=["synth", "bccd", "random300"])
+@pytest.fixture(scope="module", params=["synth", "trained", "random300"])
 def models(request, tmp_path_factory):
-    """Both layouts of a model and its data: the tiny model trained on synthetic data, the BCCD-trained one
-    (needs ../shared), and random weights at 300 x 300, where box / 300 * 300 is not exact in float32."""
+    """Both layouts of a model and its data: the tiny model trained on synthetic data, the one trained on
+    `trained_data` (BCCD, else a larger synthetic set), and random weights at 300 x 300, where box / 300 * 300 is not exact in float32."""
     folder = tmp_path_factory.mktemp(f"layouts_{request.param}")
     if request.param == "random300":
         torch.manual_seed(0)
         model = SSD(replace(load_model_config("tiny"), input_size=300)).eval()
         return _export_both(model, ["circle", "square", "triangle"], folder), request.getfixturevalue("synth_data")
-    data = request.getfixturevalue("synth_data" if request.param == "synth" else "bccd")
-    checkpoint = request.getfixturevalue("tiny_checkpoint" if request.param == "synth" else "bccd_checkpoint")
+    data = request.getfixturevalue("synth_data" if request.param == "synth" else "trained_data")
+    checkpoint = request.getfixturevalue("tiny_checkpoint" if request.param == "synth" else "trained_checkpoint")
     model, values = load_model(checkpoint)
     return _export_both(model, values["class_names"], folder), data
 
