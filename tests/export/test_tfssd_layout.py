@@ -97,7 +97,8 @@ def both_layouts(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module", params=["synth", "trained", "random300"])
 def models(request, tmp_path_factory):
     """Both layouts of a model and its data: the tiny model trained on synthetic data, the one trained on
-    `trained_data` (BCCD, else a larger synthetic set), and random weights at 300 x 300, where box / 300 * 300 is not exact in float32."""
+    `trained_data` (BCCD, else a larger synthetic set), and random weights at 300 x 300, where box / 300 * 300
+    is not exact in float32."""
     folder = tmp_path_factory.mktemp(f"layouts_{request.param}")
     if request.param == "random300":
         torch.manual_seed(0)
