@@ -14,6 +14,7 @@ emulated core, or ORT picks instructions the core lacks (dot-product) and dies.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchdet.models.contract import contract_document
 from scratchdet.models.files import write_text
 
 log = logging.getLogger(__name__)
@@ -156,9 +158,13 @@ def run_emulated(model: Path, batch: np.ndarray, core: str, sysroot: Path = DEFA
     with tempfile.TemporaryDirectory() as folder:
         inputs, outputs = Path(folder) / "batch.npy", Path(folder) / "out.npz"
         np.save(inputs, batch)
+        # as the bundle ships it: the runner with contract.json beside it (scratchdet is not on the board)
+        runner = Path(folder) / RUNNER.name
+        shutil.copyfile(RUNNER, runner)
+        write_text(Path(folder) / "contract.json", json.dumps(contract_document()))
         env = {"QEMU_CPU": core, "PYTHONPATH": str(sysroot / "site"), "PYTHONNOUSERSITE": "1",
                "PATH": os.environ.get("PATH", "")}
-        result = subprocess.run([str(qemu), "-L", str(sysroot), str(python), str(RUNNER), str(model), str(inputs),
+        result = subprocess.run([str(qemu), "-L", str(sysroot), str(python), str(runner), str(model), str(inputs),
                                  str(outputs), "--threads", "1", *(["--all-outputs"] if all_outputs else [])],
                                 capture_output=True, text=True, env=env,
                                 timeout=timeout)
