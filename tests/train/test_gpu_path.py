@@ -16,6 +16,7 @@ from scratchdet.train.config import TrainConfig, load_config
 from scratchdet.train.device import amp_mode, configure_backends, loader_workers, setup_distributed
 from scratchdet.train.diagnostics import GradientMonitor
 from scratchdet.train.trainer import Trainer
+from tests.train.nan_loss import make_losses_nan
 from tests.train.test_trainer import CONFIG
 
 
@@ -94,15 +95,7 @@ def test_fp16_overflow_step_is_recorded_as_skipped_and_metrics_stay_json(tmp_pat
 def test_epoch_of_only_skipped_steps_writes_null_loss(tmp_path, configs, synth_data):
     # Before: the epoch's train_loss was NaN, written to metrics.jsonl as the literal NaN (not JSON).
     run = tmp_path / "run"
-    trainer = Trainer(*configs, synth_data, run)
-    real_criterion = trainer.criterion
-
-    def nan_loss(*args):
-        parts = real_criterion(*args)
-        parts.total = parts.total * float("nan")
-        return parts
-
-    trainer.criterion = nan_loss
+    trainer = make_losses_nan(Trainer(*configs, synth_data, run))
     trainer.fit()
     records = [strict_json(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in records if r["type"] == "skipped"] == ["loss"] * len(trainer.loader)

@@ -15,6 +15,7 @@ from scratchdet.models.config import load_model_config
 from scratchdet.train.config import TrainConfig, load_config
 from scratchdet.train.schedule import lr_factor, parameter_groups
 from scratchdet.train.trainer import NonFiniteLossError, Trainer
+from tests.train.nan_loss import make_losses_nan
 
 CONFIG = """model:
   name: tiny_test
@@ -73,16 +74,7 @@ def test_weight_decay_skips_batchnorm_and_biases():
 def _trainer_with_nan_losses(config_file, synth_data, run: Path, max_nonfinite: int) -> Trainer:
     """A Trainer whose every loss is NaN (the real loss computed, then multiplied by NaN)."""
     model_config, train_config = load_config(config_file)
-    trainer = Trainer(model_config, replace(train_config, max_nonfinite=max_nonfinite), synth_data, run)
-    real_criterion = trainer.criterion
-
-    def nan_loss(*args):
-        parts = real_criterion(*args)
-        parts.total = parts.total * float("nan")
-        return parts
-
-    trainer.criterion = nan_loss
-    return trainer
+    return make_losses_nan(Trainer(model_config, replace(train_config, max_nonfinite=max_nonfinite), synth_data, run))
 
 
 def test_non_finite_losses_stop_training_with_a_clear_error(tmp_path, config_file, synth_data):
