@@ -39,6 +39,6 @@ class Detector(Predictor):
 
     def __call__(self, source, iou: float | None = None, max_det: int | None = None, color: str = "bgr") -> list:
         """runtime.results.Results for an image path, folder, glob, image array, or a list of these."""
-        from scratchdet.runtime.results import results_for
+        from scratchdet.runtime.predict import results_for
 
         return results_for(self, source, iou, max_det, color)

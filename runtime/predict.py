@@ -94,6 +94,25 @@ def classify(source: str) -> list[Source]:
     return [single]
 
 
+def results_for(detector, source, iou: float | None = None, max_det: int | None = None,
+                color: str = "bgr") -> list[Results]:
+    """Results for an image path, a folder or glob of images, an image array, or a list of these
+    (one image per call; arrays are named image0, image1, ... by position)."""
+    items = source if isinstance(source, (list, tuple)) else [source]
+    results = []
+    for position, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            results += detect_results(detector, [item], [f"image{position}"], iou, max_det, color)
+            continue
+        for found in classify(str(item)):
+            if found.kind != "image":
+                raise ValueError(f"{found.value}: a {found.kind}; the Python API takes images (use "
+                                 "`scratchdet predict` or runtime.predict.predict for videos and streams)")
+            image = read_image(found.value)
+            results += detect_results(detector, [image], [Path(found.value).name], iou, max_det, "bgr")
+    return results
+
+
 def _download_image(url: str) -> np.ndarray:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:

@@ -159,24 +159,3 @@ def detect_results(detector, images: list[np.ndarray], paths: list[str], iou: fl
         results.append(Results(path, image, det.boxes[keep], det.scores[keep], det.class_ids[keep],
                                detector.class_names, dict(speed)))
     return results
-
-
-def results_for(detector, source, iou: float | None = None, max_det: int | None = None,
-                color: str = "bgr") -> list[Results]:
-    """Results for an image path, a folder or glob of images, an image array, or a list of these
-    (one image per call; arrays are named image0, image1, ... by position)."""
-    from scratchdet.runtime.predict import classify
-
-    items = source if isinstance(source, (list, tuple)) else [source]
-    results = []
-    for position, item in enumerate(items):
-        if isinstance(item, np.ndarray):
-            results += detect_results(detector, [item], [f"image{position}"], iou, max_det, color)
-            continue
-        for found in classify(str(item)):
-            if found.kind != "image":
-                raise ValueError(f"{found.value}: a {found.kind}; the Python API takes images (use "
-                                 "`scratchdet predict` or runtime.predict.predict for videos and streams)")
-            image = read_image(found.value)
-            results += detect_results(detector, [image], [Path(found.value).name], iou, max_det, "bgr")
-    return results

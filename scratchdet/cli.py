@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("scratchdet.models.cli", "parameters, GFLOPs, feature maps and priors of a config"),
     "data": ("scratchdet.train.cli", "dataset tools: the synthetic demo set, check, convert (COCO/YOLO)"),
     "train": ("scratchdet.train.cli", "train an SSD from scratch"),
-    "val": ("scratchdet.runtime.cli", "VOC mAP@0.5 and COCO AP of a model (.pt, .onnx or .engine)"),
+    "val": ("scratchdet.train.val", "VOC mAP@0.5 and COCO AP of a model (.pt, .onnx or .engine)"),
     "export": ("scratchdet.export.cli", "export ONNX with box decoding and NMS in the graph"),
     "quantize": ("scratchdet.export.deploy_cli", "INT8 Q/DQ (calibrated) or FP16 ONNX"),
     "engine": ("scratchdet.export.deploy_cli", "build a TensorRT engine (10.x or 11.x) from an ONNX"),
