@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto
 
 from scratchdet.models.config import ConfigError, PostprocessConfig, from_dict
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 INPUT = "images"
 OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)

@@ -55,7 +55,7 @@ def test_every_conv_is_quantised_and_decode_nms_untouched(fp32, synth_data, tmp_
 
 
 def test_tensorrt_flavour_is_what_tensorrt_parses(fp32, synth_data, tmp_path):
-    from scratchdet.benchmarks.qdq_placement import non_int8_dequantize, placement
+    from scratchdet.benchmarks.studies.qdq_placement import non_int8_dequantize, placement
 
     model = onnx.load(str(quantize_int8(fp32, synth_data, "tensorrt", tmp_path / "trt.onnx",
                                         CalibrationOptions(images=8))))

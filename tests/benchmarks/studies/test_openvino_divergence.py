@@ -9,8 +9,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from scratchdet.benchmarks.openvino_divergence import _Graph, channel_offsets, layer_reports, requantize, run_both
-from scratchdet.benchmarks.openvino_repro import (
+from scratchdet.benchmarks.portability import found_again
+from scratchdet.benchmarks.studies.openvino_divergence import (
+    _Graph,
+    channel_offsets,
+    layer_reports,
+    requantize,
+    run_both,
+)
+from scratchdet.benchmarks.studies.openvino_repro import (
     CONV_SCALE,
     CONV_ZERO,
     INPUT_SCALE,
@@ -21,7 +28,6 @@ from scratchdet.benchmarks.openvino_repro import (
     residual_add_graph,
     residual_add_input,
 )
-from scratchdet.benchmarks.portability import found_again
 from scratchdet.export.quantize import CalibrationOptions, quantize_int8
 from scratchdet.models.contract import read_metadata
 from scratchdet.models.inference.onnxruntime_backend import OnnxBackend, create_session
