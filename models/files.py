@@ -218,7 +218,7 @@ def remove_stale(folder: str | Path, started: float | None = None) -> list[Path]
         return removed
     for entry in entries:
         match = _DEBRIS.match(entry.name)
-        if not match or _alive(int(match["pid"])) and int(match["pid"]) != os.getpid():
+        if not match or (_alive(int(match["pid"])) and int(match["pid"]) != os.getpid()):
             continue
         try:
             if entry.lstat().st_mtime >= started:
