@@ -28,7 +28,7 @@ import onnx
 from scratchdet.export import tensorrt_qdq
 from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
 from scratchdet.models.contract import check_contract, load_checked, read_metadata, write_metadata
-from scratchdet.models.files import atomic_write, ensure_writable, file_sha256
+from scratchdet.models.files import atomic_write, check_destination, file_sha256
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 
@@ -168,7 +168,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
     check_source(onnx_path, out, model, metadata)
-    ensure_writable(out)
+    check_destination(out)
     images, images_hash = calibration_images(data, metadata["input_size"], options)
     # ONNX Runtime's fast INT8 conv needs input channels in fours; TensorRT has its own kernels.
     padded = pad_conv_input_channels(model) if target == "ort" else []
@@ -222,7 +222,7 @@ def convert_fp16(onnx_path: str | Path, out: str | Path) -> Path:
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
     check_source(onnx_path, out, model, metadata)
-    ensure_writable(out)
+    check_destination(out)
     keep_float32 = [n.name for n in model.graph.node if not n.name.startswith(NETWORK_PREFIXES)]
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_float32)
     _restore_float32_outputs(converted)
