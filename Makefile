@@ -20,7 +20,7 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: docs test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine bundle clean
 
 setup: $(STAMP) $(STUBS_STAMP)
 
@@ -51,6 +51,10 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# docs/cli.md from the argparse parsers (tests/test_docs.py fails when it is stale)
+docs: $(STAMP)
+	$(BIN)/python -m scratchdet.docs
 
 $(DATA)/annotations.json: | $(STAMP)
 	$(SD) data synth --out $(DATA) --images 300
