@@ -1,4 +1,5 @@
-"""`scratchdet info`: the figures it prints for a config are those of the model it builds, and the table in docs/train.md#shipped-configs."""
+"""`scratchdet info`: the figures it prints for a config are those of the model it builds, and the table in
+docs/train.md#shipped-configs."""
 
 import re
 
