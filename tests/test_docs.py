@@ -30,6 +30,7 @@ INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
 DOC_PATH = re.compile(r"(?<![\w/.-])((?:README\.md|CHANGELOG\.md|docs/[\w./-]+?\.md)(?:#[\w-]+)?)")
+ISSUE = re.compile(r"\bissues?\s+#?\d", re.IGNORECASE)
 QUOTED_SECTION = re.compile(r"(README(?:\.md)?|docs/[\w./-]+?\.md),? (?:section )?\"([^\"]+)\"")
 
 
@@ -150,6 +151,19 @@ def broken_doc_references(root: Path) -> list[str]:
     return problems
 
 
+def issue_numbers(root: Path) -> list[str]:
+    """Every line of the docs, code, configs or tests that names an issue by number: history belongs in
+    CHANGELOG.md, told by what changed, and the product describes what is true now."""
+    problems = []
+    for path in markdown_files(root) + source_files(root):
+        if path == Path(__file__).resolve():  # this file plants issue numbers on purpose
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if ISSUE.search(line):
+                problems.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    return problems
+
+
 def command_words(command: str) -> list[str]:
     """A documented command as argv: placeholders resolved (`a|b` -> a, `[...]` and `...` dropped)."""
     command = re.sub(r"\s#.*$", "", command)  # a trailing comment
@@ -254,6 +268,10 @@ def test_every_documented_command_parses():
     assert broken_commands(ROOT) == []
 
 
+def test_no_issue_numbers_in_docs_code_or_tests():
+    assert issue_numbers(ROOT) == []
+
+
 def test_cli_reference_is_what_the_parsers_give():
     assert docs.CLI_MD.read_text() == docs.render(), "docs/cli.md is stale: run `make docs` and commit it"
 
@@ -318,3 +336,10 @@ def test_a_stale_cli_reference_fails(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert docs.main(["--check"]) == 1
     assert "is stale: run `make docs`" in capsys.readouterr().err
     assert docs.main([]) == 0 and docs.main(["--check"]) == 0
+
+
+def test_a_planted_issue_number_fails(tree: Path):
+    (tree / "docs" / "guide.md").write_text("# Guide\n\nAs issue 12 asked, the gate fails closed.\n")
+    (tree / "mod.py").write_text("x = 1  # the layout of Issue #21\ny = 2  # data.issues['boxes clipped'] is fine\n")
+    assert issue_numbers(tree) == ["docs/guide.md:3: As issue 12 asked, the gate fails closed.",
+                                   "mod.py:1: x = 1  # the layout of Issue #21"]
