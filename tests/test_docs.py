@@ -24,6 +24,10 @@ SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".sh", ".cpp", ".toml", ".cfg", ".txt
 # other projects' files that our code cites by their own path (onnx-tensorrt's operator table and changelog)
 EXTERNAL_DOCS = {"docs/operators.md", "docs/Changelog.md"}
 
+# top-level folders whose paths the docs name; a path under runs/ or a bundle is an output, not a file here
+REPO_FOLDERS = {"models", "train", "export", "runtime", "benchmarks", "scratchdet", "tests", "docs", "requirements",
+                ".github"}
+PATH_SUFFIXES = {".py", ".pyi", ".yaml", ".yml", ".md", ".txt", ".cpp", ".c", ".h", ".sh", ".toml", ".png", ".json"}
 FENCE = re.compile(r"^(```|~~~)")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1")
@@ -112,6 +116,24 @@ def broken_links(root: Path) -> list[str]:
                     problems.append(f"{where}: link to {target}: no such file")
                 elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
                     problems.append(f"{where}: link to {target}: no heading gives #{anchor} in {linked.name}")
+    return problems
+
+
+def missing_paths(root: Path) -> list[str]:
+    """Every repository path the Markdown files name in inline code (`export/nms_graph.py`) that does not exist:
+    a moved or renamed file leaves no stale path in the docs (CHANGELOG.md, being history, may name old ones)."""
+    problems = []
+    for page in markdown_files(root):
+        if page.name == "CHANGELOG.md":
+            continue
+        for number, line in prose_lines(page.read_text()):
+            for span in INLINE_CODE.findall(line):
+                for word in span[1].split():
+                    path = word.strip("`'\",;:()").split("#")[0]
+                    named = path.endswith("/") or Path(path).suffix in PATH_SUFFIXES
+                    if named and path.split("/")[0] in REPO_FOLDERS and "/" in path.rstrip("/") \
+                            and not (root / path).exists():
+                        problems.append(f"{page.relative_to(root)}:{number}: {path}: no such file or folder")
     return problems
 
 
@@ -268,6 +290,10 @@ def test_every_documented_command_parses():
     assert broken_commands(ROOT) == []
 
 
+def test_every_repository_path_the_docs_name_exists():
+    assert missing_paths(ROOT) == []
+
+
 def test_no_issue_numbers_in_docs_code_or_tests():
     assert issue_numbers(ROOT) == []
 
@@ -293,6 +319,16 @@ def test_a_planted_broken_link_and_anchor_fail(tree: Path):
         "README.md:3: link to docs/guide.md#step-two: no heading gives #step-two in guide.md",
         "README.md:4: link to #nowhere: no heading gives #nowhere in README.md",
     ]
+
+
+def test_a_planted_stale_path_fails(tree: Path):
+    (tree / "models" / "inference").mkdir(parents=True)
+    (tree / "models" / "boxes.py").write_text("")
+    (tree / "README.md").write_text(
+        "# Title\n\n`models/boxes.py` `models/detections.py` `runs/x/best.pt` `fold_bn.py` `train/x.jpg`\n"
+        "`models/inference/` `models/gone/`\n")
+    assert missing_paths(tree) == ["README.md:3: models/detections.py: no such file or folder",
+                                   "README.md:4: models/gone/: no such file or folder"]
 
 
 def test_a_code_comment_naming_a_missing_section_fails(tree: Path):
