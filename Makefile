@@ -24,7 +24,7 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: dataset-exists test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: docs dataset-exists test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine bundle clean
 
 setup: $(STAMP) $(STUBS_STAMP)
 
@@ -55,6 +55,10 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# docs/cli.md from the argparse parsers (tests/test_docs.py fails when it is stale)
+docs: $(STAMP)
+	$(BIN)/python -m scratchdet.docs
 
 $(SYNTH)/annotations.json: | $(STAMP)
 	$(SD) data synth --out $(SYNTH) --images 300

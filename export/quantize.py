@@ -1,6 +1,6 @@
 """`scratchdet quantize`: INT8 Q/DQ ONNX calibrated on real training images, and FP16 ONNX.
 
-Two INT8 flavours (README, "INT8"), both Q/DQ with per-channel weights, through
+Two INT8 flavours (docs/design.md#int8), both Q/DQ with per-channel weights, through
 onnxruntime.quantization:
   ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
   tensorrt  signed symmetric activations and weights, zero point 0, float biases, Q/DQ on op inputs only
@@ -50,7 +50,7 @@ class CalibrationOptions:
     method: str = "minmax"
     seed: int = 0
     # 7-bit weights (ort target only): identical detections on x86 CPUs without VNNI, whose u8*s8 path
-    # saturates in int16. Measured on BCCD: no accuracy cost (README), so portable is the default.
+    # saturates in int16. Measured on BCCD: no accuracy cost (docs/results/arm.md), so portable is the default.
     reduce_range: bool = True
 
 
@@ -189,7 +189,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     # One write of graph and final metadata together: a kill leaves the previous file, never an INT8 graph
     # labelled fp32 (quantize_static copies the source's metadata).
     fresh = not cache.is_file()
-    # the cache through the helper too (ONNX Runtime's own write leaves it 0600, issue 24); an existing file
+    # the cache through the helper too (ONNX Runtime's own write leaves it 0600); an existing file
     # at the path it is given reads as a cache, so the helper's empty temporary is removed for it to write
     with atomic_write(out) as temporary, \
             atomic_write(cache) if fresh else contextlib.nullcontext(cache) as cache_file:

@@ -99,7 +99,8 @@ def test_int8_and_fp16_keep_accuracy_close(trained_models, trained_data, tmp_pat
     scores = {p.name: validate(Predictor(OnnxBackend(p)), data).map50 for p in (fp32, fp16, int8, tensorrt)}
     assert scores["model.onnx"] > 0.05, "the fixture model should detect something"
     assert abs(scores["fp16.onnx"] - scores["model.onnx"]) <= 0.01
-    assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05  # a 2-epoch model: loose, see the README
+    # a 2-epoch model: loose bounds (trained BCCD models lose at most 0.003 mAP@0.5, docs/results/formats.md)
+    assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05
     assert abs(scores["model-int8-tensorrt.onnx"] - scores["model.onnx"]) <= 0.05
 
 

@@ -92,7 +92,7 @@ def test_openvino_dynamic_batch_still_applies_channel0_bias_to_the_first_conv(mo
     """The defect the trace found (OpenVINO 2026.4.1, dynamic batch), on our exported model: the first conv's
     output departs from the specification by b[0] - b[c] per channel c (its trigger, the NMS tail's
     GatherND(batch_dims=1), is isolated in the 3-node repro below). If this fails, OpenVINO fixed it: the
-    static-batch workaround in the OpenVINO backend and the README section can go."""
+    static-batch workaround in the OpenVINO backend can go, and docs/results/openvino.md says so."""
     model = onnx.load(str(models["int8-ort"]))
     names, ort, ov, _ = run_both(models["int8-ort"], images[:2])
     reports = layer_reports(names, ort, ov, model)
