@@ -42,7 +42,7 @@ class RtxTargetError(ValueError):
 def import_tensorrt_rtx() -> ModuleType:
     """The tensorrt_rtx_bindings module, or ImportError saying what to install."""
     try:
-        import tensorrt_rtx_bindings
+        import tensorrt_rtx_bindings  # type: ignore[import-untyped]  # the wheel ships no stubs
     except ImportError:
         raise ImportError("TensorRT for RTX is not installed: pip install tensorrt-rtx-cu12-libs==1.7.1.116 "
                           "tensorrt-rtx-cu12-bindings==1.7.1.116 (the dev extra pins both)") from None
@@ -102,17 +102,17 @@ class RtxBuild:
         """One line: parse and build outcome, with the first error."""
         where = ", ".join(self.targets) or "default targets"
         if not self.parsed:
-            return f"TensorRT-RTX parse FAILED ({len(self.parse_errors)} error(s)): {self.parse_errors[0]}"
+            return f"parse FAILED ({len(self.parse_errors)} error(s)): {self.parse_errors[0]}"
         if not self.built:
             first = self.build_errors[0] if self.build_errors else "no engine and no error message"
-            return f"TensorRT-RTX parse OK, build ({where}) FAILED: {first}"
+            return f"parse OK, build ({where}) FAILED: {first}"
         size = len(self.engine or b"") / 1e6
-        return f"TensorRT-RTX parse OK, build ({where}) OK: {size:.1f} MB in {self.seconds:.1f} s, " \
+        return f"parse OK, build ({where}) OK: {size:.1f} MB in {self.seconds:.1f} s, " \
                f"{len(self.layers)} layers"
 
 
 def _collecting_logger(trt: ModuleType) -> Any:
-    class Collector(trt.ILogger):  # type: ignore[name-defined,misc]
+    class Collector(trt.ILogger):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[tuple[Any, str]] = []
@@ -189,6 +189,13 @@ def build_rtx(model: str | Path | onnx.ModelProto, targets: tuple[str, ...] = ()
 def rtx_version() -> str:
     """The TensorRT-RTX version of the bindings (e.g. 1.7.1.116)."""
     return str(import_tensorrt_rtx().__version__)
+
+
+def rtx_verdict_lines(path: str | Path) -> list[str]:
+    """The real parse and build verdict (default targets) as one CLI line; none where TensorRT-RTX is missing."""
+    if not rtx_available():
+        return []
+    return [f"TensorRT-RTX {rtx_version()}: {build_rtx(path).verdict()}"]
 
 
 def rtx_engine_path(onnx_path: Path, precision: str, out: Path | None = None) -> Path:

@@ -62,7 +62,7 @@ def test_engine_path_sidecar_and_rebuild_command(tmp_path):
     assert engine.read_bytes() == b"x" * 10
     assert json.loads((tmp_path / "e" / "m.rtx.json").read_text())["targets"] == ["SM86", "SM89"]
     failed = RtxBuild("m.onnx", (), (), ("no runners",), 0.1)
-    with pytest.raises(RuntimeError, match=r"m.onnx: no engine to write \(TensorRT-RTX parse OK, build \(default "
+    with pytest.raises(RuntimeError, match=r"m.onnx: no engine to write \(parse OK, build \(default "
                        r"targets\) FAILED: no runners\)"):
         write_rtx_engine(failed, tmp_path / "f.engine", values)
     assert not (tmp_path / "f.engine").exists()
@@ -127,7 +127,50 @@ def test_a_parse_error_is_returned_not_raised():
         opset_imports=[onnx.helper.make_opsetid("", 17)])
     build = build_rtx(broken, ("SM86",))
     assert not build.parsed and not build.built and build.layers == ()
-    assert build.verdict().startswith("TensorRT-RTX parse FAILED (1 error(s)): ")
+    assert build.verdict().startswith("parse FAILED (1 error(s)): ")
     with pytest.raises(RtxTargetError, match="unknown TensorRT-RTX targets"):
         build_rtx(broken, ("SM87",))
     assert set(TARGETS) >= {"SM86", "SM89"}
+
+
+@pytest.fixture(scope="module")
+def tiny_fp32(tiny_checkpoint, tmp_path_factory):
+    from scratchdet.models.checkpoint import load_model
+
+    model, checkpoint = load_model(tiny_checkpoint)
+    path = tmp_path_factory.mktemp("rtx_cli") / "export" / "model.onnx"
+    path.parent.mkdir()
+    return export_onnx(model, checkpoint["class_names"], path, ExportOptions()).path
+
+
+def test_engine_cli_refuses_bad_requests_before_building(tiny_fp32, caplog):
+    from scratchdet.cli import main
+
+    assert main(["engine", "--model", str(tiny_fp32), "--precision", "fp32", "--sm", "SM86"]) == 1
+    assert "--sm names TensorRT-RTX targets: add --runtime tensorrt-rtx" in caplog.text
+    assert main(["engine", "--runtime", "tensorrt-rtx", "--model", str(tiny_fp32), "--precision", "fp32",
+                 "--sm", "SM87"]) == 1
+    assert "TensorRT-RTX cannot build for SM87 (Jetson Orin" in caplog.text
+    assert main(["engine", "--runtime", "tensorrt-rtx", "--model", str(tiny_fp32), "--precision", "int8"]) == 1
+    assert "a int8 engine needs an ONNX of precision int8-tensorrt, this one is fp32" in caplog.text
+    assert not (tiny_fp32.parent.parent / "engines").exists()
+
+
+@needs_rtx
+def test_engine_cli_builds_an_rtx_engine_and_sidecar(tiny_fp32, capsys, caplog):
+    from scratchdet.cli import main
+
+    code = main(["engine", "--runtime", "tensorrt-rtx", "--model", str(tiny_fp32), "--precision", "fp32",
+                 "--sm", "SM86,SM89", "--max-batch", "4"])
+    captured = capsys.readouterr()
+    engine = tiny_fp32.parent.parent / "engines" / "model-fp32.rtx.engine"
+    if cut_at_nms(onnx.load(str(tiny_fp32))) is not None:  # ONNX NonMaxSuppression: no TensorRT-RTX kernel
+        assert code == 1 and NO_NMS_RUNNER in caplog.text and "no engine to write" in caplog.text
+        assert not engine.exists()
+        return
+    assert code == 0, caplog.text
+    assert "parse OK, build (SM86, SM89) OK" in captured.out
+    values = json.loads(engine.with_suffix(".json").read_text())
+    assert values["targets"] == ["SM86", "SM89"] and values["runtime"] == "tensorrt-rtx"
+    assert values["tensorrt_version"].startswith("1.7.") and values["engine_bytes"] == engine.stat().st_size
+    assert values["profile"]["images"][2] == [4, 3, 128, 128]
