@@ -30,6 +30,7 @@ from scratchdet.models.config import ModelConfig, from_dict, to_dict
 from scratchdet.models.files import append_line, write_text
 from scratchdet.models.inference.predictor import Predictor
 from scratchdet.models.inference.torch_backend import TorchBackend
+from scratchdet.models.priors import Priors
 from scratchdet.models.ssd import SSD
 from scratchdet.progress import progress as progress_bar
 from scratchdet.train.config import TrainConfig
@@ -83,7 +84,8 @@ class Trainer:
         if config.channels_last:
             # Module.to(memory_format=) is documented (torch.nn.Module.to) but missing from torch's overloads.
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder).to(self.device)
+        level_sizes = Priors(model_config.priors).level_sizes(self.model.feature_sizes)
+        self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder, config, level_sizes).to(self.device)
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
                                          lr=config.learning_rate(), momentum=config.momentum)
         self.dataset = DetectionDataset(self.train_set, model_config.input_size, augment=True, seed=config.seed,
