@@ -51,7 +51,8 @@ YOLO_TRAIN = """
 import sys
 from ultralytics import YOLO
 data, epochs, imgsz, seed, project, name, model = sys.argv[1:8]
-YOLO(model).train(data=data, epochs=int(epochs), imgsz=int(imgsz), seed=int(seed), pretrained=False, device="cpu", project=project, name=name, exist_ok=True, plots=False)
+YOLO(model).train(data=data, epochs=int(epochs), imgsz=int(imgsz), seed=int(seed), pretrained=False, device="cpu",
+                  project=project, name=name, exist_ok=True, plots=False)
 """
 YOLO_PREDICT = """
 import json, sys

@@ -78,5 +78,6 @@ def test_study_trains_ours_and_scores_yolo_with_our_evaluator(synth_data, tmp_pa
     table = (out / "study.md").read_text()
     assert "| yolo-yolo11n | 0 |" in table and "ours-tiny: COCO AP mean" in table
     (out / "ours-tiny" / "seed0" / "last.pt").unlink()  # a finished (arm, seed) is reused, not trained again
-    assert main(["--data", str(synth_data), "--out", str(out), "--config", "tiny", "--seeds", "0", "--epochs", "1"]) == 0
+    assert main(["--data", str(synth_data), "--out", str(out), "--config", "tiny", "--seeds", "0",
+                 "--epochs", "1"]) == 0
     assert Path(out / "study.md").read_text().count("| ours-tiny | 0 |") == 1
