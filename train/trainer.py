@@ -36,7 +36,14 @@ from scratchdet.progress import progress as progress_bar
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
-from scratchdet.train.device import amp_mode, configure_backends, loader_workers, params_digest, setup_distributed
+from scratchdet.train.device import (
+    amp_mode,
+    configure_backends,
+    keep_freed_memory,
+    loader_workers,
+    params_digest,
+    setup_distributed,
+)
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
@@ -69,6 +76,8 @@ class Trainer:
         self.config, self.out, self.data = config, Path(out), str(data)
         self.distributed = dist.is_available() and dist.is_initialized()
         configure_backends(config, self.device)
+        if self.device.type == "cpu" and keep_freed_memory():
+            log.info("CPU training: glibc malloc keeps freed memory (no per-step page faults; see keep_freed_memory)")
         self.amp = amp_mode(config, self.device)
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(data, "train")
