@@ -230,3 +230,16 @@ def test_torchrun_two_ranks_train_and_end_identical(tmp_path, config_file, synth
     assert ranks["param_sha256"][0] == ranks["param_sha256"][1]
     steps = [r for r in read_metrics(out) if r["type"] == "step"]
     assert len(steps) == 48 // 8  # each rank takes half of each global batch of 8
+
+
+def test_atss_giou_focal_recipe_trains_and_epochs_record_their_cpu_time(tmp_path, config_file, synth_data):
+    model_config, train_config = load_config(config_file)
+    recipe = replace(train_config, epochs=2, assigner="atss", box_loss="giou", class_loss="focal", eval_every=2)
+    Trainer(model_config, recipe, synth_data, tmp_path / "run").fit()
+    records = read_metrics(tmp_path / "run")
+    steps = [r for r in records if r["type"] == "step"]
+    assert all(r["positives"] > 0 for r in steps)  # ATSS found positives in every batch (level sizes wired)
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert all(r["cpu_user_s"] > 0 and r["cpu_sys_s"] >= 0 for r in epochs)
+    assert epochs[-1]["map50"] >= 0
