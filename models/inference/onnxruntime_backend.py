@@ -1,7 +1,7 @@
 """ONNX models (.onnx, any precision) through ONNX Runtime: session creation and the ONNX backend.
 
-It lives in export/ because export needs it first (parity, calibration checks); runtime/ and
-benchmarks/ import it from here.
+It lives in models/inference/ because every stage runs ONNX files through it: training-time checks (train/),
+export parity (export/), predict and val (runtime/) and the benchmarks (docs/design.md#the-house).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def test_emulated_core_matches_host(emulation, trained_models, images, core, kin
         assert parity_problems(host, arm, exact=False) == []
     else:
         # Bit-exact for some models (the 40-epoch demo model), not for this 3-epoch one: ORT's QLinearAdd
-        # rounds a value 4.4e-6 above a tie differently on x86 (README; the test below traces it), and 7%
+        # rounds a value 4.4e-6 above a tie differently on x86 (docs/results/arm.md; the test below traces it), and 7%
         # of the 800 detections then have no partner within 1 px / 0.02 score. Required: equal counts and
         # 90% found again.
         assert (host["num_dets"] == arm["num_dets"]).all()

@@ -5,6 +5,7 @@ import torch
 
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, tensorrt_verdicts
+from scratchdet.export.tensorrt_rtx import rtx_available
 from scratchdet.export.verify import compare, verify_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
@@ -166,6 +167,7 @@ def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_dat
     printed = capsys.readouterr().out
     assert "parity OK" in printed and "BatchNormalization 0" in printed
     assert "TensorRT 10.3: parser rules OK\nTensorRT 11.1: parser rules OK" in printed
+    assert not rtx_available() or "TensorRT-RTX 1.7.1.116: parse OK, build (default targets) " in printed
     assert main(["export", "--weights", str(tiny_checkpoint), "--onnx", str(out), "--verify"]) == 0
     assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
 
