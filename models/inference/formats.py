@@ -72,8 +72,9 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
 AUTO = "auto"
 
 
-def _auto(path: Path, precision_hint: str) -> str:
-    """Auto's runtime for an ONNX file, logged with its reason."""
+def _auto(path: Path, precision_hint: str) -> tuple[str, dict[str, Any]]:
+    """Auto's runtime for an ONNX file, logged with its reason, and the file's checked metadata (read once:
+    the backend takes it rather than loading the file again)."""
     from scratchdet.models.inference.runtime_choice import choose
 
     if precision_hint != "f32":  # auto never computes in bf16 by itself, and ONNX Runtime has no such hint
@@ -81,10 +82,10 @@ def _auto(path: Path, precision_hint: str) -> str:
                          "openvino with it (runtime auto only ever runs OpenVINO in f32)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    precision = model_metadata(path)["precision"]
-    choice = choose(precision)
+    metadata = model_metadata(path)
+    choice = choose(metadata["precision"])
     log.info("%s: runtime auto -> %s: %s", path, choice.runtime, choice.reason)
-    return choice.runtime
+    return choice.runtime, metadata
 
 
 def open_backend(path: str | Path, runtime: str | None = None, *, device: str | None = None,
@@ -103,8 +104,9 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     """
     path = Path(path)
     model_format = format_of(path)
+    metadata = None
     if runtime == AUTO:
-        runtime = _auto(path, precision_hint) if model_format.label == "onnx" else None
+        runtime, metadata = _auto(path, precision_hint) if model_format.label == "onnx" else (None, None)
     runtime = runtime or model_format.runtimes[0]
     if runtime not in model_format.runtimes:
         raise ValueError(f"{path}: runtime '{runtime}' does not run {path.suffix} files "
@@ -118,11 +120,11 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     if runtime == "openvino":
         from scratchdet.models.inference.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(path, threads=threads, precision_hint=precision_hint)
+        return OpenVinoBackend(path, threads=threads, precision_hint=precision_hint, metadata=metadata)
     if runtime == "onnxruntime":
         from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 
-        return OnnxBackend(path, threads=threads, providers=providers, spinning=spinning)
+        return OnnxBackend(path, threads=threads, providers=providers, spinning=spinning, metadata=metadata)
     from scratchdet.models.inference.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(path, cuda_graph=cuda_graph)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,9 @@ class OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None,
-                 spinning: bool = True) -> None:
-        _, metadata = load_checked(path)
+                 spinning: bool = True, metadata: dict[str, Any] | None = None) -> None:
+        """`metadata`: the file's, already checked by the caller (`load_checked`); read from the file when None."""
+        metadata = load_checked(path)[1] if metadata is None else metadata
         self.path = Path(path)
         self.metadata = metadata
         self.class_names: list[str] = metadata["class_names"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +81,10 @@ def run_compiled(compiled, images: np.ndarray) -> dict[str, np.ndarray]:
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, path: str | Path, threads: int | None = None, precision_hint: str = "f32") -> None:
-        _, metadata = load_checked(path)
+    def __init__(self, path: str | Path, threads: int | None = None, precision_hint: str = "f32",
+                 metadata: dict[str, Any] | None = None) -> None:
+        """`metadata`: the file's, already checked by the caller (`load_checked`); read from the file when None."""
+        metadata = load_checked(path)[1] if metadata is None else metadata
         self.path, self.threads, self.metadata = Path(path), threads, metadata
         self.class_names: list[str] = metadata["class_names"]
         self.input_size: int = metadata["input_size"]
