@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scratchdet.models.files import atomic_write, check_destination, write_text
+from scratchdet.models.files import check_destination, write_text
 from scratchdet.train.config import load_config
 
 if TYPE_CHECKING:
@@ -346,14 +346,10 @@ def plot(report: dict, path: Path) -> Path:
 
 def plot_runs(arms: dict[str, list[dict]], path: Path) -> Path:
     """One colour per arm: val mAP@0.5 per epoch of every seed, and the gradient norm per step (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from scratchdet.train.figures import save, subplots
     from scratchdet.train.plots import read_metrics
 
-    figure, (curves, norms) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (curves, norms) = subplots(1, 2, figsize=(12, 4.5))
     styles = ["-", "--", ":", "-."]
     for number, (label, runs) in enumerate(arms.items()):
         color, style = f"C{number}", styles[number % len(styles)]
@@ -376,13 +372,7 @@ def plot_runs(arms: dict[str, list[dict]], path: Path) -> Path:
         if axis.get_legend_handles_labels()[0]:
             axis.legend()
     figure.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_write(path) as temporary:
-            figure.savefig(temporary, dpi=100)
-    finally:
-        plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def write_report(report: dict, out: str | Path) -> Path:

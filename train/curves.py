@@ -6,31 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchdet.models.files import atomic_write
 from scratchdet.train.evaluate import EvalResult
-
-
-def _save(figure, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_write(path) as temporary:
-            figure.savefig(temporary, dpi=110)
-    finally:
-        plt.close(figure)
-    return path
+from scratchdet.train.figures import save, subplots
 
 
 def plot_curves(report: EvalResult, folder: str | Path, title: str = "") -> list[Path]:
     """pr_curve.png (per class, AP in the legend, the operating point at conf marked) and
     confusion_matrix.png (colour: share of each true class; numbers: counts) in `folder`."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # chosen here, not at import: importing this module must not change a user's backend
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
-    figure, axis = plt.subplots(figsize=(6.5, 5))
+    figure, axis = subplots(figsize=(6.5, 5))
     for name, m in zip(report.class_names, report.matches):
         recall, precision = m.curve()
         ap = report.per_class[name]["ap50"]
@@ -41,13 +25,13 @@ def plot_curves(report: EvalResult, folder: str | Path, title: str = "") -> list
              title=f"{title}precision-recall at IoU 0.5 (dots: conf {report.conf:g})")
     axis.grid(alpha=0.3)
     axis.legend(loc="lower left", fontsize=8)
-    written = [_save(figure, folder / "pr_curve.png")]
+    written = [save(figure, folder / "pr_curve.png", dpi=110)]
 
     names = [*report.class_names, "background"]
     counts = report.confusion
     shares = counts / np.maximum(counts.sum(axis=0, keepdims=True), 1)
     size = max(4.5, 0.6 * len(names) + 2.5)
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    figure, axis = subplots(figsize=(size + 1, size))
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for row in range(len(names)):
         for column in range(len(names)):
@@ -60,5 +44,5 @@ def plot_curves(report: EvalResult, folder: str | Path, title: str = "") -> list
              title=f"{title}confusion at conf {report.conf:g}, IoU 0.5\n(colour: share of the true class)")
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
-    written.append(_save(figure, folder / "confusion_matrix.png"))
+    written.append(save(figure, folder / "confusion_matrix.png", dpi=110))
     return written

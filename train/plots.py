@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from scratchdet.models.files import atomic_write, write_text
+from scratchdet.models.files import write_text
+from scratchdet.train.figures import save, subplots
 
 CSV_COLUMNS = ("epoch", "train_loss", "box_loss", "cls_loss", "lr", "grad_norm", "images_per_s", "elapsed_s",
                "map50", "map50_11point", "coco_ap")
@@ -61,23 +62,12 @@ def write_results_csv(run: Path, records: list[dict]) -> Path:
 
 
 def _figure(run: Path, name: str, title: str, draw) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # chosen here, not at import: importing this module must not change a user's backend
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure, axis = subplots(figsize=(7, 4))
     draw(axis)
     axis.set_title(title, fontsize=10)
     axis.grid(alpha=0.3, which="both")
     figure.tight_layout()
-    path = run / name
-    try:
-        with atomic_write(path) as temporary:
-            figure.savefig(temporary, dpi=100)
-    finally:
-        plt.close(figure)
-    return path
+    return save(figure, run / name)
 
 
 def write_plots(run: str | Path) -> list[Path]:
