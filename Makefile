@@ -24,7 +24,7 @@ RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: dataset-exists test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: docs dataset-exists test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine engine-rtx bundle clean
 
 setup: $(STAMP) $(STUBS_STAMP)
 
@@ -55,6 +55,10 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# docs/cli.md from the argparse parsers (tests/test_docs.py fails when it is stale)
+docs: $(STAMP)
+	$(BIN)/python -m scratchdet.docs
 
 $(SYNTH)/annotations.json: | $(STAMP)
 	$(SD) data synth --out $(SYNTH) --images 300
@@ -87,6 +91,14 @@ check: $(STAMP)
 engine: $(STAMP)
 	$(SD) engine --model $(RUN)/export/model-fp16.onnx --precision fp16
 	$(SD) engine --model $(RUN)/export/model-int8-tensorrt.onnx --precision int8
+
+# TensorRT for RTX engines, compiled ahead of time on any machine (no GPU needed; the dev install has it):
+# RUN/engines/model-PRECISION.rtx.engine + .json sidecar. RTX_SM=SM86,SM89 picks targets (default: TensorRT-RTX's).
+RTX_SM ?=
+engine-rtx: $(STAMP)
+	$(SD) engine --runtime tensorrt-rtx --model $(RUN)/export/model.onnx --precision fp32 $(if $(RTX_SM),--sm $(RTX_SM))
+	$(SD) engine --runtime tensorrt-rtx --model $(RUN)/export/model-fp16.onnx --precision fp16 $(if $(RTX_SM),--sm $(RTX_SM))
+	$(SD) engine --runtime tensorrt-rtx --model $(RUN)/export/model-int8-tensorrt.onnx --precision int8 $(if $(RTX_SM),--sm $(RTX_SM))
 
 # On a host with a GPU and TensorRT: FP32/FP16/INT8 engines of a briefly trained tiny model, `pytest -m tensorrt`,
 # mAP and detections vs ONNX Runtime FP32, latency, one report (runs/gpu-check/report.md). Elsewhere it exits 1

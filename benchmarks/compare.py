@@ -241,8 +241,8 @@ REPORT_FILES = ("report.json", "report.md", "curves.png")
 
 def validate_inputs(configs: Sequence[str | Path], data: str | Path, runs: str | Path,
                     out: str | Path | None = None) -> None:
-    """Everything a comparison needs, checked before the first training step (issue 24: a misspelt candidate
-    used to be found only after the whole baseline had trained).
+    """Everything a comparison needs, checked before the first training step, so a misspelt candidate
+    is found before the baseline trains.
 
     Raises:
         ConfigError / ValueError: a config is not found or invalid, or the data does not load.

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from scratchdet.arguments import positive_int
+from scratchdet.export.engine_layers import LayerInformationError, layers_from_inspector_json
+from scratchdet.export.engine_layers import convolution_precisions as engine_convolution_precisions
 from scratchdet.flags import add_model_argument
 from scratchdet.models.boxes import Tolerance, matched_count, tolerance
 from scratchdet.models.contract import ENGINE_PRECISIONS as PRECISIONS
@@ -187,22 +189,16 @@ def memory_growth_mib(free_bytes: list[int]) -> float:
 
 
 def convolution_precisions(engine_information: str) -> tuple[int, list[str]]:
-    """(convolution layers, names of those not in INT8) from IEngineInspector's JSON (ProfilingVerbosity.DETAILED).
-
-    A convolution layer has ParameterType "Convolution" (fused ones too: "Conv + Relu", CaskConvActPool); it
-    runs in INT8 when its weights are Int8 (the `Weights.Type` field, NVIDIA/TensorRT#3737, #4020).
+    """(convolution layers, names of those not in INT8) from IEngineInspector's JSON (ProfilingVerbosity.DETAILED),
+    read by the same layer parser as TensorRT-RTX's build log (export/engine_layers.py).
 
     Raises:
         StageError: the information has no layer parameters (the engine was not built DETAILED).
     """
-    layers = json.loads(engine_information).get("Layers", [])
-    if layers and all(isinstance(layer, str) for layer in layers):
-        raise StageError("the engine holds layer names only: build it with ProfilingVerbosity.DETAILED "
-                          "(trtexec --profilingVerbosity=detailed) to see its layers' precisions")
-    convolutions = [layer for layer in layers if layer.get("ParameterType") == "Convolution"]
-    not_int8 = [layer.get("Name", "?") for layer in convolutions
-                if str(layer.get("Weights", {}).get("Type", "")).lower() != "int8"]
-    return len(convolutions), not_int8
+    try:
+        return engine_convolution_precisions(layers_from_inspector_json(engine_information))
+    except LayerInformationError as error:
+        raise StageError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

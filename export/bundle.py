@@ -39,8 +39,8 @@ ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 PARSER_FUNCTION = "NvDsInferParseCustomScratchDet"
 PARSER_LIBRARY = "deepstream/libnvdsinfer_scratchdet.so"
-# Device files the bundle copies (files, not imports: runtime/ stays downstream of export/). Since the
-# re-layout of issue 21 they live in runtime/, no longer beside this module.
+# Device files the bundle copies (files, not imports: runtime/ stays downstream of export/); they live in
+# runtime/, which owns what runs on the device.
 RUNTIME_FILES = Path(__file__).parents[1] / "runtime"
 PARSER_SOURCES = RUNTIME_FILES / "deepstream"
 BOARD_RUNNER = RUNTIME_FILES / "board_runner.py"

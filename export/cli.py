@@ -13,6 +13,7 @@ import onnx
 from scratchdet.arguments import int_range, positive_int, probability
 from scratchdet.export.onnx_export import OPSETS, ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import require_tensorrt_compatible, verdict_lines
+from scratchdet.export.tensorrt_rtx import rtx_verdict_lines
 from scratchdet.export.verify import verify_onnx
 from scratchdet.flags import add_model_argument
 from scratchdet.models.checkpoint import load_model
@@ -97,8 +98,8 @@ def _parity(model: SSD, class_names: list[str], onnx_path: Path, images: np.ndar
 def run_export(args: argparse.Namespace) -> None:
     if args.check_tensorrt and not args.verify and args.onnx:
         graph = read_onnx(args.onnx)
+        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(graph) + rtx_verdict_lines(args.onnx)))
         require_tensorrt_compatible(graph, args.onnx)
-        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(graph)))
         return
     if args.out:  # every input and destination is checked before the export writes anything
         check_destination(args.out)
@@ -121,5 +122,5 @@ def run_export(args: argparse.Namespace) -> None:
           f"BatchNormalization {report.op_counts.get('BatchNormalization', 0)}, "
           f"NonMaxSuppression {report.op_counts.get('NonMaxSuppression', 0)}")
     print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
-    print("\n".join(verdict_lines(onnx.load(out))))
+    print("\n".join(verdict_lines(onnx.load(out)) + rtx_verdict_lines(out)))
     print(_parity(model, class_names, out, images))

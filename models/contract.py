@@ -1,7 +1,7 @@
 """The artefact contract, defined once: what `export` and `engine` write and every reader (the backends,
 the board runner, the bundle's script and DeepStream parser, gpu-check) expects.
 
-ONNX (README, "ONNX"): input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside); outputs in
+ONNX (docs/design.md#onnx): input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside); outputs in
 one of two layouts (`LAYOUTS`, recorded as `output_layout` in the metadata): ours (`OUTPUTS`: int32 count and
 classes, x1, y1, x2, y2 input pixels) or the one stock DeepStream's NvDsInferParseCustomTfSSD reads
 (`TFSSD_OUTPUTS`: all float32, y1, x1, y2, x2 normalised to the input size); in both, class ids are 0-based
@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto
 
 from scratchdet.models.config import ConfigError, PostprocessConfig, from_dict
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 INPUT = "images"
 OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)
@@ -51,7 +51,7 @@ BOX_OUTPUT = {layout: list(outputs)[1] for layout, outputs in LAYOUTS.items()}  
 POSTPROCESS_KEYS = tuple(f.name for f in fields(PostprocessConfig))
 METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", *POSTPROCESS_KEYS, "config_name",
                  "model_config", "checkpoint_sha256", "precision", "exporter", "output_layout")
-# Keys that exports made before they existed lack, with the value those exports meant (issue 23: the layout).
+# Keys that exports made before they existed lack, with the value those exports meant (the output layout).
 LEGACY_DEFAULTS = {"output_layout": DEFAULT_LAYOUT}
 
 

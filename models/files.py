@@ -4,7 +4,7 @@ Every file the project writes goes through `atomic_write`: the writer fills a te
 folder (same file system, so the final `os.replace` is atomic), and only a complete file takes the final
 name. On failure the temporary file is removed and the previous file, if any, is left as it was.
 
-File modes (issue 24): a new file gets what a plain `open()` would give, 0666 less the umask (0644 under the
+File modes: a new file gets what a plain `open()` would give, 0666 less the umask (0644 under the
 usual 022), not mkstemp's private 0600, so a service or a colleague running as another user can read it; a
 replaced file keeps its previous mode; a read-only destination is refused unless the caller asks
 (`replace_read_only=True`, or the CLIs' `--force`, which runs the command inside `replacing_read_only()`).

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
-from scratchdet.train.config import AMP_MODES, load_config
+from scratchdet.train.config import AMP_MODES, RECIPES, apply_recipe, load_config
 from scratchdet.train.data.convert import FORMATS, convert_dataset
 from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError
@@ -62,6 +62,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
                        "(no scaler) or off (default: the config's train.amp, fp16)")
     train.add_argument("--seed", type=non_negative_int, help="seed of the initialisation, data order and "
                        "augmentation (default: train.seed of the config)")
+    train.add_argument("--recipe", choices=sorted(RECIPES), help="replace the config's loss, assignment, schedule "
+                       "and augmentation settings by a named recipe (paper: ScratchDet/SSD as published)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--exist-ok", action="store_true",
                        help="replace the run already in OUT (its weights, metrics, plots, export/ ...)")
@@ -106,6 +108,8 @@ def run_train(args: argparse.Namespace) -> None:
     # every input is checked (run folder, config, dataset, checkpoint) before --exist-ok removes anything
     previous = check_run_folder(args.out, args.resume, args.exist_ok)
     model_config, train_config = load_config(args.config)
+    if args.recipe:
+        train_config = apply_recipe(train_config, args.recipe)
     overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers,
                  "seed": args.seed, "amp": args.amp}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})

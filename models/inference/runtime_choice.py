@@ -5,13 +5,14 @@ The rule rests on measurements, not on a guess: `scratchdet bench MODEL --runtim
 p50 of both runtimes per model precision in a per-host file (RECOMMENDATION_FILE), and auto reads it. An
 entry applies to a host when its key matches exactly: CPU model and core count (the kernels each runtime
 picks, VNNI/AMX for INT8, and how they scale with cores), the onnxruntime and openvino versions (an upgrade
-changes kernels and can turn the verdict), and the model precision (issue 23 measured OpenVINO 1.16x faster
-on INT8 and the FP32 verdict differs). Without an entry auto uses ONNX Runtime and says how to make one; it
-does not probe by itself, because a probe would cost seconds at every first start and measure once, under
-whatever load there is then, where bench times both runtimes interleaved over rounds.
+changes kernels and can turn the verdict), and the model precision (OpenVINO measured 1.16x faster on
+INT8 in one quiet run, docs/results/openvino.md, and the FP32 verdict differs). Without an entry auto uses
+ONNX Runtime and says how to make one; it does not probe by itself, because a probe would cost seconds at
+every first start and measure once, under whatever load there is then, where bench times both runtimes
+interleaved over rounds.
 
 Auto only ever picks OpenVINO with INFERENCE_PRECISION_HINT=f32: bf16 computes in another precision and
-changes the results (README "OpenVINO"), so it stays something a user asks for by name.
+changes the results (docs/results/openvino.md), so it stays something a user asks for by name.
 """
 
 from __future__ import annotations
