@@ -211,7 +211,7 @@ def remove_stale(folder: str | Path, started: float | None = None) -> list[Path]
     """
     folder = Path(folder)
     started = _STARTED if started is None else started
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:
