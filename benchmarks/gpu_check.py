@@ -757,23 +757,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=positive_int, default=200, help="timed calls at batch 1")
     parser.add_argument("--epochs", type=positive_int, default=5)
     args = parser.parse_args(argv)
-    try:
-        check_inputs(args)
-    except (ValueError, OSError) as error:
-        print(f"gpu-check: {error}", file=sys.stderr)
-        return 1
     context = Context(Path(args.data), args.out, args.model, args.models, args.dry_run, args.max_batch,
                       args.iterations, args.epochs)
-    if args.prepare_only:
-        outcome = stage_models(context)
-        print(f"models: {outcome.detail}; on the GPU host: --models {args.out / 'models'}")
-        return 0
-    if not args.dry_run:
+    if not args.dry_run and not args.prepare_only:
         missing = missing_requirements()
         if missing:
             print(f"gpu-check: cannot run here, missing: {'; '.join(missing)} (try --dry-run to see every stage)",
                   file=sys.stderr)
             return 1
+    try:
+        check_inputs(args)
+    except (ValueError, OSError) as error:
+        print(f"gpu-check: {error}", file=sys.stderr)
+        return 1
+    if args.prepare_only:
+        outcome = stage_models(context)
+        print(f"models: {outcome.detail}; on the GPU host: --models {args.out / 'models'}")
+        return 0
     report = run(context)
     print(markdown(report))
     print(f"report: {args.out / 'report.md'} and report.json")

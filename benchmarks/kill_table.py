@@ -111,31 +111,39 @@ def measure(work: Path, kills: int, seed: int, epochs: int) -> list[dict[str, An
     if code:
         raise RuntimeError(f"the first bundle failed: {last}")
     draw = random.Random(seed)
-    rows = []
-    for command, seconds in (("train", train_seconds), ("bundle", bundle_seconds)):
-        for number in range(kills):
-            after = round(draw.uniform(0, seconds), 2)
-            if command == "train":
-                died = _killed([*train, "--exist-ok"], after, work)
-                intact, state = run_intact(run)
-                left = debris(work)
-                follow = [*train, "--resume"] if (run / "last.pt").is_file() else [*train, "--exist-ok"]
-            else:
-                died = _killed(make_bundle, after, work)
-                intact, state = bundle_intact(bundle)
-                left = debris(work)
-                follow = make_bundle
-            code, _, last = _timed(follow, work)
-            after_intact, after_state = run_intact(run) if command == "train" else bundle_intact(bundle)
-            rows.append({"command": command, "kill": number + 1, "killed_at_s": after, "ran_s": round(died, 2),
-                         "debris_after_kill": left, "final_files_after_kill": state, "intact_after_kill": intact,
-                         "next_run": "resume" if "--resume" in follow else ("exist-ok" if command == "train" else
-                                                                           "same command"),
-                         "next_exit": code, "next_error": last if code else "",
-                         "debris_after_next": debris(work), "final_files_after_next": after_state,
-                         "intact_after_next": after_intact})
+    rows: list[dict[str, Any]] = []
+    durations = {"train": train_seconds, "bundle": bundle_seconds}
+    for command in ("train", "bundle"):
+        while sum(row["command"] == command for row in rows) < kills:
+            rows.append(_kill_and_rerun(command, train, make_bundle, run, bundle, work, draw, durations))
+            rows[-1]["kill"] = sum(row["command"] == command for row in rows)
             print(markdown_row(rows[-1]), flush=True)
     return rows
+
+
+def _kill_and_rerun(command: str, train: list[str], make_bundle: list[str], run: Path, bundle: Path, work: Path,
+                    draw: random.Random, durations: dict[str, float]) -> dict[str, Any]:
+    """One kill point of `command`, drawn over its latest complete run's duration (the load on the machine
+    changes it), then the next run; a draw the command outlived is drawn again."""
+    for _ in range(5):
+        after = round(draw.uniform(0, durations[command]), 2)
+        died = _killed([*train, "--exist-ok"] if command == "train" else make_bundle, after, work)
+        if died >= after:
+            break
+        durations[command] = died  # it finished before the kill: a faster machine now
+    intact, state = run_intact(run) if command == "train" else bundle_intact(bundle)
+    left = debris(work)
+    follow = make_bundle if command == "bundle" else [*train, "--resume" if (run / "last.pt").is_file() else
+                                                      "--exist-ok"]
+    code, seconds, last = _timed(follow, work)
+    if code == 0 and (command == "bundle" or "--exist-ok" in follow):
+        durations[command] = seconds
+    after_intact, after_state = run_intact(run) if command == "train" else bundle_intact(bundle)
+    return {"command": command, "killed_at_s": after, "ran_s": round(died, 2),
+            "debris_after_kill": left, "final_files_after_kill": state, "intact_after_kill": intact,
+            "next_run": "resume" if "--resume" in follow else ("exist-ok" if command == "train" else "same command"),
+            "next_exit": code, "next_error": last if code else "", "debris_after_next": debris(work),
+            "final_files_after_next": after_state, "intact_after_next": after_intact}
 
 
 HEADER = ("| # | command | killed at (s) | debris after the kill | final files after the kill | next run | "

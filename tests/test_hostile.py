@@ -110,11 +110,11 @@ CASES = {
     "bundle, bad --data": ["bundle", "--model", "model.onnx", "--data", "nosuchdata", "--out", "new/bundle"],
     "bundle --out .": ["bundle", "--model", "model.onnx", "--data", DATA, "--out", "."],
     "bundle --out is a file": ["bundle", "--model", "model.onnx", "--data", DATA, "--out", "a_file.txt"],
-    "predict, bad --model": ["predict", "model.onnx", "--model", "nosuch.onnx"],
+    "predict, bad --model": ["predict", "a_file.txt", "--model", "nosuch.onnx"],
     "predict, missing source": ["predict", "nosuch.png", "--model", "model.onnx"],
-    "bench, bad --data": ["bench", "model.onnx", "--data", "nosuchdata", *BENCH],
-    "bench --out is a file": ["bench", "model.onnx", "--out", "a_file.txt", *BENCH],
-    "bench, runtime file is a folder": ["bench", "model.onnx", "--runtime", "ort,openvino", *BENCH],
+    "bench, bad --data": ["bench", "--model", "model.onnx", "--data", "nosuchdata", *BENCH],
+    "bench --out is a file": ["bench", "--model", "model.onnx", "--out", "a_file.txt", *BENCH],
+    "bench, runtime file is a folder": ["bench", "--model", "model.onnx", "--runtime", "ort,openvino", *BENCH],
     "check, report medians are strings": ["check", "--report", "reports/string_median.json", "--json", "g.json"],
     "check, report median negative": ["check", "--report", "reports/negative_median.json", "--json", "g.json"],
     "check, report p50 infinite": ["check", "--report", "reports/infinite_p50.json", "--json", "g.json"],
@@ -178,3 +178,49 @@ def test_train_exist_ok_replaces_the_previous_run_once_every_input_is_good(works
                  "--batch", "8", "--exist-ok"]) == 0
     assert not (workspace / "runs" / "old" / "export").exists()  # derived from the previous weights
     assert (workspace / "runs" / "old" / "last.pt").is_file()
+
+
+def _work_must_not_run(*args, **kwargs):
+    raise AssertionError("the work ran before the destination was checked")
+
+
+LATE = {  # case -> (argv, the long step that must not start, the refusal)
+    "bench --out is a file": (["bench", "--model", "model.onnx", "--out", "a_file.txt", *BENCH],
+                              "scratchdet.benchmarks.cli.run_benchmark", "a_file.txt/report.json: cannot write"),
+    "bench, runtime file is a folder": (["bench", "--model", "model.onnx", "--runtime", "ort,openvino", *BENCH],
+                                        "scratchdet.benchmarks.cli.run_benchmark", "runs: is a folder"),
+    "val --json read-only": (["val", "--model", "runs/old/best.pt", "--data", DATA, "--json", "read_only.json"],
+                             "scratchdet.train.evaluate.detect_dataset", "read_only.json: the file is read-only"),
+    "val --json in a file": (["val", "--model", "runs/old/best.pt", "--data", DATA, "--json", "a_file.txt/v.json"],
+                             "scratchdet.train.evaluate.detect_dataset", "cannot write the file there"),
+    "bundle --out .": (["bundle", "--model", "model.onnx", "--data", DATA, "--out", "."],
+                       "scratchdet.export.bundle._fill", "names a folder by '.' alone; give the output a name"),
+    "export --out is a folder": (["export", "--model", "runs/old/best.pt", "--out", "runs"],
+                                 "scratchdet.export.cli.export_onnx", "runs: is a folder; give a file name"),
+}
+
+
+@pytest.mark.parametrize("case", LATE)
+def test_a_bad_destination_is_refused_before_the_work(case, workspace, synth_data, monkeypatch, caplog):
+    argv, work, refusal = LATE[case]
+    monkeypatch.setattr(work, _work_must_not_run)
+    monkeypatch.setenv("SCRATCHDET_RUNTIME_FILE", "runs")
+    (workspace / "read_only.json").write_text("{}")
+    (workspace / "read_only.json").chmod(0o444)
+    assert main([str(synth_data) if arg == DATA else arg for arg in argv]) == 1
+    assert refusal in caplog.text
+
+
+def test_check_names_the_report_field_and_the_accepted_range(workspace, caplog):
+    for report, field in (("string_median", "'latency_ms.round_median_min' is 'fast'"),
+                          ("negative_median", "'latency_ms.round_median_min' is -3.0"),
+                          ("infinite_p50", "'latency_ms.p50' is inf")):
+        caplog.clear()
+        assert main(["check", "--report", f"reports/{report}.json"]) == 1
+        assert f"reports/{report}.json: row 0 has fields of the wrong type" in caplog.text
+        assert f"{field}, expected a finite number >= 0" in caplog.text
+
+
+def test_check_tensorrt_refuses_external_data_outside_the_folder_in_one_line(workspace, caplog):
+    assert main(["export", "--onnx", "external/model.onnx", "--check-tensorrt"]) == 1
+    assert "external/model.onnx: not a readable ONNX model (ValidationError" in caplog.text

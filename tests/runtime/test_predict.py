@@ -153,6 +153,29 @@ def test_unreadable_image_and_unopenable_video_are_skipped_and_leave_no_folder(t
         assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()  # the next run is not out2
 
 
+class _NoFrames:
+    """A capture that opens and yields nothing, as OpenCV does for a video whose frames cannot be decoded."""
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def read(self) -> tuple[bool, None]:
+        return False, None
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_video_that_opens_but_yields_no_frame_is_unreadable(tmp_path, monkeypatch):
+    from scratchdet.runtime import predict as predict_module
+
+    (tmp_path / "empty.mp4").write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(predict_module, "open_capture", lambda source: _NoFrames())
+    summary = predict(NeverCalled(), str(tmp_path / "empty.mp4"), tmp_path / "out")
+    assert summary.images == 0 and summary.save_dir is None and not (tmp_path / "out").exists()
+    assert len(summary.skipped) == 1 and "empty.mp4: opens but yields no frame" in summary.skipped[0]
+
+
 def test_a_404_names_the_url(tmp_path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -56,15 +56,23 @@ def test_record_keeps_other_entries_and_choose_reads_this_hosts(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (None, "not found"),
     ("{not json", "runtime recommendation file is not JSON"),
-    (json.dumps({"schema": 1, "entries": {"k": {"p50_ms": {"onnxruntime": 1.0}}}}), "entry 'k' lacks positive p50_ms"),
+    (json.dumps({"schema": 1, "entries": {"k": {"p50_ms": {"onnxruntime": 1.0}}}}),
+     "entry 'k' lacks finite positive p50_ms"),
+    ('{"schema": 1, "entries": {"k": {"p50_ms": {"onnxruntime": 1.0, "openvino": Infinity}}}}',
+     "p50_ms of onnxruntime and openvino (found {'onnxruntime': 1.0, 'openvino': inf})"),
+    (json.dumps({"schema": 1, "entries": {"k": {"p50_ms": {"onnxruntime": -2.0, "openvino": 1.0}}}}),
+     "entry 'k' lacks finite positive p50_ms"),
+    ("FOLDER", "is a folder or not a regular file; point it at a file"),
     (json.dumps([1, 2]), "not a runtime recommendation file of schema 1"),
     (json.dumps({"schema": 1, "entries": {"Other CPU | 8 cores | x | y | int8": ENTRY}}),
      "the file has: Other CPU | 8 cores | x | y | int8"),
-], ids=["missing", "corrupt", "incomplete", "other schema", "other host"])
+], ids=["missing", "corrupt", "incomplete", "infinite", "negative", "folder", "other schema", "other host"])
 def test_a_file_auto_cannot_use_means_onnxruntime_and_says_why(tmp_path, monkeypatch, content, message):
     monkeypatch.setattr(runtime_choice, "_version", lambda package: "1.0")  # as if OpenVINO were installed
     path = tmp_path / "runtime.json"
-    if content is not None:
+    if content == "FOLDER":
+        path.mkdir()
+    elif content is not None:
         path.write_text(content)
     chosen = choose("int8", path)
     assert chosen.runtime == "onnxruntime" and message in chosen.reason and str(path) in chosen.reason
