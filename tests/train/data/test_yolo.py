@@ -118,7 +118,7 @@ def test_duplicates_dropped_and_polygons_become_boxes(tmp_path, caplog):
     assert record.labels.tolist() == [0, 1]
     assert data.issues["duplicate label lines dropped"] == 1
     assert data.issues["polygons converted to their enclosing box"] == 1
-    assert "a.txt:2: duplicate of line 1, dropped" in caplog.text
+    assert "a.txt: 1 duplicate line(s) dropped (e.g. line 2 repeats line 1)" in caplog.text
 
 
 def test_names_as_dict_nc_and_yaml_pitfalls(tmp_path):
@@ -127,7 +127,8 @@ def test_names_as_dict_nc_and_yaml_pitfalls(tmp_path):
     cases = {
         "names: {0: cat, 2: dog}": r"'names' has class indices \[0, 2\]; a dict needs the integers 0\.\.1",
         "names: [cat, dog]\nnc: 3": r"nc is 3 but 'names' lists 2 classes",
-        "names: [yes, no]": r"names\[0\] is True; names\[1\] is False \(YAML reads unquoted yes/no",
+        "names: [yes, no]": r"names\[0\] is True; names\[1\] is False \(a class name is a non-empty string; YAML "
+                            r"reads unquoted yes/no",
         "names: [cat, cat]": r"class name\(s\) \['cat'\] appear more than once",
         "nc: 2": None,
     }
