@@ -126,7 +126,13 @@ def read_yaml(path: Path) -> YoloLayout:
         splits[split] = entries
     if "train" not in splits:
         raise DatasetError(f"{path}: no 'train' (a folder, a .txt list of images, or a list of those)")
-    return YoloLayout(path, root, _class_names(path, data), splits)
+    layout = YoloLayout(path, root, _class_names(path, data), splits)
+    for split, entries in splits.items():  # before any split's folder is scanned
+        for entry in entries:
+            problem = outside_root_problem(root, entry, _entry_path(layout, entry), Counter())
+            if problem is not None:
+                raise DatasetError(f"{path}: '{split}' entry {entry!r}: {problem}")
+    return layout
 
 
 def _entry_path(layout: YoloLayout, entry: str) -> Path:
