@@ -13,6 +13,7 @@ from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.data.verdict import TRAINING_SPLITS, decoded_split, missing_training_splits
+from scratchdet.train.device import end_distributed
 from scratchdet.train.run_folder import check_run_folder, clear_previous_run
 from scratchdet.train.trainer import Trainer
 
@@ -125,5 +126,6 @@ def run_train(args: argparse.Namespace) -> None:
     if trainer.rank == 0:
         clear_previous_run(args.out, previous)
     out = trainer.fit()
+    end_distributed()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")
