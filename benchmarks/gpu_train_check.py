@@ -243,11 +243,25 @@ def _scratchdet(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "scratchdet", *map(str, args)]
 
 
-def _run(command: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+# Lines of a failed command's output that say why, whichever process wrote them: torchrun's own last lines only
+# name the signal ("Signal 6 (SIGABRT) received by PID ..."), the rank's C++ or Python error comes earlier.
+CAUSE_MARKERS = ("terminate called", "what():", "Error", "error:", "Signal ", "Killed", "exitcode")
+
+
+def _run(command: list[str], env: dict[str, str] | None = None, timeout: float = 300,
+         log: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `command`; on failure raise with its cause lines, its whole output kept in `log` when given."""
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"{' '.join(command[:6])} ... exited {result.returncode}: {' | '.join(tail)}")
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        causes = [line.strip() for line in lines if any(m in line for m in CAUSE_MARKERS)][-6:] or lines[-3:]
+        kept = ""
+        if log is not None:
+            from scratchdet.models.files import write_text
+
+            write_text(log, f"$ {' '.join(command)}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+            kept = f" (whole output: {log})"
+        raise RuntimeError(f"{' '.join(command[:6])} ... exited {result.returncode}{kept}: {' | '.join(causes)}")
     return result
 
 
@@ -357,7 +371,7 @@ def ddp_stage(ctx: Context) -> dict[str, Any]:
                           batch_size=ctx.budget.batch * ranks)
     result = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                    "-m", "scratchdet", "train", "--config", str(config), "--data", str(ctx.data), "--out", str(run)],
-                  timeout=600)
+                  timeout=600, log=ctx.out / "ddp.log")
     backend = "nccl" if "process group: nccl" in result.stderr else "gloo" if "process group: gloo" in result.stderr \
         else "unknown"
     (record,) = [r for r in _records(run) if r["type"] == "ranks"]

@@ -34,6 +34,7 @@ from scratchdet.models.files import check_destination, write_text
 from scratchdet.paths import increment_path
 from scratchdet.progress import progress
 from scratchdet.runtime.results import Results, detect_results, read_image
+from scratchdet.special_files import special_problem
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,20 @@ def _by_suffix(path: Path) -> Source | None:
     return Source("video", str(path)) if suffix in VIDEO_SUFFIXES else None
 
 
+def _found(where: str, paths: list[Path]) -> list[Source]:
+    """The images and videos among the files a folder or glob gave; special files left out with one warning."""
+    named = [(p, s) for p in paths if (s := _by_suffix(p))]
+    special = [(p, problem) for p, _ in named if (problem := special_problem(p)) is not None]
+    if special:
+        log.warning("%s: %d special file(s) named like images or videos skipped, e.g. %s: %s", where, len(special),
+                    *special[0])
+    skip = {p for p, _ in special}
+    return [s for p, s in named if p not in skip]
+
+
 def classify(source: str) -> list[Source]:
-    """The inputs one command-line source names (a folder or glob: its images and videos, sorted)."""
+    """The inputs one command-line source names (a folder or glob: its images and videos, sorted; special files
+    such as FIFOs are skipped with a warning, never opened)."""
     if source.isdigit():
         return [Source("camera", source)]
     scheme = urlparse(source).scheme.lower()
@@ -75,18 +88,21 @@ def classify(source: str) -> list[Source]:
         return [Source("image_url" if image_url else "stream", source)]
     path = Path(source)
     if path.is_dir():
-        found = [s for p in sorted(path.iterdir()) if (s := _by_suffix(p))]
+        found = _found(str(path), sorted(path.iterdir()))
         if not found:
             raise ValueError(f"{path}: no images or videos in this folder "
                              f"({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
         return found
     if any(c in source for c in "*?[") and not path.exists():
-        found = [s for p in sorted(glob.glob(source, recursive=True)) if (s := _by_suffix(Path(p)))]
+        found = _found(source, [Path(p) for p in sorted(glob.glob(source, recursive=True))])
         if not found:
             raise FileNotFoundError(f"{source}: the pattern matches no image or video")
         return found
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image, folder, video, glob or camera index")
+    special = special_problem(path)
+    if special is not None:
+        raise ValueError(f"{path}: {special}")
     single = _by_suffix(path)
     if single is None:
         raise ValueError(f"{path}: unknown suffix '{path.suffix}'; images: {', '.join(sorted(IMAGE_SUFFIXES))}; "

@@ -8,10 +8,12 @@ from dataclasses import replace
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
 from scratchdet.train.config import AMP_MODES, RECIPES, apply_recipe, load_config
 from scratchdet.train.data.convert import FORMATS, convert_dataset
-from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
+from scratchdet.train.data.load import dataset_layout, dataset_splits
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
+from scratchdet.train.data.verdict import TRAINING_SPLITS, decoded_split, missing_training_splits
+from scratchdet.train.device import end_distributed
 from scratchdet.train.run_folder import check_run_folder, clear_previous_run
 from scratchdet.train.trainer import Trainer
 
@@ -30,7 +32,8 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=non_negative_int, default=0,
                        help="random seed: the same seed gives the same dataset")
     synth.set_defaults(run=run_synth)
-    check = data.add_parser("check", help="check every split of a dataset: all problems (file:line), class counts",
+    check = data.add_parser("check", help="check every split of a dataset as training reads it (every image "
+                            "decoded): all problems (file:line), class counts",
                             formatter_class=parser.formatter_class)
     check.add_argument("data", metavar="DATA", help=DATA_HELP)
     check.set_defaults(run=run_check)
@@ -77,10 +80,11 @@ def run_synth(args: argparse.Namespace) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     print(f"{args.data}: {dataset_layout(args.data)} layout")
+    splits = dataset_splits(args.data)
     sets, failed = {}, []
-    for split in dataset_splits(args.data):
+    for split in splits:
         try:
-            sets[split] = load_dataset(args.data, split)
+            sets[split] = decoded_split(args.data, split)
         except DatasetError as error:
             failed.append(split)
             print(f"[{split}] {error}")
@@ -88,9 +92,12 @@ def run_check(args: argparse.Namespace) -> int:
         print(sets[split].report())
     if sets:
         print(class_table(sets))
+    missing = missing_training_splits(splits)
+    if missing:
+        print(f"no {' or '.join(repr(s) for s in missing)} split: training loads {' and '.join(TRAINING_SPLITS)}")
     if failed:
         print(f"problems in split(s) {', '.join(failed)}: fix them and run `scratchdet data check` again")
-    return 1 if failed else 0
+    return 1 if failed or missing else 0
 
 
 def run_convert(args: argparse.Namespace) -> None:
@@ -119,5 +126,6 @@ def run_train(args: argparse.Namespace) -> None:
     if trainer.rank == 0:
         clear_previous_run(args.out, previous)
     out = trainer.fit()
+    end_distributed()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scratchdet.train.data.images import read_rgb
-from scratchdet.train.data.records import DatasetError, DetectionSet
+from scratchdet.train.data.images import read_record_image
+from scratchdet.train.data.records import DetectionSet
 from scratchdet.train.transforms import augment, resize
 
 
@@ -35,12 +35,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         record = self.data.records[index]
-        image = read_rgb(record.path)
-        if image.shape[:2] != (record.height, record.width):
-            raise DatasetError(
-                f"{record.path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say "
-                f"{record.width}x{record.height}"
-            )
+        image = read_record_image(record)
         sample = (image, record.boxes, record.labels)
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -40,6 +40,17 @@ def setup_distributed(timeout_s: float = TrainConfig.ddp_timeout_s) -> tuple[int
     return rank, world, device
 
 
+def end_distributed() -> None:
+    """Destroy the process group, if any, once the last collective is done.
+
+    Left to the interpreter's exit, the gloo/NCCL threads and sockets are torn down in whatever order
+    finalisation reaches them, while the other rank may already have closed its end; destroying the group
+    here ends them in order, as torch.distributed's documentation asks of every program.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def loader_workers(configured: int | None, device: torch.device) -> int:
     """Data-loading processes per rank: the config's, else min(8, CPUs per rank on this host) on CUDA
     (ultralytics' rule, data/build.py) and 1 on CPU, where workers compete with the training threads."""

@@ -28,8 +28,8 @@ from scratchdet.models.detections import Detections
 from scratchdet.models.inference.predictor import Predictor
 from scratchdet.models.inference.preprocess import prepare
 from scratchdet.progress import progress
-from scratchdet.train.data.images import read_rgb
-from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord
+from scratchdet.train.data.images import read_record_image
+from scratchdet.train.data.records import DetectionSet, ImageRecord
 
 
 @dataclass
@@ -99,15 +99,6 @@ class EvalResult:
                 "at_conf": {"conf": self.conf, "all": self.overall, **self.at_conf},
                 "confusion_matrix": {"rows_predicted_columns_true": [*self.class_names, "background"],
                                      "counts": self.confusion.tolist()}}
-
-
-def read_record_image(record: ImageRecord) -> np.ndarray:
-    """The record's image as HxWx3 uint8 RGB, checked against the annotated size."""
-    image = read_rgb(record.path)
-    if image.shape[:2] != (record.height, record.width):
-        raise DatasetError(f"{record.path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say "
-                           f"{record.width}x{record.height}")
-    return image
 
 
 def detect_dataset(predictor: Predictor, data: DetectionSet, batch_size: int = 16) -> list[Detections]:

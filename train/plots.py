@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from scratchdet.bounded_yaml import load_yaml
 from scratchdet.models.files import write_text
 from scratchdet.train.figures import save, subplots
 
@@ -31,7 +31,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 def run_config(run: Path) -> dict:
     """The resolved config the trainer wrote (config.yaml), or {} for runs made before it existed."""
     path = run / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    return (load_yaml(path) or {}) if path.is_file() else {}
 
 
 def epoch_rows(records: list[dict]) -> list[dict]:

@@ -85,3 +85,16 @@ def test_dry_run_through_make_passes_every_stage(tmp_path):
     assert imported.returncode == 0, imported.stderr[-2000:]
     assert imported.stdout.split() == [str(REPO / "scratchdet" / "models" / "config.py"),
                                        str(REPO / "scratchdet" / "benchmarks" / "gpu_train_check.py")]
+
+
+def test_a_failed_command_reports_the_ranks_cause_and_keeps_its_output(tmp_path):
+    # torchrun's last lines only name the signal; the aborting rank's own line comes much earlier
+    script = ("import os, sys; sys.stderr.write(\"terminate called after throwing an instance of 'gloo::IoException'"
+              "\\n  what():  Connection closed by peer\\n\" + 'noise\\n' * 50); sys.stderr.flush(); os.abort()")
+    with pytest.raises(RuntimeError) as raised:
+        gpu_train_check._run([sys.executable, "-c", script], log=tmp_path / "ddp.log")
+    message = str(raised.value)
+    assert "exited -6" in message and f"(whole output: {tmp_path / 'ddp.log'})" in message
+    assert "terminate called after throwing an instance of 'gloo::IoException'" in message
+    assert "what():  Connection closed by peer" in message
+    assert (tmp_path / "ddp.log").read_text().split("--- stderr")[1].count("noise") == 50

@@ -1,6 +1,7 @@
 import functools
 import http.server
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -233,3 +234,21 @@ def test_bad_files_in_a_folder_are_skipped_and_the_others_processed(tiny_checkpo
     records = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert sorted(d["image"] for d in records) == [p.name for p in good]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([p.name for p in good] + ["detections.json"])
+
+
+def test_a_fifo_named_like_an_image_is_skipped_with_a_warning_never_opened(tmp_path, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "a.jpg")  # opening it blocks until a writer comes: the old predict hung here
+    (folder / "b.jpg").write_bytes(b"not an image")
+    assert [Path(s.value).name for s in classify(str(folder))] == ["b.jpg"]
+    assert "in: 1 special file(s) named like images or videos skipped, e.g. " in caplog.text
+    with pytest.raises(ValueError, match=r"a.jpg: a FIFO \(named pipe\), not a regular file: not opened"):
+        classify(str(folder / "a.jpg"))
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(predict(NeverCalled(), str(folder), tmp_path / "out")),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert done, "predict blocked on the FIFO"
+    assert len(done[0].skipped) == 1 and "b.jpg" in done[0].skipped[0]

@@ -4,8 +4,8 @@
 by file name) is 'val' and the rest 'train', a deterministic split that is logged.
 
 The whole file is checked when loaded (types, unique ids, finite boxes, known categories and images,
-disjoint splits, every image header of the split readable and of the annotated size), and every problem
-found is reported at once, one "file: problem" line each.
+disjoint splits, every image of the split present under the dataset root, a regular file, its header readable
+and of the annotated size), and every problem found is reported at once, one "file: problem" line each.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from scratchdet.train.data.images import ImageReadError, image_size
+from scratchdet.train.data.images import ImageReadError, image_file_problem, image_size
 from scratchdet.train.data.records import (
     DatasetError,
     DetectionSet,
@@ -28,6 +28,7 @@ from scratchdet.train.data.records import (
     Problems,
     clean_boxes,
     finish,
+    outside_root_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,12 @@ def _boxes_of(annotations: list[dict], labels_of: dict[int, int], issues: Counte
 
 
 def check_image_file(file: Path, width: int, height: int, problems: Problems) -> bool:
-    """Whether the image's header is readable and gives the annotated size (problems added if not)."""
+    """Whether the image file exists, is regular, and its header is readable and gives the annotated size
+    (problems added if not)."""
+    missing = image_file_problem(file)
+    if missing is not None:
+        problems.add(file, missing)
+        return False
     try:
         found = image_size(file)
     except ImageReadError as error:
@@ -292,9 +298,9 @@ def read_coco(root: Path, path: Path, image_dir: Path, split: str, select: Selec
         if image["file_name"] not in wanted:
             continue
         file = image_dir / image["file_name"]
-        if not file.is_file():
-            log.warning("%s: image file missing, skipped", file)
-            dataset.issues["images missing, skipped"] += 1
+        outside = outside_root_problem(root, image["file_name"], file, dataset.issues)
+        if outside is not None:
+            problems.add(path, f"image {image['id']}: {outside}")
             continue
         if not check_image_file(file, image["width"], image["height"], problems):
             continue

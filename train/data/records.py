@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,33 @@ class Problems:
         more = len(self.lines) - len(listed)
         text = f"{self.root}: {len(self.lines)} problem(s) in the dataset:\n  " + "\n  ".join(listed)
         raise DatasetError(text + (f"\n  ... and {more} more" if more else ""))
+
+
+# A dataset is read only under its root (ultralytics reads nothing outside its dataset folder): an annotation's
+# `../../elsewhere/x.png` or `/abs/x.png` is refused unless the user sets this variable to 1.
+OUTSIDE_ROOT_VARIABLE = "SCRATCHDET_DATA_OUTSIDE_ROOT"
+
+
+def outside_root(root: Path, path: Path) -> bool:
+    """Whether `path`, as written (`..` resolved, symlinks not followed), lies outside the folder `root`.
+
+    Symlinks are not followed on purpose: `data convert --symlink` makes datasets of links to the source images.
+    """
+    base = os.path.normpath(os.path.abspath(root))
+    target = os.path.normpath(os.path.abspath(path))
+    return os.path.commonpath([base, target]) != base
+
+
+def outside_root_problem(root: Path, written: str, path: Path, issues: Counter) -> str | None:
+    """The problem to report for a path an annotation or list names, when it leaves the dataset root unasked
+    (asked: counted in `issues`, so the load report says so once)."""
+    if not outside_root(root, path):
+        return None
+    if os.environ.get(OUTSIDE_ROOT_VARIABLE) == "1":
+        issues[f"paths outside the dataset root read ({OUTSIDE_ROOT_VARIABLE}=1)"] += 1
+        return None
+    return (f"'{written}' points outside the dataset root {root} (to {os.path.normpath(path)}); a dataset is read "
+            f"only under its root (set {OUTSIDE_ROOT_VARIABLE}=1 to read it anyway)")
 
 
 @dataclass

@@ -10,7 +10,6 @@ Every problem of every annotation file is reported at once.
 from __future__ import annotations
 
 import difflib
-import logging
 import math
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -18,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchdet.special_files import special_problem
 from scratchdet.train.data.coco import check_image_file
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, Problems, clean_boxes, finish
-
-log = logging.getLogger(__name__)
-
 
 Objects = list[tuple[str, list[float], bool]]
 
@@ -37,6 +34,10 @@ def _text(element: ET.Element, path: str) -> str:
 
 def _parse(path: Path, problems: Problems) -> tuple[int, int, Objects] | None:
     """(width, height, objects) of one annotation file, or None after adding its problems."""
+    special = special_problem(path)
+    if special is not None:
+        problems.add(path, special)
+        return None
     try:
         root = ET.parse(path).getroot()
         width = int(float(_text(root, "size/width")))
@@ -139,10 +140,6 @@ def load_voc(root: str | Path, split: str) -> DetectionSet:
             continue
         width, height, objects = parsed[stem]
         file = root / "JPEGImages" / f"{stem}.jpg"
-        if not file.is_file():
-            log.warning("%s: image file missing, skipped", file)
-            dataset.issues["images missing, skipped"] += 1
-            continue
         if not check_image_file(file, width, height, problems) or any(n not in labels_of for n, _, _ in objects):
             continue
         boxes = np.array([b for _, b, _ in objects], dtype=np.float32).reshape(-1, 4)

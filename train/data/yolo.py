@@ -8,7 +8,7 @@ the class a 0-based index into the yaml's `names`. Checked as ultralytics checks
   enclosing box (counted), as ultralytics' `segments2boxes` does; any other count is a problem.
 - class an integer in 0..nc-1; coordinates finite and within 0..1 give or take ultralytics' 1 % tolerance
   (it refuses `> 1.01` and `< -0.01`); corners leaving the image are then clipped, like COCO boxes (counted).
-- duplicate lines are dropped with a warning (ultralytics drops them too), counted.
+- duplicate lines are dropped with one warning per file (ultralytics drops them too), counted.
 - an empty label file, or none at all, makes the image a background image (counted).
 - a label file whose image does not exist is a problem (its boxes would be lost without a word).
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from scratchdet.special_files import special_problem
 from scratchdet.train.data.images import ImageReadError, image_size
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord, Problems, clean_boxes, finish
 from scratchdet.train.data.yolo_yaml import (
@@ -65,40 +66,57 @@ def _as_box(values: list[float], issues: Counter) -> list[float]:
     return [values[0], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
 
 
+def _parse_line(fields: list[str], num_classes: int) -> tuple[list[float] | None, str | None]:
+    """(class, coordinates...) of one line's fields, or None and what is wrong with them."""
+    if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+        hint = " (6 look like a predictions file: class box confidence)" if len(fields) == 6 else ""
+        return None, (f"{len(fields)} columns; expected 5 (class cx cy w h) or a polygon "
+                      f"(class x1 y1 x2 y2 x3 y3 ...){hint}")
+    try:
+        values = [float(v) for v in fields]
+    except ValueError:
+        return None, f"not a number in {' '.join(fields)[:80]!r}"
+    problem = _row_problem(values, num_classes)
+    return (None, problem) if problem else (values, None)
+
+
+# Lines of one label file listed as problems; the rest are counted in one more line (a file of 2 million bad
+# lines is one mistake, not 2 million).
+MAX_PROBLEMS_PER_FILE = 20
+
+
 def read_labels(path: Path, num_classes: int, problems: Problems, issues: Counter) -> np.ndarray:
-    """The rows [N, 5] (class, cx, cy, w, h normalised) of one label file; problems added per line."""
+    """The rows [N, 5] (class, cx, cy, w, h normalised) of one label file; problems added per line (up to
+    MAX_PROBLEMS_PER_FILE, then one line counting the rest), duplicates dropped with one warning per file."""
     rows: list[list[float]] = []
     seen: dict[tuple[float, ...], int] = {}
+    duplicates: list[tuple[int, int]] = []  # (line, the earlier line it repeats)
+    bad = 0
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         problems.add(path, f"cannot read the label file: {error}")
         return np.zeros((0, 5))
-    for number, line in enumerate(lines, start=1):
-        fields = line.split()
+    for number, text in enumerate(lines, start=1):
+        fields = text.split()
         if not fields:
             continue
-        where = f"{path}:{number}"
-        if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
-            hint = " (6 look like a predictions file: class box confidence)" if len(fields) == 6 else ""
-            problems.add(where, f"{len(fields)} columns; expected 5 (class cx cy w h) or a polygon "
-                                f"(class x1 y1 x2 y2 x3 y3 ...){hint}")
-            continue
-        try:
-            values = [float(v) for v in fields]
-        except ValueError:
-            problems.add(where, f"not a number in {line.strip()!r}")
-            continue
-        problem = _row_problem(values, num_classes)
-        if problem:
-            problems.add(where, problem)
-            continue
-        if tuple(values) in seen:
-            log.warning("%s: duplicate of line %d, dropped", where, seen[tuple(values)])
-            issues["duplicate label lines dropped"] += 1
-            continue
-        seen[tuple(values)] = number
-        rows.append(_as_box(values, issues))
+        values, problem = _parse_line(fields, num_classes)
+        if values is None:
+            bad += 1
+            if bad <= MAX_PROBLEMS_PER_FILE:
+                problems.add(f"{path}:{number}", str(problem))
+        elif tuple(values) in seen:
+            duplicates.append((number, seen[tuple(values)]))
+        else:
+            seen[tuple(values)] = number
+            rows.append(_as_box(values, issues))
+    if bad > MAX_PROBLEMS_PER_FILE:
+        problems.add(path, f"and {bad - MAX_PROBLEMS_PER_FILE} more bad line(s) in this file ({bad} in all)")
+    if duplicates:
+        log.warning("%s: %d duplicate line(s) dropped (e.g. line %d repeats line %d)", path, len(duplicates),
+                    *duplicates[0])
+        issues["duplicate label lines dropped"] += len(duplicates)
     return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
 
@@ -151,19 +169,21 @@ def _record(index: int, image: Path, rows: np.ndarray, width: int, height: int, 
     return ImageRecord(index, image, width, height, boxes, labels, np.zeros(len(boxes), dtype=bool))
 
 
-def _split_lists(layout: YoloLayout, split: str, problems: Problems) -> tuple[dict[str, list[Path]], int]:
-    """Every split's images (for the overlap check) and how many of `split`'s files are undecodable here."""
-    listed, skipped = {}, 0
+def _split_lists(layout: YoloLayout, split: str, problems: Problems) -> tuple[dict[str, list[Path]], Counter]:
+    """Every split's images (for the overlap check) and what listing `split`'s files skipped, counted."""
+    listed: dict[str, list[Path]] = {}
+    skipped: Counter = Counter()
     for name in layout.splits:
         try:
-            listed[name], undecodable = split_images(layout, name, problems)
+            listed[name], issues = split_images(layout, name, problems)
         except DatasetError as error:
             if split in (name, "all"):
                 raise
             # Roboflow's data.yaml names ../test/images even when the export has no test split.
             log.warning("%s; skipped, loading '%s'", error, split)
             continue
-        skipped += undecodable if split in (name, "all") else 0
+        if split in (name, "all"):
+            skipped.update(issues)
     _check_disjoint(listed, layout.yaml_path, problems)
     if split != "all" and split not in listed:
         raise DatasetError(f"{layout.yaml_path}: no split '{split}' (splits: {', '.join(listed)}, all)")
@@ -184,7 +204,7 @@ def load_yolo(data: str | Path, split: str) -> DetectionSet:
     listed, skipped = _split_lists(layout, split, problems)
     images = sorted({p for ps in listed.values() for p in ps}, key=str) if split == "all" else listed[split]
     dataset = DetectionSet(layout.root, split, layout.class_names, [])
-    dataset.issues[f"images OpenCV cannot decode ({', '.join(sorted(UNREADABLE_SUFFIXES))}), skipped"] = skipped
+    dataset.issues.update(skipped)
     for index, image in enumerate(images, start=1):
         try:
             width, height = image_size(image)
@@ -196,6 +216,10 @@ def load_yolo(data: str | Path, split: str) -> DetectionSet:
             problems.add(image, turned)
             continue
         label = label_path(image)
+        special = special_problem(label)
+        if special is not None:
+            problems.add(label, f"label file is {special}")
+            continue
         if not label.is_file():
             dataset.issues["images without a label file (background)"] += 1
         rows = read_labels(label, len(layout.class_names), problems, dataset.issues) if label.is_file() else \

@@ -54,12 +54,11 @@ def test_malformed_bbox_is_an_error(tmp_path):
         load_coco(root, "all")
 
 
-def test_missing_image_file_is_skipped_and_counted(tmp_path):
-    root = make_dataset(tmp_path / "d", [])
+def test_missing_image_file_fails_the_load_naming_it(tmp_path):
+    root = make_dataset(tmp_path / "d", [{"image_id": 2, "category_id": 1, "bbox": [1, 2, 10, 10]}])
     (root / "images" / "b.png").unlink()
-    data = load_coco(root, "all")
-    assert [r.path.name for r in data.records] == ["a.png", "c.png"]
-    assert data.issues["images missing, skipped"] == 1
+    with pytest.raises(DatasetError, match=r"b\.png: image file not found \(the annotations list it"):
+        load_coco(root, "all")
 
 
 def test_splits_file_selects_images_and_unknown_split_is_named(tmp_path):

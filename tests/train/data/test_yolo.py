@@ -118,7 +118,7 @@ def test_duplicates_dropped_and_polygons_become_boxes(tmp_path, caplog):
     assert record.labels.tolist() == [0, 1]
     assert data.issues["duplicate label lines dropped"] == 1
     assert data.issues["polygons converted to their enclosing box"] == 1
-    assert "a.txt:2: duplicate of line 1, dropped" in caplog.text
+    assert "a.txt: 1 duplicate line(s) dropped (e.g. line 2 repeats line 1)" in caplog.text
 
 
 def test_names_as_dict_nc_and_yaml_pitfalls(tmp_path):
@@ -127,7 +127,8 @@ def test_names_as_dict_nc_and_yaml_pitfalls(tmp_path):
     cases = {
         "names: {0: cat, 2: dog}": r"'names' has class indices \[0, 2\]; a dict needs the integers 0\.\.1",
         "names: [cat, dog]\nnc: 3": r"nc is 3 but 'names' lists 2 classes",
-        "names: [yes, no]": r"names\[0\] is True; names\[1\] is False \(YAML reads unquoted yes/no",
+        "names: [yes, no]": r"names\[0\] is True; names\[1\] is False \(a class name is a non-empty string; YAML "
+                            r"reads unquoted yes/no",
         "names: [cat, cat]": r"class name\(s\) \['cat'\] appear more than once",
         "nc: 2": None,
     }
@@ -192,3 +193,62 @@ def test_an_image_with_an_exif_rotation_is_named(tmp_path):
     Image.new("RGB", (WIDTH, HEIGHT)).save(root / "images" / "train" / "b.jpg", exif=exif)
     with pytest.raises(DatasetError, match=r"b\.jpg: EXIF orientation 6: its labels refer to the image as shown"):
         load_yolo(root, "train")
+
+
+def test_an_alias_bomb_in_names_is_refused_quickly(tmp_path):
+    from tests.scratchdet.test_bounded_yaml import ALIAS_BOMB
+
+    root = with_val(make_yolo(tmp_path, {"a": ""}))
+    (root / "data.yaml").write_text(f"train: images/train\nval: images/val\n{ALIAS_BOMB}names: *i\n")
+    with pytest.raises(DatasetError, match=r"data.yaml: the document expands to more than \d+ nodes"):
+        load_yolo(root, "train")
+
+
+def test_names_must_be_strings_not_lists_mappings_or_numbers(tmp_path):
+    root = with_val(make_yolo(tmp_path, {"a": ""}))
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [[circ, le], {sq: uare}, 3]\n")
+    with pytest.raises(DatasetError, match=r"names\[0\] is a list of 2 item\(s\); names\[1\] is a mapping of 1 "
+                                           r"item\(s\); names\[2\] is 3 \(a class name is a non-empty string"):
+        load_yolo(root, "train")
+
+
+@pytest.mark.parametrize("entry", ["/", "../../elsewhere"])
+def test_a_split_outside_the_dataset_root_is_refused_naming_data_yaml_before_any_scan(tmp_path, monkeypatch, entry):
+    root = make_yolo(tmp_path / "d", {"a": ""})
+    (tmp_path / "elsewhere").mkdir()
+    (root / "data.yaml").write_text(f"train: images/train\nval: {entry}\nnames: [cat]\n")
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("a folder was scanned")
+
+    monkeypatch.setattr(Path, "rglob", no_scan)
+    with pytest.raises(DatasetError, match=rf"{root / 'data.yaml'}: 'val' entry '{re.escape(entry)}': "
+                                           rf"'{re.escape(entry)}' points outside the dataset root"):
+        load_yolo(root, "val")
+
+
+def test_a_path_key_at_the_file_system_root_is_refused(tmp_path):
+    root = make_yolo(tmp_path, {"a": ""})
+    (root / "data.yaml").write_text("path: /\ntrain: images/train\nnames: [cat]\n")
+    with pytest.raises(DatasetError, match=r"data.yaml: 'path' '/' makes the file-system root the dataset root"):
+        load_yolo(root, "train")
+
+
+def test_list_file_lines_outside_the_root_are_refused(tmp_path):
+    root = with_val(make_yolo(tmp_path / "d", {"a": ""}))
+    make_yolo(tmp_path / "other", {"x": ""})
+    (root / "train.txt").write_text(f"images/train/a.png\n{tmp_path / 'other' / 'images' / 'train' / 'x.png'}\n")
+    (root / "data.yaml").write_text("train: train.txt\nval: images/val\nnames: [cat, dog]\n")
+    with pytest.raises(DatasetError, match=r"train.txt:2: '.*x.png' points outside the dataset root"):
+        load_yolo(root, "train")
+
+
+def test_many_duplicate_or_bad_lines_give_one_line_per_file(tmp_path, caplog):
+    root = with_val(make_yolo(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n" * 20_000, "b": "9 0.5 0.5 0.2 0.2\n" * 5_000}))
+    with pytest.raises(DatasetError) as raised:
+        load_yolo(root, "train")
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 1 + 20 + 1  # the header, 20 listed lines of b.txt, one counting the rest
+    assert lines[-1].endswith("b.txt: and 4980 more bad line(s) in this file (5000 in all)")
+    assert caplog.text.count("duplicate line(s) dropped") == 1
+    assert "a.txt: 19999 duplicate line(s) dropped (e.g. line 2 repeats line 1)" in caplog.text
