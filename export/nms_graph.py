@@ -175,7 +175,7 @@ def to_tfssd_layout(model: onnx.ModelProto, input_size: int) -> onnx.ModelProto:
     NvDsInferParseCustomTfSSD: all float32, boxes y1, x1, y2, x2 divided by the input size.
 
     Nothing is clipped or dropped here, so the rows stay those of our layout; the parser clips to the
-    network size itself (nvdsinfer_custombboxparser.cpp; README, "DeepStream").
+    network size itself (nvdsinfer_custombboxparser.cpp; docs/jetson.md#bundle-and-deepstream).
     """
     g = _Builder("nms/tfssd/")
     names = {old: new for old, new in zip(OUTPUTS, TFSSD_OUTPUTS)}

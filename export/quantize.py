@@ -1,6 +1,6 @@
 """`scratchdet quantize`: INT8 Q/DQ ONNX calibrated on real training images, and FP16 ONNX.
 
-Two INT8 flavours (README, "INT8"), both Q/DQ with per-channel weights, through
+Two INT8 flavours (docs/design.md#int8), both Q/DQ with per-channel weights, through
 onnxruntime.quantization:
   ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
   tensorrt  signed symmetric activations and weights, zero point 0, float biases, Q/DQ on op inputs only
@@ -28,7 +28,7 @@ import onnx
 from scratchdet.export import tensorrt_qdq
 from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
 from scratchdet.models.contract import check_contract, load_checked, read_metadata, write_metadata
-from scratchdet.models.files import atomic_write, ensure_writable, file_sha256
+from scratchdet.models.files import atomic_write, check_destination, file_sha256
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 
@@ -50,7 +50,7 @@ class CalibrationOptions:
     method: str = "minmax"
     seed: int = 0
     # 7-bit weights (ort target only): identical detections on x86 CPUs without VNNI, whose u8*s8 path
-    # saturates in int16. Measured on BCCD: no accuracy cost (README), so portable is the default.
+    # saturates in int16. Measured on BCCD: no accuracy cost (docs/results/arm.md), so portable is the default.
     reduce_range: bool = True
 
 
@@ -168,7 +168,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
     check_source(onnx_path, out, model, metadata)
-    ensure_writable(out)
+    check_destination(out)
     images, images_hash = calibration_images(data, metadata["input_size"], options)
     # ONNX Runtime's fast INT8 conv needs input channels in fours; TensorRT has its own kernels.
     padded = pad_conv_input_channels(model) if target == "ort" else []
@@ -189,7 +189,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     # One write of graph and final metadata together: a kill leaves the previous file, never an INT8 graph
     # labelled fp32 (quantize_static copies the source's metadata).
     fresh = not cache.is_file()
-    # the cache through the helper too (ONNX Runtime's own write leaves it 0600, issue 24); an existing file
+    # the cache through the helper too (ONNX Runtime's own write leaves it 0600); an existing file
     # at the path it is given reads as a cache, so the helper's empty temporary is removed for it to write
     with atomic_write(out) as temporary, \
             atomic_write(cache) if fresh else contextlib.nullcontext(cache) as cache_file:
@@ -222,7 +222,7 @@ def convert_fp16(onnx_path: str | Path, out: str | Path) -> Path:
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
     check_source(onnx_path, out, model, metadata)
-    ensure_writable(out)
+    check_destination(out)
     keep_float32 = [n.name for n in _all_nodes(model.graph) if not n.name.startswith(NETWORK_PREFIXES)]
     outer_reads = _outer_reads(model.graph)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_float32)

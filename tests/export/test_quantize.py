@@ -69,7 +69,7 @@ def test_fp16_converts_the_network_and_keeps_decoding_and_nms_float32(fp32, tmp_
 
 
 def test_tensorrt_flavour_is_what_tensorrt_parses(fp32, synth_data, tmp_path):
-    from scratchdet.benchmarks.qdq_placement import non_int8_dequantize, placement
+    from scratchdet.benchmarks.studies.qdq_placement import non_int8_dequantize, placement
 
     model = onnx.load(str(quantize_int8(fp32, synth_data, "tensorrt", tmp_path / "trt.onnx",
                                         CalibrationOptions(images=8))))
@@ -113,7 +113,8 @@ def test_int8_and_fp16_keep_accuracy_close(trained_models, trained_data, tmp_pat
     scores = {p.name: validate(Predictor(OnnxBackend(p)), data).map50 for p in (fp32, fp16, int8, tensorrt)}
     assert scores["model.onnx"] > 0.05, "the fixture model should detect something"
     assert abs(scores["fp16.onnx"] - scores["model.onnx"]) <= 0.01
-    assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05  # a 2-epoch model: loose, see the README
+    # a 2-epoch model: loose bounds (trained BCCD models lose at most 0.003 mAP@0.5, docs/results/formats.md)
+    assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05
     assert abs(scores["model-int8-tensorrt.onnx"] - scores["model.onnx"]) <= 0.05
 
 
