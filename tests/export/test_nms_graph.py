@@ -1,14 +1,13 @@
 """The ONNX NMS tail on hand-made inputs, run by ONNX Runtime and OpenVINO in both output layouts and checked
 against models.boxes.nms on the same boxes and scores; and built by a real TensorRT (TensorRT-RTX, SM86)."""
 
-import time
-
 import numpy as np
 import onnx
 import pytest
 
 from scratchdet.export.nms_graph import LOOP_NAME, TRIPS_OUTPUT, nms_tail_model, to_tfssd_layout
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
+from scratchdet.export.tensorrt_rtx import build_rtx, rtx_available
 from scratchdet.models.boxes import nms
 from scratchdet.models.config import PostprocessConfig, load_model_config
 from scratchdet.models.contract import unpack_outputs
@@ -167,29 +166,8 @@ def test_loop_passes_follow_the_longest_suppression_chain():
     assert any(n.name == LOOP_NAME for n in nms_tail_model(30, 1, PostprocessConfig()).graph.node)
 
 
-def build_for_sm86(path) -> tuple[float, int]:
-    """Parse and build `path` ahead of time for SM86 with TensorRT-RTX; (seconds, engine bytes)."""
-    trt = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX (tensorrt-rtx-cu12-bindings) is not "
-                              "installed: `make setup` installs it with the dev extras")
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(path)):
-        raise AssertionError(f"{path}: " + "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
-    config = builder.create_builder_config()
-    config.num_compute_capabilities = 1  # before set_compute_capability, which otherwise returns False
-    assert config.set_compute_capability(trt.ComputeCapability.SM86, 0)
-    profile = builder.create_optimization_profile()
-    shape = list(network.get_input(0).shape)[1:]
-    profile.set_shape(network.get_input(0).name, [1, *shape], [1, *shape], [4, *shape])
-    config.add_optimization_profile(profile)
-    start = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
-    assert plan is not None, f"{path}: TensorRT-RTX build failed for SM86"
-    return time.perf_counter() - start, plan.nbytes
-
-
+@pytest.mark.skipif(not rtx_available(), reason="TensorRT-RTX (tensorrt-rtx-cu12-bindings) is not installed: "
+                    "`make setup` installs it with the dev extras")
 @pytest.mark.parametrize("layout", ["scratchdet", "tfssd"])
 def test_tensorrt_rtx_builds_the_demo_model_with_its_nms_tail(tmp_path, layout):
     from scratchdet.models.ssd import SSD
@@ -199,6 +177,6 @@ def test_tensorrt_rtx_builds_the_demo_model_with_its_nms_tail(tmp_path, layout):
     path = export_onnx(model, names, tmp_path / "model.onnx", ExportOptions(layout=layout)).path
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Loop" in ops and "NonMaxSuppression" not in ops
-    seconds, size = build_for_sm86(path)
-    print(f"{layout}: TensorRT-RTX SM86 build {seconds:.1f} s, engine {size / 2**20:.1f} MiB")
-    assert size > 2**20
+    build = build_rtx(path, ("SM86",))
+    print(f"{layout}: TensorRT-RTX {build.verdict()}")
+    assert build.built, build.verdict()
