@@ -120,7 +120,7 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"exported      {out} ({out.stat().st_size / 1e6:.2f} MB)")
     print(f"nodes         {report.nodes_before_simplify} -> {report.nodes_after_simplify} after onnxsim; "
           f"BatchNormalization {report.op_counts.get('BatchNormalization', 0)}, "
-          f"NonMaxSuppression {report.op_counts.get('NonMaxSuppression', 0)}")
+          f"NMS Loop {report.op_counts.get('Loop', 0)}")
     print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
     print("\n".join(verdict_lines(onnx.load(out)) + rtx_verdict_lines(out)))
     print(_parity(model, class_names, out, images))

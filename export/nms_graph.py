@@ -16,8 +16,9 @@ background). The tail is the algorithm of models.boxes.nms, one (image, class) r
 Why the loop is exact: the greedy decision of rank i depends only on the decisions of ranks before it, so the
 equation above has one solution (greedy NMS), and each pass from keep = valid fixes at least the next rank in
 order. At most k passes reach it; the loop stops at the first pass that changes nothing, which in practice is
-the length of the longest suppression chain plus one (docs/results/nms.md). Boxes below the score threshold
-rank after every valid box, so they can never suppress one; `valid` only drops them.
+about the length of the longest chain of suppressions (median 6, max 11 passes on BCCD val: docs/results/nms.md).
+Boxes below the score threshold rank after every valid box, so they can never suppress one; `valid` only drops
+them.
 """
 
 from __future__ import annotations

@@ -49,8 +49,17 @@ class Finding:
         return f"{self.node}: {self.rule} [{self.source.file} @ {self.source.ref}]"
 
 
+def _scopes(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """`graph` and every subgraph in it (a Loop's body): TensorRT parses a body's nodes like any others."""
+    inner = [a.g for node in graph.node for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+    return [graph, *[scope for body in inner for scope in _scopes(body)]]
+
+
 class _Graph:
-    """The facts about a graph the rules need: element types (after inference), shapes, constants, producers."""
+    """The facts about a graph the rules need: element types (after inference), shapes, constants, producers.
+
+    Subgraphs are flattened into one namespace (ONNX names are unique across a graph and its subgraphs), so a
+    Loop body's nodes are checked like the outer ones, with the types of the outer tensors they read."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         try:
@@ -58,21 +67,22 @@ class _Graph:
         except onnx.shape_inference.InferenceError as error:
             raise TensorRTCompatibilityError(f"ONNX type inference failed, so types cannot be checked: {error}") \
                 from None
-        graph = inferred.graph
-        infos = [*graph.input, *graph.output, *graph.value_info]
+        scopes = _scopes(inferred.graph)
+        infos = [v for g in scopes for v in [*g.input, *g.output, *g.value_info]]
         self.types = {v.name: v.type.tensor_type.elem_type for v in infos if v.type.tensor_type.elem_type}
         self.shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
                        for v in infos if v.type.tensor_type.HasField("shape")}
-        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.producers = {out: node for node in graph.node for out in node.output}
-        for node in graph.node:
+        self.nodes = [node for g in scopes for node in g.node]
+        self.constants = {t.name: numpy_helper.to_array(t) for g in scopes for t in g.initializer}
+        self.producers = {out: node for node in self.nodes for out in node.output}
+        for node in self.nodes:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         for name, value in self.constants.items():
             self.types.setdefault(name, onnx.helper.np_dtype_to_tensor_dtype(value.dtype))
             self.shapes.setdefault(name, list(value.shape))
+        graph = inferred.graph
         self.graph_io = {v.name for v in [*graph.input, *graph.output]}
-        self.nodes = list(graph.node)
         self.opset = next((o.version for o in inferred.opset_import if o.domain in ("", "ai.onnx")), None)
 
     def type_name(self, tensor: str) -> str | None:
@@ -177,6 +187,21 @@ def _nms_findings(node: onnx.NodeProto, graph: _Graph, table: VersionTable,
     return findings
 
 
+def _loop_findings(node: onnx.NodeProto, graph: _Graph, table: VersionTable) -> list[Finding]:
+    """A loop-carried value keeps its shape: each body state input and its next value have the same shape."""
+    row = table.ops["Loop"]
+    body = next(a.g for a in node.attribute if a.name == "body")
+    findings = []
+    # body inputs: iteration, condition, states...; body outputs: condition, states..., scan outputs
+    for state_in, state_out in zip(body.input[2:], body.output[1:]):
+        before, after = graph.shapes.get(state_in.name), graph.shapes.get(state_out.name)
+        if before is not None and after is not None and (len(before) != len(after) or any(
+                a is not None and b is not None and a != b for a, b in zip(before, after))):
+            findings.append(Finding(_label(node), f"loop-carried '{state_in.name}' is {before} but its next value "
+                                    f"'{state_out.name}' is {after}: {row.restriction}", row.source))
+    return findings
+
+
 def _attribute_findings(node: onnx.NodeProto, _: _Graph, table: VersionTable) -> list[Finding]:
     """The attribute restrictions of MaxPool, ScatterND and Constant rows."""
     row = table.ops[node.op_type]
@@ -199,6 +224,7 @@ def _attribute_findings(node: onnx.NodeProto, _: _Graph, table: VersionTable) ->
 _NODE_RULES: dict[str, Callable[[onnx.NodeProto, _Graph, VersionTable], list[Finding]]] = {
     "QuantizeLinear": _quantize_findings, "DequantizeLinear": _quantize_findings, "TopK": _topk_findings,
     "MaxPool": _attribute_findings, "ScatterND": _attribute_findings, "Constant": _attribute_findings,
+    "Loop": _loop_findings,
 }
 
 

@@ -105,7 +105,9 @@ def _common_rows(ref: str, texts: dict[str, str]) -> dict[str, OperatorRow]:
         "Div": (binary, False, ()), "Greater": (binary, False, ()), "Concat": (every, False, ()),
         "Where": ((1, 2), False, ()), "Cast": ((0,), True, ()), "Constant": ((), True, ()),
         "Conv": ((0, 1, 2), False, ()), "ScatterND": ((0, 2), False, ()), "NonMaxSuppression": ((0, 1), False, ()),
-        "ReduceSum": ((0,), False, (1,)), "Unsqueeze": ((0,), False, (1,)),
+        "ReduceSum": ((0,), False, (1,)), "Unsqueeze": ((0,), False, (1,)), "ReduceMax": ((0,), False, (1,)),
+        "And": (binary, False, ()), "Max": (binary, False, ()), "Min": (binary, False, ()),
+        "MatMul": (binary, False, ()), "Loop": (every, False, ()),
         "Pad": ((0,), False, (3,)),  # input 3 is `axes` (opset 18)
     }
     rows = {}
@@ -115,10 +117,25 @@ def _common_rows(ref: str, texts: dict[str, str]) -> dict[str, OperatorRow]:
     return rows
 
 
+# The greedy NMS loop of nms_graph.py (IoU matrix: Max, Min, And; loop body: MatMul, Min, Abs, ReduceMax).
+# onnx-tensorrt 7c51a63 is not in the stored mirror either, so the 11.1 table carries these 10.1-GA rows too, with
+# that ref: a real TensorRT-RTX 1.7 parser builds the tail (tests/export/test_nms_graph.py).
+_NMS_LOOP_TEXTS = {
+    "Abs": "| Abs | Y | FP32, FP16, BF16, INT32, INT64 |",
+    "And": "| And | Y | BOOL |",
+    "Loop": "| Loop | Y | FP32, FP16, BF16, INT32, INT64, BOOL | Scan output length cannot be dynamic. "
+            "The shape of Loop carried dependencies must be the same across all loop iterations.",
+    "MatMul": "| MatMul | Y | FP32, FP16, BF16 |",
+    "Max": "| Max | Y | FP32, FP16, BF16, INT32, INT64 |",
+    "Min": "| Min | Y | FP32, FP16, BF16, INT32, INT64 |",
+    "ReduceMax": "| ReduceMax | Y | FP32, FP16, BF16, INT32, INT64 | `axes` must be an initializer |",
+}
+
 # Rows common to the graphs: network (Conv, Relu, Add, MaxPool), preprocessing (Sub, Div), box decoding (Slice,
 # Exp, Mul, Concat, Clip, Softmax), the NMS tail (nms_graph.py), Q/DQ (INT8) and Cast (FP16), Pad (the ort
 # flavour's 4-channel first conv, channel_pad.py).
 _TEXTS_10_3 = {
+    **_NMS_LOOP_TEXTS,
     "Add": "| Add | Y | FP32, FP16, BF16, INT32, INT64 |",
     "Cast": "| Cast | Y | FP32, FP16, BF16, INT32, INT64, UINT8, BOOL | |",
     "Clip": "| Clip | Y | FP32, FP16, BF16 | |",
@@ -155,7 +172,8 @@ _TEXTS_10_3 = {
 }
 _TEXTS_11_1 = {
     **{op: text for op, text in _TEXTS_10_3.items() if op not in ("Constant", "DequantizeLinear", "Pad",
-                                                                    "ScatterND", "Slice", "Unsqueeze")},
+                                                                    "ScatterND", "Slice", "Unsqueeze",
+                                                                    *_NMS_LOOP_TEXTS)},
     "Constant": "| Constant | Y | FP32, FP16, BF16, FP8, FP4, INT4, INT32, INT64, BOOL | `sparse_value`, "
                 "`value_string`, and `value_strings` attributes are unsupported.",
     "DequantizeLinear": "| DequantizeLinear | Y | INT8, FP8, FP4, INT4 | `x_zero_point` must be zero |",
@@ -177,7 +195,7 @@ def _rows_10_3() -> dict[str, OperatorRow]:
 
 
 def _rows_11_1() -> dict[str, OperatorRow]:
-    rows = _common_rows(REF_11_1, _TEXTS_11_1)
+    rows = {**_common_rows(REF_11_1, _TEXTS_11_1), **_common_rows(REF_10_3, _NMS_LOOP_TEXTS)}
     # 11.1's Pad row has no axes restriction (docs/Changelog.md 10.4: "Added support for tensor `axes` for `Pad`")
     rows["Pad"] = OperatorRow("Pad", rows["Pad"].types, "", (0,), False, (), rows["Pad"].source)
     return rows

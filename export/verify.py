@@ -7,7 +7,7 @@ size (an untrained model predicts boxes thousands of pixels wide, where float32 
 0.1 px): far below anything visible, far above rounding. Detections pair through `boxes.match`, so a
 detection farther than that from every candidate is unmatched.
 
-Exact ties: ONNX leaves the order of equal scores in NonMaxSuppression unspecified, so where two
+Exact ties: runtimes may order equal scores differently in the NMS tail's TopK, so where two
 candidates of a class score the same (within the score tolerance), the runtimes may keep different
 boxes of the tie. Random weights produce such ties often (saturated softmax). A detection whose
 score is tied among its class's candidates may therefore be unmatched or differ in box; it is counted

@@ -1,6 +1,6 @@
 """ONNX models (.onnx, FP32 or INT8 Q/DQ) through OpenVINO on the CPU: the second, independent consumer.
 
-OpenVINO reads our ONNX directly (NonMaxSuppression included). Its CPU plugin runs floating-point layers in
+OpenVINO reads our ONNX directly (the NMS tail's Loop included). Its CPU plugin runs floating-point layers in
 the precision of INFERENCE_PRECISION_HINT, whose default on CPUs with BF16 (AVX512-BF16, AMX; Graviton 3/4,
 Neoverse V1/V2) is bf16: a different precision from the model's, with its own accuracy. This backend
 therefore states the hint it runs with, and defaults to f32 so an FP32 model gives FP32 results; pass

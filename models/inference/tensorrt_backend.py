@@ -4,7 +4,7 @@ Flow (tensorrt-facts.md section 3.4): check the sidecar against the running Tens
 deserialize, create a context, allocate for the profile's max batch, then per call `set_input_shape`,
 copy in, `execute_async_v3` on a stream, copy out. Addresses are set once (`set_tensor_address`); every
 boolean TensorRT returns is checked. An optional CUDA graph replays a fixed batch size; capture can fail
-(NonMaxSuppression has a data-dependent output shape, which TensorRT may not run under capture), and
+(the NMS tail's Loop runs a data-dependent number of passes, which TensorRT may not run under capture), and
 then the backend runs uncaptured. Shape and size decisions are pure functions (`TensorSpec`,
 `buffer_bytes`) tested without a GPU; the rest runs under `pytest -m tensorrt` and `make gpu-check`.
 """

@@ -152,13 +152,60 @@ def test_topk_computed_k_and_unsorted_topk(fp32):
         f"TopK '{topk.name}': `sorted` is 0, must be 1"]
 
 
+def nms_op_model(boxes: int, classes: int) -> onnx.ModelProto:
+    """A lone NonMaxSuppression over boxes [1, N, 4] and scores [1, C, N]."""
+    const = numpy_helper.from_array
+    graph = helper.make_graph(
+        [helper.make_node("NonMaxSuppression", ["boxes", "scores", "k", "iou", "score"], ["selected"], name="nms")],
+        "nms", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, boxes, 4]),
+                helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, classes, boxes])],
+        [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])],
+        [const(np.array([boxes], np.int64), "k"), const(np.array([0.45], np.float32), "iou"),
+         const(np.array([0.01], np.float32), "score")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def test_nms_candidates_beyond_the_layer_limit_are_reported():
     # NvInfer.h INMSLayer: "only the K highest scoring boxes in each batch item will be considered for selection.
     # The value of K is 2000 for SM 5.3 and 6.2 devices, and 5000 otherwise."
-    model = nms_tail_model(6000, 2, PostprocessConfig(pre_nms_topk=3000))
+    model = nms_op_model(1500, 2)
     assert rules_broken(model, "11.1") == []
     broken = rules_broken(model, "11.1", compute_capability=(5, 3))
     assert len(broken) == 1 and "3000 candidate boxes per batch item; TensorRT considers only the 2000" in broken[0]
+
+
+def test_nodes_inside_the_nms_loop_body_are_checked():
+    model = nms_tail_model(50, 2, PostprocessConfig(pre_nms_topk=10))
+    assert rules_broken(model, "10.3") == []
+    (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
+    body_abs = next(n for n in loop.attribute[0].g.node if n.op_type == "Abs")
+    body_abs.op_type = "Sign"  # same types and shapes, no row in the table
+    broken = rules_broken(model, "10.3")
+    assert len(broken) == 1 and broken[0].startswith(f"Sign '{body_abs.name}': operator Sign is not in the TensorRT")
+
+
+def loop_growing_its_state() -> onnx.ModelProto:
+    """A Loop whose carried value doubles in length each pass: [2] -> [4]."""
+    body = helper.make_graph(
+        [helper.make_node("Concat", ["x_in", "x_in"], ["x_out"], name="grow", axis=0)],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),  # the condition passes through
+         helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [4])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "go", "x"], ["y"], name="loop", body=body)], "grow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(3, np.int64), "trips"), numpy_helper.from_array(np.array(True), "go")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_loop_carried_value_changing_shape_is_reported(version):
+    broken = rules_broken(loop_growing_its_state(), version)
+    assert len(broken) == 1 and broken[0].startswith("Loop 'loop': loop-carried 'x_in' is [2] but its next value "
+                                                     "'x_out' is [4]: Scan output length cannot be dynamic.")
 
 
 def test_version_lookup():
