@@ -27,26 +27,16 @@ import onnx
 from scratchdet.export.engine_layers import Layer, LayerInformationError, layers_from_build_log
 from scratchdet.models.contract import engine_name
 from scratchdet.models.files import file_sha256, write_bytes, write_text
+from scratchdet.models.inference.tensorrt_rtx_backend import RUNTIME, import_tensorrt_rtx
 
 log = logging.getLogger(__name__)
 
-RUNTIME = "tensorrt-rtx"
 TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
 _NOT_RTX = {"SM87": "Jetson Orin", "SM110": "Jetson Thor", "SM90": "H100/H200", "SM100": "B200", "SM72": "Xavier"}
 
 
 class RtxTargetError(ValueError):
     """A compute capability TensorRT-RTX cannot build for; the message names the ones it can."""
-
-
-def import_tensorrt_rtx() -> ModuleType:
-    """The tensorrt_rtx_bindings module, or ImportError saying what to install."""
-    try:
-        import tensorrt_rtx_bindings  # type: ignore[import-untyped]  # the wheel ships no stubs
-    except ImportError:
-        raise ImportError("TensorRT for RTX is not installed: pip install tensorrt-rtx-cu12-libs==1.7.1.116 "
-                          "tensorrt-rtx-cu12-bindings==1.7.1.116 (the dev extra pins both)") from None
-    return tensorrt_rtx_bindings
 
 
 def rtx_available() -> bool:
