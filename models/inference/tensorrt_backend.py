@@ -27,8 +27,8 @@ from scratchdet.models.contract import (
     read_sidecar,
     unpack_outputs,
 )
+from scratchdet.models.detections import Detections
 from scratchdet.models.inference.cuda_device import checked_versions, cuda_call, cudart, gpu_info
-from scratchdet.models.inference.detections import Detections
 
 if TYPE_CHECKING:
     import tensorrt as trt

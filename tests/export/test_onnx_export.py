@@ -10,7 +10,7 @@ from scratchdet.export.verify import compare, verify_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
 from scratchdet.models.contract import ContractError, check_contract, load_checked
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.models.inference.onnxruntime_backend import create_session, run_session
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
@@ -201,7 +201,7 @@ def test_non_finite_outputs_fail_the_export(tmp_path):
 
 
 def test_network_only_export_gives_the_raw_outputs_at_any_batch(exported, synth_data, tmp_path):
-    """The A/B reference of benchmarks/nms_overhead.py: the folded network without decoding or NMS."""
+    """The A/B reference of benchmarks/studies/nms_overhead.py: the folded network without decoding or NMS."""
     from scratchdet.export.onnx_export import export_network_only
 
     model, _, _ = exported

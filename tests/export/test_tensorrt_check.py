@@ -190,8 +190,8 @@ def test_our_float_graphs_pass_every_version(flavours, flavour):
 
 
 def test_tensorrt_flavour_verdict_agrees_with_its_dequantize_inputs(flavours):
-    # Today quantize.py quantises conv biases to INT32 (issue 20), so this file is reported, each bias DQ named;
-    # once the tensorrt target stops quantising biases, the same assertion holds with no finding.
+    # Every DequantizeLinear whose input is not INT8 (an INT32 conv bias) is a finding, named; the tensorrt
+    # flavour keeps its biases in float, so the set is empty, and a file with INT32 bias DQs is reported.
     model = onnx.load(str(flavours["tensorrt"]))
     types = {t.name: t.data_type for t in model.graph.initializer}
     producers = {out: n for n in model.graph.node for out in n.output}
