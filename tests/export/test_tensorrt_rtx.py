@@ -156,3 +156,19 @@ def test_engine_cli_builds_an_rtx_engine_and_sidecar(tiny_fp32, capsys, caplog):
     assert values["targets"] == ["SM86", "SM89"] and values["runtime"] == "tensorrt-rtx"
     assert values["tensorrt_version"].startswith("1.7.") and values["engine_bytes"] == engine.stat().st_size
     assert values["profile"]["images"][2] == [4, 3, 128, 128]
+
+
+@needs_rtx
+def test_the_bundle_carries_rtx_engines(tiny_fp32, synth_data, tmp_path):
+    from scratchdet.export.bundle import make_bundle
+
+    folder = make_bundle(tiny_fp32, synth_data, tmp_path / "bundle", CalibrationOptions(images=4), tarball=False,
+                         max_batch=2, rtx_targets=("SM89",))
+    engines = json.loads((folder / "metadata.json").read_text())["rtx_engines"]
+    assert engines == {p: f"engines/model-{p}.rtx.engine" for p in ("fp32", "fp16", "int8")}
+    for precision, engine in engines.items():
+        values = json.loads((folder / engine).with_suffix(".json").read_text())
+        assert values["targets"] == ["SM89"] and values["precision"] == precision
+        assert values["onnx"] == {"fp32": "model.onnx", "fp16": "model-fp16.onnx",
+                                  "int8": "model-int8-tensorrt.onnx"}[precision]
+        assert values["engine_bytes"] == (folder / engine).stat().st_size > 0
