@@ -313,8 +313,19 @@ PORTABILITY_8BIT = (
     "detections; on VNNI x86 and ARM, expect the same detections up to the order of near ties.")
 
 
+def _rtx_engines(stage: Path, targets: tuple[str, ...], max_batch: int) -> dict[str, str]:
+    """TensorRT-RTX engines of the bundle's three engine ONNX files, built here (no GPU needed)."""
+    from scratchdet.export.tensorrt_rtx import make_rtx_engine
+
+    engines = {precision: ENGINES[precision].replace(".engine", ".rtx.engine") for precision in ENGINE_SOURCE}
+    for precision, source in ENGINE_SOURCE.items():
+        make_rtx_engine(stage / MODELS[source], precision, targets, (1, 1, max_batch), stage / engines[precision],
+                        onnx_label=MODELS[source])
+    return engines
+
+
 def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibration: CalibrationOptions,
-          score_threshold: float, max_batch: int) -> None:
+          score_threshold: float, max_batch: int, rtx_targets: tuple[str, ...] | None) -> None:
     shutil.copyfile(fp32_onnx, stage / MODELS["fp32"])
     convert_fp16(stage / MODELS["fp32"], stage / MODELS["fp16"])
     for target in ("tensorrt", "ort"):
@@ -322,8 +333,9 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
                       cache_dir=fp32_onnx.parent)
     write_text(stage / "labels.txt", "\n".join(metadata["class_names"]) + "\n")
     write_text(stage / "config_infer_primary.txt", deepstream_config(metadata, "fp16", score_threshold))
+    rtx = {} if rtx_targets is None else {"rtx_engines": _rtx_engines(stage, rtx_targets, max_batch)}
     write_text(stage / "metadata.json", json.dumps(
-        {**metadata, "deploy_score_threshold": score_threshold, "files": MODELS, "engines": ENGINES}, indent=2))
+        {**metadata, "deploy_score_threshold": score_threshold, "files": MODELS, "engines": ENGINES, **rtx}, indent=2))
     script = stage / "build_engine.sh"
     write_text(script, build_script(metadata, max_batch))
     script.chmod(0o755)
@@ -348,13 +360,16 @@ def _fill(stage: Path, fp32_onnx: Path, data: str | Path, metadata: dict, calibr
 
 
 def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibration: CalibrationOptions,
-                tarball: bool = True, score_threshold: float | None = None, max_batch: int = 8) -> Path:
+                tarball: bool = True, score_threshold: float | None = None, max_batch: int = 8,
+                rtx_targets: tuple[str, ...] | None = None) -> Path:
     """Write the bundle folder (and out.tar.gz); returns the folder.
 
     Args:
         score_threshold: the deployment score threshold (DeepStream's pre-cluster-threshold, recorded in
             metadata.json); default the ONNX's `deploy_score_threshold` (the model's postprocess config).
         max_batch: the engines' largest batch (profile 1/1/max_batch).
+        rtx_targets: add TensorRT-RTX engines (engines/model-PRECISION.rtx.engine + sidecar) built here for these
+            targets (() = TensorRT-RTX's default); None: none.
 
     Raises:
         ValueError: the ONNX is not the FP32 export, or a threshold outside [0, 1].
@@ -376,7 +391,7 @@ def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibr
     # the folder takes its place first, then the tarball (inner context first): both or neither are new
     with atomic_write(out.with_suffix(".tar.gz")) if tarball else contextlib.nullcontext() as archive_path, \
             atomic_folder(out) as stage:
-        _fill(stage, fp32_onnx, data, metadata, calibration, threshold, max_batch)
+        _fill(stage, fp32_onnx, data, metadata, calibration, threshold, max_batch, rtx_targets)
         if archive_path is not None:
             with tarfile.open(archive_path, "w:gz") as archive:
                 archive.add(stage, arcname=out.name)

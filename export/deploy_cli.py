@@ -130,31 +130,16 @@ def run_engine(args: argparse.Namespace) -> None:
 
 def run_rtx_engine(args: argparse.Namespace) -> None:
     """`scratchdet engine --runtime tensorrt-rtx`: an ahead-of-time engine and its sidecar, GPU or not."""
-    from scratchdet.export.engine_plan import precision_settings, profile_shapes
-    from scratchdet.export.tensorrt_rtx import (
-        build_rtx,
-        parse_targets,
-        rtx_engine_path,
-        rtx_sidecar,
-        rtx_version,
-        write_rtx_engine,
-    )
+    from scratchdet.export.tensorrt_rtx import make_rtx_engine, parse_targets, rtx_version
 
     if args.dla_core is not None:
         raise ValueError("--dla-core is for Jetson's TensorRT; TensorRT-RTX has no DLA")
-    onnx_path = Path(args.model)
-    _, metadata = load_checked(onnx_path)
     targets = parse_targets(args.sm)
-    batches = (args.min_batch, args.opt_batch, args.max_batch)
-    precision_settings(args.precision, metadata.get("precision", "fp32"), 11)  # strongly typed, as TensorRT 11
-    profile_shapes(metadata["input_size"], *batches)  # refuses a bad profile before building
-    version = rtx_version()
-    build = build_rtx(onnx_path, targets, batches, args.workspace_mib)
-    print(f"{onnx_path}: {build.verdict()}")
-    out = rtx_engine_path(onnx_path, args.precision, Path(args.out) if args.out else None)
-    engine = write_rtx_engine(build, out, rtx_sidecar(build, onnx_path, args.precision, version, batches,
-                                                      metadata["input_size"], metadata))
-    print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB, TensorRT-RTX {version}, "
+    engine, build = make_rtx_engine(Path(args.model), args.precision, targets,
+                                    (args.min_batch, args.opt_batch, args.max_batch),
+                                    Path(args.out) if args.out else None, args.workspace_mib)
+    print(f"{args.model}: {build.verdict()}")
+    print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB, TensorRT-RTX {rtx_version()}, "
           f"{', '.join(targets) or 'default targets'}), sidecar {engine.with_suffix('.json')}")
 
 
@@ -167,17 +152,25 @@ def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:
                              "else 0.25); evaluation keeps the ONNX's own low threshold")
     bundle.add_argument("--max-batch", type=positive_int, default=8,
                         help="largest batch of the engines build_engine.sh builds")
+    bundle.add_argument("--rtx", action="store_true",
+                        help="also carry TensorRT-RTX engines (built here, no GPU needed) for the --rtx-sm targets")
+    bundle.add_argument("--rtx-sm", default="", help="TensorRT-RTX targets of --rtx, e.g. SM86,SM89 (default: "
+                                                    "TensorRT-RTX's own)")
     calibration_arguments(bundle)
     bundle.set_defaults(run=run_bundle)
 
 
 def run_bundle(args: argparse.Namespace) -> None:
     from scratchdet.export.bundle import make_bundle
+    from scratchdet.export.tensorrt_rtx import parse_targets
 
+    if args.rtx_sm and not args.rtx:
+        raise ValueError("--rtx-sm names the targets of TensorRT-RTX engines: add --rtx")
+    rtx_targets = parse_targets(args.rtx_sm) if args.rtx else None
     source = Path(args.model)
     out = Path(args.out) if args.out else source.parent.parent / "bundle"
     folder = make_bundle(source, args.data, out, calibration_options(args), score_threshold=args.conf,
-                         max_batch=args.max_batch)
+                         max_batch=args.max_batch, rtx_targets=rtx_targets)
     print(f"bundle {folder} and {folder.with_suffix('.tar.gz')}:")
     for path in sorted(folder.iterdir()):
         print(f"  {path.name:32s} {path.stat().st_size / 1e6:8.2f} MB")

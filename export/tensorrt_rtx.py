@@ -25,28 +25,18 @@ from typing import Any
 import onnx
 
 from scratchdet.export.engine_layers import Layer, LayerInformationError, layers_from_build_log
-from scratchdet.models.contract import engine_name
+from scratchdet.models.contract import engine_name, load_checked
 from scratchdet.models.files import file_sha256, write_bytes, write_text
+from scratchdet.models.inference.tensorrt_rtx_backend import RUNTIME, import_tensorrt_rtx
 
 log = logging.getLogger(__name__)
 
-RUNTIME = "tensorrt-rtx"
 TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
 _NOT_RTX = {"SM87": "Jetson Orin", "SM110": "Jetson Thor", "SM90": "H100/H200", "SM100": "B200", "SM72": "Xavier"}
 
 
 class RtxTargetError(ValueError):
     """A compute capability TensorRT-RTX cannot build for; the message names the ones it can."""
-
-
-def import_tensorrt_rtx() -> ModuleType:
-    """The tensorrt_rtx_bindings module, or ImportError saying what to install."""
-    try:
-        import tensorrt_rtx_bindings  # type: ignore[import-untyped]  # the wheel ships no stubs
-    except ImportError:
-        raise ImportError("TensorRT for RTX is not installed: pip install tensorrt-rtx-cu12-libs==1.7.1.116 "
-                          "tensorrt-rtx-cu12-bindings==1.7.1.116 (the dev extra pins both)") from None
-    return tensorrt_rtx_bindings
 
 
 def rtx_available() -> bool:
@@ -212,17 +202,19 @@ def rebuild_command(onnx_path: Path, precision: str, targets: tuple[str, ...], b
 
 
 def rtx_sidecar(build: RtxBuild, onnx_path: Path, precision: str, version: str, batches: tuple[int, int, int],
-                input_size: int, metadata: dict) -> dict[str, Any]:
+                input_size: int, metadata: dict, onnx_label: str | None = None) -> dict[str, Any]:
     """The sidecar of a TensorRT-RTX engine: the keys of every sidecar (contract.SIDECAR_KEYS) plus runtime and
-    targets. An AOT engine is for its targets, not for the GPU it was built on: gpu_name says so."""
+    targets. An AOT engine is for its targets, not for the GPU it was built on: gpu_name says so.
+    `onnx_label`: how the sidecar names the ONNX (a bundle's own file name), default its path."""
     shape = [3, input_size, input_size]
+    label = Path(onnx_label) if onnx_label else onnx_path
     return {"runtime": RUNTIME, "tensorrt_version": version, "targets": list(build.targets),
             "gpu_name": f"any RTX GPU of {', '.join(build.targets) or 'the TensorRT-RTX default targets'}",
             "compute_capability": ",".join(t.removeprefix("SM") for t in build.targets) or "default",
-            "precision": precision, "onnx": str(onnx_path), "onnx_sha256": file_sha256(onnx_path),
+            "precision": precision, "onnx": str(label), "onnx_sha256": file_sha256(onnx_path),
             "profile": {"images": [[b, *shape] for b in batches]}, "build_seconds": build.seconds,
             "engine_bytes": len(build.engine or b""), "layers": len(build.layers),
-            "trtexec": rebuild_command(onnx_path, precision, build.targets, batches), "model_metadata": metadata}
+            "trtexec": rebuild_command(label, precision, build.targets, batches), "model_metadata": metadata}
 
 
 def write_rtx_engine(build: RtxBuild, path: Path, sidecar: dict[str, Any]) -> Path:
@@ -232,3 +224,24 @@ def write_rtx_engine(build: RtxBuild, path: Path, sidecar: dict[str, Any]) -> Pa
     write_bytes(path, build.engine)
     write_text(path.with_suffix(".json"), json.dumps(sidecar, indent=2))
     return path
+
+
+def make_rtx_engine(onnx_path: Path, precision: str, targets: tuple[str, ...], batches: tuple[int, int, int],
+                    out: Path | None = None, workspace_mib: int = 1024,
+                    onnx_label: str | None = None) -> tuple[Path, RtxBuild]:
+    """Build one ONNX of ours with TensorRT-RTX and write engine + sidecar (default RUN/engines/...rtx.engine).
+
+    Raises:
+        ContractError: not our ONNX. EnginePlanError: precision does not match the ONNX, or a bad batch profile.
+        RuntimeError: the parse or build failed (the message holds TensorRT-RTX's first error).
+    """
+    from scratchdet.export.engine_plan import precision_settings, profile_shapes
+
+    _, metadata = load_checked(onnx_path)
+    precision_settings(precision, metadata.get("precision", "fp32"), 11)  # strongly typed, as TensorRT 11
+    profile_shapes(metadata["input_size"], *batches)  # refuses a bad profile before building
+    version = rtx_version()
+    build = build_rtx(onnx_path, targets, batches, workspace_mib)
+    sidecar = rtx_sidecar(build, onnx_path, precision, version, batches, metadata["input_size"], metadata,
+                          onnx_label)
+    return write_rtx_engine(build, rtx_engine_path(onnx_path, precision, out), sidecar), build

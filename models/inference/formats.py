@@ -48,7 +48,7 @@ def _engine_metadata(path: Path) -> dict[str, Any]:
 FORMATS: dict[str, Format] = {
     ".pt": Format("pytorch", ("pytorch",), _checkpoint_metadata),
     ".onnx": Format("onnx", ("onnxruntime", "openvino"), _onnx_metadata),
-    ".engine": Format("tensorrt", ("tensorrt",), _engine_metadata),
+    ".engine": Format("tensorrt", ("tensorrt", "tensorrt-rtx"), _engine_metadata),
 }
 
 
@@ -70,6 +70,13 @@ def model_metadata(path: str | Path) -> dict[str, Any]:
 
 
 AUTO = "auto"
+
+
+def engine_runtime(path: Path) -> str:
+    """The runtime an engine's sidecar names: "tensorrt-rtx" for TensorRT-RTX engines, else "tensorrt"."""
+    from scratchdet.models.contract import read_sidecar
+
+    return str(read_sidecar(path).get("runtime", "tensorrt"))
 
 
 def _auto(path: Path, precision_hint: str) -> tuple[str, dict[str, Any]]:
@@ -94,7 +101,8 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     """The backend for a model file, by its suffix (and `runtime`, where a format has several).
 
     runtime "auto": for .onnx, OpenVINO where measured faster on this host for the model's precision, else ONNX
-    Runtime (runtime_choice.py; the choice and its reason are logged); for other formats, their one runtime.
+    Runtime (runtime_choice.py; the choice and its reason are logged); for .engine, the runtime its sidecar
+    names (TensorRT or TensorRT-RTX); for other formats, their one runtime.
     Options: device (PyTorch), threads, providers and spinning (ONNX Runtime), cuda_graph (TensorRT),
     precision_hint (OpenVINO: "f32", or "bf16" on CPUs with BF16).
 
@@ -107,6 +115,8 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     metadata = None
     if runtime == AUTO:
         runtime, metadata = _auto(path, precision_hint) if model_format.label == "onnx" else (None, None)
+    if runtime is None and model_format.label == "tensorrt" and path.is_file():
+        runtime = engine_runtime(path)
     runtime = runtime or model_format.runtimes[0]
     if runtime not in model_format.runtimes:
         raise ValueError(f"{path}: runtime '{runtime}' does not run {path.suffix} files "
@@ -125,6 +135,10 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
         from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 
         return OnnxBackend(path, threads=threads, providers=providers, spinning=spinning, metadata=metadata)
+    if runtime == "tensorrt-rtx":
+        from scratchdet.models.inference.tensorrt_rtx_backend import TensorRTRTXBackend
+
+        return TensorRTRTXBackend(path, cuda_graph=cuda_graph)
     from scratchdet.models.inference.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(path, cuda_graph=cuda_graph)

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scratchdet.models.contract import check_engine_compatible, postprocess_config, read_sidecar, unpack_outputs
+from scratchdet.models.contract import (
+    EngineMismatchError,
+    check_engine_compatible,
+    postprocess_config,
+    read_sidecar,
+    unpack_outputs,
+)
 from scratchdet.models.detections import Detections
 from scratchdet.models.inference.cuda_device import checked_versions, cuda_call, cudart, gpu_info
 
@@ -98,18 +104,32 @@ class DeviceBuffers:
 
 
 class TensorRTBackend:
+    """A TensorRT 10/11 engine; TensorRT-RTX engines (tensorrt_rtx_backend.py) differ only in module and checks."""
+
     name = "tensorrt"
+    label = "TensorRT"
+
+    def _import(self) -> ModuleType:
+        return import_tensorrt()
+
+    def _check(self, values: dict[str, Any], version: str) -> None:
+        """Refuse an engine of another TensorRT, GPU or runtime before deserialising it."""
+        if values.get("runtime", "tensorrt") != "tensorrt":
+            raise EngineMismatchError(f"{self.path}: built by {values['runtime']}, not TensorRT; open it with "
+                                      f"--runtime {values['runtime']}")
+        check_engine_compatible(self.path, values, version, *gpu_info())
 
     def __init__(self, path: str | Path, cuda_graph: bool = False) -> None:
-        tensorrt = import_tensorrt()
+        tensorrt = self._import()
+        self.tensorrt = tensorrt
         self.path = Path(path)
         values = read_sidecar(self.path)
         checked_versions()  # logs driver and runtime versions; a too-old driver is named before any other call
-        check_engine_compatible(self.path, values, tensorrt.__version__, *gpu_info())
+        self._check(values, tensorrt.__version__)
         metadata = values["model_metadata"]
         self.class_names, self.input_size = metadata["class_names"], metadata["input_size"]
         self.postprocess = postprocess_config(metadata, values.get("onnx", self.path))
-        self.precision, self.provider = values["precision"], f"TensorRT {tensorrt.__version__}"
+        self.precision, self.provider = values["precision"], f"{self.label} {tensorrt.__version__}"
         self.runtime = cudart()
         self.graphs: dict[int, tuple[Any, Any]] = {}  # batch size -> (cudaGraph_t, cudaGraphExec_t)
         self.use_cuda_graph = cuda_graph
@@ -138,8 +158,7 @@ class TensorRTBackend:
                              f"{dims(minimum)}..{dims(maximum)}")
 
     def _tensor_specs(self) -> list[TensorSpec]:
-        import tensorrt as trt
-
+        trt = self.tensorrt
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         for name in inputs:
