@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scratchdet.models.files import atomic_write, ensure_writable, write_text
+from scratchdet.models.files import atomic_write, check_destination, write_text
 from scratchdet.train.config import load_config
 
 if TYPE_CHECKING:
@@ -254,10 +254,10 @@ def validate_inputs(configs: Sequence[str | Path], data: str | Path, runs: str |
         load_config(config)
     for split in ("train", "val"):
         load_dataset(data, split)
-    ensure_writable(Path(runs) / "write-test")
+    check_destination(Path(runs) / "write-test")
     if out is not None:
         for name in REPORT_FILES:
-            ensure_writable(Path(out) / name)
+            check_destination(Path(out) / name)
 
 
 EXIT_CODES = {"better": 0, "no detectable difference": 0, "worse": 2}  # 1 is any error (scratchdet.cli)

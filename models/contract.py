@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto
 
 from scratchdet.models.config import ConfigError, PostprocessConfig, from_dict
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 INPUT = "images"
 OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)
@@ -222,6 +222,18 @@ def metadata_problems(metadata: dict[str, Any], input_dims: list, box_dims: list
 def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Load an ONNX file and check it against the contract."""
     path = Path(path)
+    model = read_onnx(path)
+    return model, check_contract(model, path)
+
+
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    """Load any ONNX file (ours or not), every failure a ContractError naming the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ContractError: empty, unreadable (external data outside its folder or missing included), or no graph.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX file not found")
     if path.stat().st_size == 0:
@@ -232,7 +244,7 @@ def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
         raise ContractError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
     if not model.graph.node:  # protobuf parses many non-ONNX byte strings into an empty model
         raise ContractError(f"{path}: not an ONNX model (no graph nodes)")
-    return model, check_contract(model, path)
+    return model
 
 
 def c_header() -> str:

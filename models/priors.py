@@ -38,6 +38,10 @@ class Priors:
         """Boxes per cell at each level: two 1:1 boxes plus r and 1/r for each aspect ratio."""
         return [2 + 2 * len(ratios) for ratios in self.config.aspect_ratios]
 
+    def level_sizes(self, feature_sizes: list[tuple[int, int]]) -> list[int]:
+        """Priors per level for maps of `feature_sizes` [(H, W), ...], in the order `generate` lists them."""
+        return [h * w * a for (h, w), a in zip(feature_sizes, self.num_anchors_per_location())]
+
     def generate(self, input_size: int, feature_sizes: list[tuple[int, int]]) -> torch.Tensor:
         """Priors for maps of `feature_sizes` [(H, W), ...]; returns [P, 4] cx, cy, w, h normalised.
 

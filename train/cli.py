@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
-from scratchdet.train.config import AMP_MODES, load_config
+from scratchdet.train.config import AMP_MODES, RECIPES, apply_recipe, load_config
 from scratchdet.train.data.convert import FORMATS, convert_dataset
 from scratchdet.train.data.load import dataset_layout, dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
-from scratchdet.train.run_folder import prepare_run_folder
+from scratchdet.train.run_folder import check_run_folder, clear_previous_run
 from scratchdet.train.trainer import Trainer
 
 
@@ -63,6 +62,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
                        "(no scaler) or off (default: the config's train.amp, fp16)")
     train.add_argument("--seed", type=non_negative_int, help="seed of the initialisation, data order and "
                        "augmentation (default: train.seed of the config)")
+    train.add_argument("--recipe", choices=sorted(RECIPES), help="replace the config's loss, assignment, schedule "
+                       "and augmentation settings by a named recipe (paper: ScratchDet/SSD as published)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--exist-ok", action="store_true",
                        help="replace the run already in OUT (its weights, metrics, plots, export/ ...)")
@@ -104,14 +105,19 @@ def run_convert(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     if args.resume and args.exist_ok:
         raise ValueError("--resume continues the run in OUT and --exist-ok replaces it: choose one")
-    prepare_run_folder(args.out, args.resume, args.exist_ok, rank=int(os.environ.get("RANK", "0")))
+    # every input is checked (run folder, config, dataset, checkpoint) before --exist-ok removes anything
+    previous = check_run_folder(args.out, args.resume, args.exist_ok)
     model_config, train_config = load_config(args.config)
+    if args.recipe:
+        train_config = apply_recipe(train_config, args.recipe)
     overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers,
                  "seed": args.seed, "amp": args.amp}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
     trainer = Trainer(model_config, train_config, args.data, args.out)
     if args.resume:
         trainer.resume()
+    if trainer.rank == 0:
+        clear_previous_run(args.out, previous)
     out = trainer.fit()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")

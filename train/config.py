@@ -3,13 +3,16 @@ mmdetection config, github.com/KimSoybean/ScratchDet)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scratchdet.models.config import ModelConfig, from_dict, load_model_config, read_yaml, resolve_config_path
 
 SCHEDULES = ("step", "cosine")
 AMP_MODES = ("off", "fp16", "bf16")
+BOX_LOSSES = ("smooth_l1", "giou", "diou", "ciou")
+CLASS_LOSSES = ("hard_negative", "focal")
+ASSIGNERS = ("max_iou", "atss")
 
 
 def amp_name(amp: str | bool) -> str:
@@ -54,10 +57,26 @@ class TrainConfig:
     ema_decay: float | None = None  # evaluate and save an EMA of the weights, e.g. 0.9999 (ultralytics)
     ema_tau: float = 2000.0  # iterations over which the EMA decay ramps up
     warmup_clip: float | None = None  # clip the gradient norm to this during warm-up
+    # The loss (train/loss.py); the defaults are SSD's (Sec. 2.2), `--recipe paper` sets them back by name.
+    box_loss: str = "smooth_l1"  # or giou / diou / ciou on the decoded boxes
+    box_loss_weight: float = 1.0  # mmdet's ATSS and GIoU configs weight the IoU losses 2.0
+    class_loss: str = "hard_negative"  # softmax CE on positives and 3:1 mined negatives, or focal on all priors
+    negative_ratio: float = 3.0
+    focal_gamma: float = 2.0  # RetinaNet's gamma and alpha (Lin et al., Table 1a)
+    focal_alpha: float = 0.25
+    assigner: str = "max_iou"  # SSD's IoU >= 0.5 plus each box's best prior, or atss
+    atss_topk: int = 9  # candidates per level and box (ATSS paper, Sec. 3.2)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
+        for key, value, choices in (("box_loss", self.box_loss, BOX_LOSSES),
+                                    ("class_loss", self.class_loss, CLASS_LOSSES),
+                                    ("assigner", self.assigner, ASSIGNERS)):
+            if value not in choices:
+                raise ValueError(f"train.{key} '{value}': choose one of {', '.join(choices)}")
+        if self.atss_topk < 1:
+            raise ValueError(f"train.atss_topk {self.atss_topk}: must be >= 1")
         object.__setattr__(self, "amp", amp_name(self.amp))  # frozen: the YAML booleans become names here
         if self.amp not in AMP_MODES:
             raise ValueError(f"train.amp '{self.amp}': choose one of {', '.join(AMP_MODES)}")
@@ -68,6 +87,27 @@ class TrainConfig:
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
+
+
+# Named recipes: the training settings that reproduce a paper, applied over a config's `train:` section.
+RECIPES: dict[str, dict[str, object]] = {
+    # ScratchDet (Sec. 4.1) on SSD's loss and augmentation: SSD matching, Smooth-L1, 3:1 hard negatives, step
+    # decay, full zoom-out; none of the take-off aids.
+    "paper": {"box_loss": "smooth_l1", "box_loss_weight": 1.0, "class_loss": "hard_negative", "negative_ratio": 3.0,
+              "assigner": "max_iou", "schedule": "step", "expand_max": 4.0, "background_prior": None,
+              "ema_decay": None, "warmup_clip": None},
+}
+
+
+def apply_recipe(config: TrainConfig, name: str) -> TrainConfig:
+    """`config` with the named recipe's settings (RECIPES); other fields (epochs, batch, LR) kept.
+
+    Raises:
+        ValueError: an unknown recipe name, listing the known ones.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"recipe '{name}': unknown; known recipes: {', '.join(sorted(RECIPES))}")
+    return replace(config, **RECIPES[name])  # type: ignore[arg-type]
 
 
 def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:

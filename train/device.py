@@ -3,6 +3,8 @@ the autocast mode."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
@@ -57,6 +59,26 @@ def configure_backends(config: TrainConfig, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
+
+
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc malloc keep freed memory for reuse instead of returning it to the kernel; True if it did.
+
+    By default every activation and gradient over glibc's mmap threshold (at most 32 MB) is a fresh mmap
+    each step, and the heap top is trimmed back: each step then page-faults its ~1 GB of tensors in again, and
+    zeroing those pages is kernel time (bccd_cpu on one thread: 19% of the CPU time in sys, 8.7 M faults in
+    two epochs). Served from the heap and never trimmed, the pages are reused; the process keeps its peak
+    memory (which it reaches every step anyway). No-op off glibc (musl, macOS).
+    """
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def amp_mode(config: TrainConfig, device: torch.device) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,12 +31,20 @@ from scratchdet.models.config import ModelConfig, from_dict, to_dict
 from scratchdet.models.files import append_line, write_text
 from scratchdet.models.inference.predictor import Predictor
 from scratchdet.models.inference.torch_backend import TorchBackend
+from scratchdet.models.priors import Priors
 from scratchdet.models.ssd import SSD
 from scratchdet.progress import progress as progress_bar
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.dataset import DetectionDataset, collate
-from scratchdet.train.device import amp_mode, configure_backends, loader_workers, params_digest, setup_distributed
+from scratchdet.train.device import (
+    amp_mode,
+    configure_backends,
+    keep_freed_memory,
+    loader_workers,
+    params_digest,
+    setup_distributed,
+)
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
@@ -46,6 +55,12 @@ from scratchdet.train.run_folder import write_run_config
 from scratchdet.train.schedule import lr_factor, parameter_groups, warmup_length
 
 log = logging.getLogger(__name__)
+
+
+def cpu_times() -> tuple[float, float]:
+    """User and sys CPU seconds of this process (all threads) and its reaped children (loader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,6 +83,8 @@ class Trainer:
         self.config, self.out, self.data = config, Path(out), str(data)
         self.distributed = dist.is_available() and dist.is_initialized()
         configure_backends(config, self.device)
+        if self.device.type == "cpu" and keep_freed_memory():
+            log.info("CPU training: glibc malloc keeps freed memory (no per-step page faults; see keep_freed_memory)")
         self.amp = amp_mode(config, self.device)
         torch.manual_seed(config.seed)
         self.train_set = load_dataset(data, "train")
@@ -83,7 +100,8 @@ class Trainer:
         if config.channels_last:
             # Module.to(memory_format=) is documented (torch.nn.Module.to) but missing from torch's overloads.
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder).to(self.device)
+        level_sizes = Priors(model_config.priors).level_sizes(self.model.feature_sizes)
+        self.criterion = MultiBoxLoss(self.model.priors, self.model.box_coder, config, level_sizes).to(self.device)
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
                                          lr=config.learning_rate(), momentum=config.momentum)
         self.dataset = DetectionDataset(self.train_set, model_config.input_size, augment=True, seed=config.seed,
@@ -253,14 +271,19 @@ class Trainer:
                                      f"{self.iteration} (the last: {skipped.reason}): lower the LR (now {lr:.4g}) "
                                      "or check the data")
 
-    def evaluate_and_save(self, epoch: int, loss: float | None, images_per_second: float, elapsed: float) -> None:
+    def evaluate_and_save(self, epoch: int, loss: float | None, images_per_second: float, elapsed: float,
+                          cpu: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Validate (every eval_every epochs), append the epoch's record, write last.pt, best.pt and the plots.
+
+        `cpu`: user and sys seconds the epoch's training took (this process and its reaped loader workers).
+        """
         bad = nonfinite_tensors(self.model.state_dict())
         if bad:  # nothing is written: last.pt and best.pt keep the previous finite weights
             raise NonFiniteLossError(f"{self.out}: after epoch {epoch + 1} (iteration {self.iteration}) "
                                      f"{len(bad)} weight tensor(s) hold NaN or inf (first: {bad[0]}); training "
                                      f"diverged. Lower the LR (now {self.optimizer.param_groups[0]['lr']:.4g})")
         record = {"type": "epoch", "epoch": epoch + 1, "train_loss": loss, "images_per_s": images_per_second,
-                  "elapsed_s": elapsed}
+                  "elapsed_s": elapsed, "cpu_user_s": cpu[0], "cpu_sys_s": cpu[1]}
         last = epoch + 1 == self.config.epochs
         if (epoch + 1) % self.config.eval_every == 0 or last:
             result = validate(Predictor(TorchBackend(self.eval_model, self.train_set.class_names)), self.val_set)
@@ -283,10 +306,12 @@ class Trainer:
             write_run_config(self.out / "config.yaml", self.model_config, self.config, self.data, self.world)
         started = time.perf_counter()
         for epoch in range(self.start_epoch, self.config.epochs):
+            before = cpu_times()
             loss, speed = self.train_epoch(epoch)
+            cpu = tuple(after - start for after, start in zip(cpu_times(), before))
             self._sync_buffers()
             if self.rank == 0:
-                self.evaluate_and_save(epoch, loss, speed, time.perf_counter() - started)
+                self.evaluate_and_save(epoch, loss, speed, time.perf_counter() - started, (cpu[0], cpu[1]))
             if self.distributed:  # the others wait here while rank 0 validates (ddp_timeout_s)
                 dist.barrier()
         self._check_ranks_agree()

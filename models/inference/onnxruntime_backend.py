@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchdet.models.contract import load_checked, postprocess_config, unpack_outputs
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -97,6 +98,9 @@ def read_recommendations(path: Path) -> dict[str, dict]:
     Raises:
         ValueError: not JSON, or not this schema, naming the file and the problem.
     """
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: the runtime recommendation file (${ENV_VARIABLE}) is a folder or not a regular "
+                         "file; point it at a file")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -106,9 +110,11 @@ def read_recommendations(path: Path) -> dict[str, dict]:
                          "(expected {\"schema\": 1, \"entries\": {...}})")
     for key, entry in data["entries"].items():
         p50 = entry.get("p50_ms") if isinstance(entry, dict) else None
-        if not (isinstance(p50, dict) and all(isinstance(p50.get(r), (int, float)) and p50[r] > 0
+        # json.loads reads Infinity and NaN: a time is a finite number > 0
+        if not (isinstance(p50, dict) and all(isinstance(p50.get(r), (int, float)) and 0 < p50[r] < math.inf
                                               for r in ("onnxruntime", "openvino"))):
-            raise ValueError(f"{path}: entry '{key}' lacks positive p50_ms of onnxruntime and openvino")
+            raise ValueError(f"{path}: entry '{key}' lacks finite positive p50_ms of onnxruntime and openvino "
+                             f"(found {p50!r})")
     return data["entries"]
 
 
@@ -117,7 +123,7 @@ def choose(precision: str, path: Path | None = None) -> Choice:
     path = path or recommendation_file()
     openvino_installed = _version("openvino") is not None
     key = host_key(precision)
-    if not openvino_installed or not path.is_file():
+    if not openvino_installed or not path.exists():
         return decide(None, precision, openvino_installed, f" ({path} not found)" if openvino_installed else "")
     try:
         entries = read_recommendations(path)
@@ -145,6 +151,5 @@ def record(measurements: dict[str, dict], path: Path | None = None) -> Path:
     measured = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for precision, entry in measurements.items():
         entries[host_key(precision)] = {**entry, "measured": measured}
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps({"schema": SCHEMA, "entries": entries}, indent=2))
     return path

@@ -72,7 +72,7 @@ def test_a_perturbed_model_fails_the_parity_check(emulation, trained_models, ima
 
 
 def test_int8_differences_are_traced_to_the_first_differing_layer(emulation, trained_models, trained_data, images):
-    from scratchdet.benchmarks.arm_divergence import layer_divergence
+    from scratchdet.benchmarks.studies.arm_divergence import layer_divergence
 
     differences = layer_divergence(trained_models["int8"], trained_data, "cortex-a76", images=len(images))
     model = onnx.load(str(trained_models["int8"]))

@@ -181,7 +181,12 @@ def read_metrics(run):
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_run_ends_bit_identical(tmp_path, config_file, synth_data):
+def test_killed_and_resumed_run_ends_where_the_straight_run_ends(tmp_path, config_file, synth_data):
+    """kill -9 mid-epoch, --resume: the same steps, losses and weights as a run that was never killed.
+
+    Up to float noise: on CI's CPU the resumed process ended with weights equal to 4 decimals but not bit-identical
+    (bit-identical on others). A state the checkpoint fails to carry moves far more: dropping the optimizer's
+    momentum on resume fails the weight check."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(scratchdet("train", "--config", str(config_file), "--data", str(synth_data), "--out",
                               str(straight)), check=True, capture_output=True)
@@ -201,11 +206,15 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path, config_file, synth_
     a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(killed / "last.pt")
     assert a["epoch"] == b["epoch"] == 3  # epochs are counted from 1
     for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), f"{name} differs after resume"
-    def losses(run):
+        assert torch.allclose(tensor.double(), b["model"][name].double(), rtol=1e-3, atol=1e-4), (
+            f"{name} differs after resume")
+
+    def steps(run):
         return [(r["iteration"], r["loss"]) for r in read_metrics(run) if r["type"] == "step"]
 
-    assert losses(straight) == losses(killed)
+    before, after = steps(straight), steps(killed)
+    assert [i for i, _ in after] == [i for i, _ in before]  # the same steps, none repeated or skipped
+    assert [loss for _, loss in after] == pytest.approx([loss for _, loss in before], rel=1e-3)
 
 
 @pytest.mark.slow
@@ -221,3 +230,16 @@ def test_torchrun_two_ranks_train_and_end_identical(tmp_path, config_file, synth
     assert ranks["param_sha256"][0] == ranks["param_sha256"][1]
     steps = [r for r in read_metrics(out) if r["type"] == "step"]
     assert len(steps) == 48 // 8  # each rank takes half of each global batch of 8
+
+
+def test_atss_giou_focal_recipe_trains_and_epochs_record_their_cpu_time(tmp_path, config_file, synth_data):
+    model_config, train_config = load_config(config_file)
+    recipe = replace(train_config, epochs=2, assigner="atss", box_loss="giou", class_loss="focal", eval_every=2)
+    Trainer(model_config, recipe, synth_data, tmp_path / "run").fit()
+    records = read_metrics(tmp_path / "run")
+    steps = [r for r in records if r["type"] == "step"]
+    assert all(r["positives"] > 0 for r in steps)  # ATSS found positives in every batch (level sizes wired)
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert all(r["cpu_user_s"] > 0 and r["cpu_sys_s"] >= 0 for r in epochs)
+    assert epochs[-1]["map50"] >= 0
