@@ -5,7 +5,9 @@ and docs/cli.md is what the parsers give. Each check is shown failing on planted
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import functools
 import importlib.util
 import io
 import re
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from scratchdet import docs
-from scratchdet.cli import COMMANDS, build_parser
+from scratchdet.cli import COMMANDS, build_parser, chosen_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_DIRS = {".venv", ".git", "runs", ".cache", "build", "node_modules", "__pycache__", ".pytest_cache",
@@ -198,12 +200,18 @@ def command_words(command: str) -> list[str]:
     return words
 
 
+@functools.cache
+def cli_parser(command: str | None) -> argparse.ArgumentParser:
+    """The `scratchdet` parser as main() builds it for argv naming `command` (built once per command)."""
+    return build_parser([command] if command else [])
+
+
 def parse_problem(argv: list[str]) -> str | None:
     """Why the `scratchdet` parser refuses argv (its own message), or None when it parses."""
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            build_parser(argv).parse_args(argv)
+            cli_parser(chosen_command(argv)).parse_args(argv)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             return stderr.getvalue().strip().splitlines()[-1] if stderr.getvalue().strip() else f"exit {exit_.code}"
@@ -213,7 +221,7 @@ def parse_problem(argv: list[str]) -> str | None:
 def inline_problem(argv: list[str]) -> str | None:
     """An inline `scratchdet CMD --opt ...` mention: CMD must exist and every --option must be one of its own
     (`scratchdet` alone and its own options, `scratchdet --version`, are fine)."""
-    parser = build_parser(argv)
+    parser = cli_parser(chosen_command(argv))
     if not argv or argv[0].startswith("-"):
         unknown = [word for word in argv if word not in parser._option_string_actions]
         return f"unknown option(s) {', '.join(unknown)}" if unknown else None
