@@ -14,13 +14,17 @@ SD     := $(BIN)/scratchdet
 STUBS  := $(VENV)/typing-stubs
 STUBS_STAMP := $(STUBS)/.installed-10.13.0.35.1
 
-DATA   ?= runs/data/synth
+SYNTH  := runs/data/synth
+DATA   ?= $(SYNTH)
+# Only the default dataset is synthesised on demand; a DATA given on the command line must exist, so a typo
+# is an error, not a new synthetic dataset at the mistyped path.
+DATASET := $(if $(filter $(SYNTH),$(DATA)),$(SYNTH)/annotations.json,dataset-exists)
 CONFIG ?= tiny
 RUN    ?= runs/$(CONFIG)
 DEMO   := runs/demo
 BASELINE ?= benchmarks/baselines/demo_tiny.json
 
-.PHONY: test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine bundle clean
+.PHONY: docs dataset-exists test-arm setup setup-deploy typecheck gpu-check gpu-train-check test test-all lint demo train val export quantize bench check engine engine-rtx bundle clean
 
 setup: $(STAMP) $(STUBS_STAMP)
 
@@ -52,10 +56,17 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-$(DATA)/annotations.json: | $(STAMP)
-	$(SD) data synth --out $(DATA) --images 300
+# docs/cli.md from the argparse parsers (tests/test_docs.py fails when it is stale)
+docs: $(STAMP)
+	$(BIN)/python -m scratchdet.docs
 
-train: $(STAMP) $(DATA)/annotations.json
+$(SYNTH)/annotations.json: | $(STAMP)
+	$(SD) data synth --out $(SYNTH) --images 300
+
+dataset-exists:
+	@test -e "$(DATA)" || { echo "DATA=$(DATA): no such dataset (only the default, $(SYNTH), is synthesised)" >&2; exit 2; }
+
+train: $(STAMP) $(DATASET)
 	$(SD) train --config $(CONFIG) --data $(DATA) --out $(RUN)
 
 val: $(STAMP)
@@ -81,10 +92,18 @@ engine: $(STAMP)
 	$(SD) engine --model $(RUN)/export/model-fp16.onnx --precision fp16
 	$(SD) engine --model $(RUN)/export/model-int8-tensorrt.onnx --precision int8
 
+# TensorRT for RTX engines, compiled ahead of time on any machine (no GPU needed; the dev install has it):
+# RUN/engines/model-PRECISION.rtx.engine + .json sidecar. RTX_SM=SM86,SM89 picks targets (default: TensorRT-RTX's).
+RTX_SM ?=
+engine-rtx: $(STAMP)
+	$(SD) engine --runtime tensorrt-rtx --model $(RUN)/export/model.onnx --precision fp32 $(if $(RTX_SM),--sm $(RTX_SM))
+	$(SD) engine --runtime tensorrt-rtx --model $(RUN)/export/model-fp16.onnx --precision fp16 $(if $(RTX_SM),--sm $(RTX_SM))
+	$(SD) engine --runtime tensorrt-rtx --model $(RUN)/export/model-int8-tensorrt.onnx --precision int8 $(if $(RTX_SM),--sm $(RTX_SM))
+
 # On a host with a GPU and TensorRT: FP32/FP16/INT8 engines of a briefly trained tiny model, `pytest -m tensorrt`,
 # mAP and detections vs ONNX Runtime FP32, latency, one report (runs/gpu-check/report.md). Elsewhere it exits 1
 # with one line naming what is missing; GPU_CHECK_ARGS=--dry-run shows the report format on ONNX Runtime.
-gpu-check: $(STAMP) $(DATA)/annotations.json
+gpu-check: $(STAMP) $(DATASET)
 	@$(BIN)/python -m scratchdet.benchmarks.gpu_check --data $(DATA) --out runs/gpu-check $(GPU_CHECK_ARGS)
 
 # The device side without torch (JetPack 6: CUDA 12, Python 3.10; JetPack 7: CUDA 13, Python 3.12): the deploy
@@ -112,7 +131,7 @@ gpu-train-check:
 bundle: $(STAMP)
 	$(SD) bundle --model $(RUN)/export/model.onnx --data $(DATA)
 
-demo: $(STAMP) $(DATA)/annotations.json
+demo: $(STAMP) $(DATASET)
 	$(SD) train --config tiny --data $(DATA) --out $(DEMO)
 	$(SD) val --model $(DEMO)/best.pt --data $(DATA) --json $(DEMO)/val.json
 	$(SD) export --model $(DEMO)/best.pt --data $(DATA)

@@ -1,5 +1,5 @@
-"""aarch64 ONNX Runtime under user-mode qemu: run the board runner as an ARM board would (README, "INT8
-portability and ARM boards").
+"""aarch64 ONNX Runtime under user-mode qemu: run the board runner as an ARM board would (docs/arm.md;
+measured in docs/results/arm.md).
 
 Set-up, once, cached in `.cache/arm-sysroot` (git-ignored):
   1. `qemu-aarch64-static` from Debian's qemu-user-static (installed with apt-get when missing);

@@ -19,10 +19,10 @@ from scratchdet.benchmarks.gate import (
     speed_check,
 )
 from scratchdet.benchmarks.harness import failed_rows, run_benchmark
-from scratchdet.benchmarks.report import markdown, read_report, write_report
+from scratchdet.benchmarks.report import REPORT_FILES, markdown, read_report, write_report
 from scratchdet.flags import add_model_argument
-from scratchdet.models.files import write_text
-from scratchdet.models.inference.runtime_choice import record
+from scratchdet.models.files import check_destination, write_text
+from scratchdet.models.inference.runtime_choice import recommendation_file, record
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,10 @@ def _compare_arguments(compare: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Returns 1 when any model failed to load, run or score (its row is still in the report)."""
     runtimes = tuple(r.strip() for r in args.runtime.split(",") if r.strip())
+    for name in REPORT_FILES:  # every destination is checked before the first model is timed
+        check_destination(Path(args.out) / name)
+    if {"ort", "openvino"} <= set(runtimes):
+        check_destination(recommendation_file())
     report = run_benchmark(args.model, args.data, args.batch, args.repeats, args.per_round, args.threads,
                            runtimes=runtimes)
     out = write_report(report, args.out)
@@ -130,6 +134,8 @@ def _check_pairs(args: argparse.Namespace) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     _check_pairs(args)
+    if args.json:
+        check_destination(args.json)
     result = GateResult()
     if args.report:
         report = read_report(args.report)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scratchdet.models.files import atomic_write, ensure_writable, write_text
+from scratchdet.models.files import atomic_write, check_destination, write_text
 from scratchdet.train.config import load_config
 
 if TYPE_CHECKING:
@@ -244,8 +244,8 @@ REPORT_FILES = ("report.json", "report.md", "curves.png")
 
 def validate_inputs(configs: Sequence[str | Path], data: str | Path, runs: str | Path,
                     out: str | Path | None = None) -> None:
-    """Everything a comparison needs, checked before the first training step (issue 24: a misspelt candidate
-    used to be found only after the whole baseline had trained).
+    """Everything a comparison needs, checked before the first training step, so a misspelt candidate
+    is found before the baseline trains.
 
     Raises:
         ConfigError / ValueError: a config is not found or invalid, or the data does not load.
@@ -257,10 +257,10 @@ def validate_inputs(configs: Sequence[str | Path], data: str | Path, runs: str |
         load_config(config)
     for split in ("train", "val"):
         load_dataset(data, split)
-    ensure_writable(Path(runs) / "write-test")
+    check_destination(Path(runs) / "write-test")
     if out is not None:
         for name in REPORT_FILES:
-            ensure_writable(Path(out) / name)
+            check_destination(Path(out) / name)
 
 
 EXIT_CODES = {"better": 0, "no detectable difference": 0, "worse": 2}  # 1 is any error (scratchdet.cli)

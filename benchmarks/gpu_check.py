@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from scratchdet.arguments import positive_int
+from scratchdet.export.engine_layers import LayerInformationError, layers_from_inspector_json
+from scratchdet.export.engine_layers import convolution_precisions as engine_convolution_precisions
 from scratchdet.flags import add_model_argument
 from scratchdet.models.boxes import Tolerance, matched_count, tolerance
 from scratchdet.models.contract import ENGINE_PRECISIONS as PRECISIONS
@@ -186,22 +189,16 @@ def memory_growth_mib(free_bytes: list[int]) -> float:
 
 
 def convolution_precisions(engine_information: str) -> tuple[int, list[str]]:
-    """(convolution layers, names of those not in INT8) from IEngineInspector's JSON (ProfilingVerbosity.DETAILED).
-
-    A convolution layer has ParameterType "Convolution" (fused ones too: "Conv + Relu", CaskConvActPool); it
-    runs in INT8 when its weights are Int8 (the `Weights.Type` field, NVIDIA/TensorRT#3737, #4020).
+    """(convolution layers, names of those not in INT8) from IEngineInspector's JSON (ProfilingVerbosity.DETAILED),
+    read by the same layer parser as TensorRT-RTX's build log (export/engine_layers.py).
 
     Raises:
         StageError: the information has no layer parameters (the engine was not built DETAILED).
     """
-    layers = json.loads(engine_information).get("Layers", [])
-    if layers and all(isinstance(layer, str) for layer in layers):
-        raise StageError("the engine holds layer names only: build it with ProfilingVerbosity.DETAILED "
-                          "(trtexec --profilingVerbosity=detailed) to see its layers' precisions")
-    convolutions = [layer for layer in layers if layer.get("ParameterType") == "Convolution"]
-    not_int8 = [layer.get("Name", "?") for layer in convolutions
-                if str(layer.get("Weights", {}).get("Type", "")).lower() != "int8"]
-    return len(convolutions), not_int8
+    try:
+        return engine_convolution_precisions(layers_from_inspector_json(engine_information))
+    except LayerInformationError as error:
+        raise StageError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -756,10 +753,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare-only", action="store_true", help="write OUT/models (needs torch) and stop")
     parser.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
     parser.add_argument("--dry-run", action="store_true", help="every stage; ONNX Runtime where one can run there")
-    parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--iterations", type=int, default=200, help="timed calls at batch 1")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--max-batch", type=positive_int, default=8)
+    parser.add_argument("--iterations", type=positive_int, default=200, help="timed calls at batch 1")
+    parser.add_argument("--epochs", type=positive_int, default=5)
     args = parser.parse_args(argv)
+    try:
+        check_inputs(args)
+    except (ValueError, OSError) as error:
+        print(f"gpu-check: {error}", file=sys.stderr)
+        return 1
     context = Context(Path(args.data), args.out, args.model, args.models, args.dry_run, args.max_batch,
                       args.iterations, args.epochs)
     if args.prepare_only:
@@ -776,6 +778,23 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     print(f"report: {args.out / 'report.md'} and report.json")
     return 0 if report["verdict"] in ("PASS", "DRY RUN OK") else 1
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every input and destination, before the first stage writes anything.
+
+    Raises:
+        FileNotFoundError: --data, --model or --models does not exist.
+        OSError: --out is a file, or a place where report.json and report.md cannot be written.
+    """
+    from scratchdet.models.files import check_destination
+
+    for option, path in (("--data", args.data), ("--model", args.model), ("--models", args.models)):
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f"{path}: not found ({option})")
+    check_destination(args.out, folder=True)
+    for name in ("report.json", "report.md"):
+        check_destination(args.out / name)
 
 
 def missing_requirements() -> list[str]:

@@ -1,4 +1,5 @@
-"""`make gpu-train-check`: training and PyTorch inference on a CUDA GPU, proved in one command (issue 22).
+"""`make gpu-train-check`: training and PyTorch inference on a CUDA GPU, proved in one command
+(docs/gpu-acceptance.md#gpu-train-check).
 
     python -m scratchdet.benchmarks.gpu_train_check [--out runs/gpu-train-check]
     python -m scratchdet.benchmarks.gpu_train_check --dry-run     # the same stages on the CPU, tiny budgets
@@ -51,7 +52,7 @@ PAPER_FPS = 25.0  # ScratchDet300 (Root-ResNet-34) on a Tesla P40, batch 1 (Zhu 
 PAPER_MODEL = "ssd300_root_resnet34"
 # Kill + resume on a GPU: deterministic: true makes cuDNN pick deterministic algorithms, but CUDA kernels built
 # on atomics (index_put/scatter backward in the loss, some cuDNN paths) still add in a varying order, so the
-# runs may differ in the last bits and drift a little. CPU runs must be bit-identical (README "Exact resume").
+# runs may differ in the last bits and drift a little. CPU runs must be bit-identical (docs/train.md#exact-resume).
 GPU_RESUME_TOLERANCE = 1e-2  # largest relative difference of a step's loss
 
 

@@ -9,7 +9,7 @@ import onnx
 
 from scratchdet.models.boxes import Tolerance, matched_count, tolerance
 from scratchdet.models.contract import unpack_outputs
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 
 def parity_problems(host: dict[str, np.ndarray], other: dict[str, np.ndarray], exact: bool) -> list[str]:

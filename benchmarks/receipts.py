@@ -19,8 +19,8 @@ CPUFREQ = Path("/sys/devices/system/cpu")
 # A row is noisy when its fastest round's FPS exceeds its slowest's by more than this. The rounds are
 # interleaved (timing.interleave), so a steady disturbance slows every model alike and leaves rounds close;
 # a spread above 15% means the load changed within the run, by three times the A/B speed gate's 5% tolerance,
-# so the row's speed says more about the machine than the model (issue 23: ONNX Runtime INT8 rounds 17.2-22.5
-# FPS, 1.31, on a loaded 2-core host).
+# so the row's speed says more about the machine than the model (ONNX Runtime INT8 rounds 17.2-22.5
+# FPS, 1.31, measured on a loaded 2-core host).
 NOISY_BOUND = 1.15
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,6 +21,7 @@ TOP_KEYS: dict[str, Kinds] = {"environment": dict, "peak": dict, "paper_fps": fl
 # them and reads as if they were empty.
 LATER_ROW_FIELDS = {"stages_mean_ms": dict, "noisy": bool}
 PAPER_LABEL = "paper, GPU (Tesla P40)"
+REPORT_FILES = ("report.json", "report.md", "fps_vs_map.png")  # what write_report writes into its folder
 
 
 class ReportError(ValueError):
@@ -36,8 +38,15 @@ ROW_TYPES: dict[str, Kinds] = {
 
 
 def _row_type_problems(row: dict) -> list[str]:
-    return [f"'{key}' is {type(row[key]).__name__} {row[key]!r}" for key, kind in ROW_TYPES.items()
-            if key in row and (not isinstance(row[key], kind) or (isinstance(row[key], bool) and kind is not bool))]
+    wrong = [f"'{key}' is {type(row[key]).__name__} {row[key]!r}" for key, kind in ROW_TYPES.items()
+             if key in row and (not isinstance(row[key], kind) or (isinstance(row[key], bool) and kind is not bool))]
+    numbers = [(key, row[key]) for key in ("size_mb", "gflops", "fps", "network_fps") if key in row]
+    if isinstance(row.get("latency_ms"), dict):
+        numbers += [(f"latency_ms.{key}", value) for key, value in row["latency_ms"].items() if value is not None]
+    # json.loads reads Infinity, NaN and any sign: a time or a rate is a finite number >= 0
+    wrong += [f"'{key}' is {value!r}, expected a finite number >= 0" for key, value in numbers
+              if not isinstance(value, bool) and (not isinstance(value, (int, float)) or not 0 <= value < math.inf)]
+    return wrong
 
 
 def validate_report(report: dict, source: str = "report") -> dict:
@@ -179,9 +188,9 @@ def plot(report: dict, path: Path) -> None:
 def write_report(report: dict, out: str | Path) -> Path:
     """report.json, report.md and fps_vs_map.png in `out`; returns the folder."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     validate_report(report)
-    write_text(out / "report.json", json.dumps(report, indent=2))
-    write_text(out / "report.md", markdown(report))
-    plot(report, out / "fps_vs_map.png")
+    json_file, markdown_file, plot_file = (out / name for name in REPORT_FILES)
+    write_text(json_file, json.dumps(report, indent=2))
+    write_text(markdown_file, markdown(report))
+    plot(report, plot_file)
     return out

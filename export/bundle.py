@@ -29,7 +29,8 @@ from scratchdet.models.contract import (
     engine_name,
     load_checked,
 )
-from scratchdet.models.files import atomic_folder, atomic_write, write_text
+from scratchdet.models.files import atomic_folder, atomic_write, check_destination, write_text
+from scratchdet.train.data.load import load_dataset
 
 MODELS = {"fp32": "model.onnx", "fp16": "model-fp16.onnx", "int8-tensorrt": "model-int8-tensorrt.onnx",
           "int8-ort": "model-int8-ort.onnx"}
@@ -38,8 +39,8 @@ ENGINES = {precision: f"engines/{engine_name('model', precision)}" for precision
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer's network-mode values
 PARSER_FUNCTION = "NvDsInferParseCustomScratchDet"
 PARSER_LIBRARY = "deepstream/libnvdsinfer_scratchdet.so"
-# Device files the bundle copies (files, not imports: runtime/ stays downstream of export/). Since the
-# re-layout of issue 21 they live in runtime/, no longer beside this module.
+# Device files the bundle copies (files, not imports: runtime/ stays downstream of export/); they live in
+# runtime/, which owns what runs on the device.
 RUNTIME_FILES = Path(__file__).parents[1] / "runtime"
 PARSER_SOURCES = RUNTIME_FILES / "deepstream"
 BOARD_RUNNER = RUNTIME_FILES / "board_runner.py"
@@ -360,6 +361,9 @@ def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibr
         FileExistsError: `out` exists and is not a bundle (it would be replaced).
     """
     fp32_onnx, out = Path(fp32_onnx), Path(out)
+    check_destination(out, folder=True)
+    if tarball:
+        check_destination(out.with_suffix(".tar.gz"))
     _, metadata = load_checked(fp32_onnx)
     if metadata["precision"] != "fp32":
         raise ValueError(f"{fp32_onnx}: the bundle starts from the FP32 export, this is {metadata['precision']}")
@@ -368,6 +372,7 @@ def make_bundle(fp32_onnx: str | Path, data: str | Path, out: str | Path, calibr
         raise ValueError(f"deployment score threshold {threshold} is outside [0, 1]")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metadata.json").is_file())):
         raise FileExistsError(f"{out}: exists and is not a bundle; choose another --out")
+    load_dataset(data, "train")  # the calibration images: a bad --data is refused before the staging folder
     # the folder takes its place first, then the tarball (inner context first): both or neither are new
     with atomic_write(out.with_suffix(".tar.gz")) if tarball else contextlib.nullcontext() as archive_path, \
             atomic_folder(out) as stage:

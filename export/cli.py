@@ -7,17 +7,19 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from scratchdet.arguments import int_range, positive_int, probability
 from scratchdet.export.onnx_export import OPSETS, ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import require_tensorrt_compatible, verdict_lines
+from scratchdet.export.tensorrt_rtx import rtx_verdict_lines
 from scratchdet.export.verify import verify_onnx
 from scratchdet.flags import add_model_argument
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
-from scratchdet.models.contract import LAYOUTS, load_checked
-from scratchdet.models.files import file_sha256
+from scratchdet.models.contract import LAYOUTS, load_checked, read_onnx
+from scratchdet.models.files import check_destination, file_sha256
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
@@ -76,15 +78,17 @@ def _postprocess(args: argparse.Namespace, model: SSD) -> PostprocessConfig:
     return replace(model.config.postprocess, **{k: v for k, v in given.items() if v is not None})
 
 
-def _parity(model: SSD, class_names: list[str], onnx_path: Path, data: str | None) -> str:
-    import numpy as np
-
+def _parity_images(model: SSD, data: str | None) -> np.ndarray:
+    """The images parity is checked on: 16 val images of --data (read before anything is written), else 4
+    random ones."""
     if data:
-        images = dataset_batch(load_dataset(data, "val").records[:16], model.config.input_size)
-    else:
-        size = model.config.input_size
-        images = np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
-        log.info("no --data: parity checked on 4 random images")
+        return dataset_batch(load_dataset(data, "val").records[:16], model.config.input_size)
+    size = model.config.input_size
+    log.info("no --data: parity checked on 4 random images")
+    return np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
+
+
+def _parity(model: SSD, class_names: list[str], onnx_path: Path, images: np.ndarray) -> str:
     report = verify_onnx(model, class_names, onnx_path, images)
     if not report.ok:
         raise RuntimeError(f"{onnx_path}: ONNX Runtime disagrees with PyTorch: {report.summary()}")
@@ -93,11 +97,14 @@ def _parity(model: SSD, class_names: list[str], onnx_path: Path, data: str | Non
 
 def run_export(args: argparse.Namespace) -> None:
     if args.check_tensorrt and not args.verify and args.onnx:
-        graph = onnx.load(args.onnx)
+        graph = read_onnx(args.onnx)
+        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(graph) + rtx_verdict_lines(args.onnx)))
         require_tensorrt_compatible(graph, args.onnx)
-        print("\n".join(f"{args.onnx}: {line}" for line in verdict_lines(graph)))
         return
+    if args.out:  # every input and destination is checked before the export writes anything
+        check_destination(args.out)
     model, class_names, sha256, default_dir = _source_model(args)
+    images = _parity_images(model, args.data)
     if args.verify:
         if not args.onnx:
             raise ValueError("--verify needs --onnx FILE (and --model CKPT)")
@@ -105,7 +112,7 @@ def run_export(args: argparse.Namespace) -> None:
         if metadata["precision"] != "fp32":
             raise ValueError(f"{args.onnx}: --verify checks an FP32 export against its checkpoint within float "
                              f"rounding; this model is {metadata['precision']} (bench measures its accuracy)")
-        print(_parity(model, class_names, Path(args.onnx), args.data))
+        print(_parity(model, class_names, Path(args.onnx), images))
         return
     out = Path(args.out) if args.out else default_dir / "model.onnx"
     options = ExportOptions(args.opset, _postprocess(args, model), not args.no_simplify, args.layout)
@@ -115,5 +122,5 @@ def run_export(args: argparse.Namespace) -> None:
           f"BatchNormalization {report.op_counts.get('BatchNormalization', 0)}, "
           f"NonMaxSuppression {report.op_counts.get('NonMaxSuppression', 0)}")
     print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
-    print("\n".join(verdict_lines(onnx.load(out))))
-    print(_parity(model, class_names, out, args.data))
+    print("\n".join(verdict_lines(onnx.load(out)) + rtx_verdict_lines(out)))
+    print(_parity(model, class_names, out, images))

@@ -19,6 +19,9 @@ from scratchdet.export.quantize import (
     quantize_int8,
 )
 from scratchdet.export.tensorrt_check import verdict_lines
+from scratchdet.export.tensorrt_rtx import RUNTIME as RTX
+from scratchdet.export.tensorrt_rtx import TARGETS as RTX_TARGETS
+from scratchdet.export.tensorrt_rtx import rtx_verdict_lines
 from scratchdet.flags import add_model_argument
 from scratchdet.models.contract import ENGINE_PRECISIONS, load_checked
 
@@ -64,7 +67,14 @@ def _engine_arguments(engine: argparse.ArgumentParser) -> None:
     engine.add_argument("--dla-core", type=non_negative_int,
                         help="Jetson DLA core (TensorRT 10.0-10.7 or 11.4.1+), GPU fallback "
                         "on; needs --min-batch = --opt-batch = --max-batch")
-    engine.add_argument("--out", help="engine path (default: RUN/engines/MODEL-PRECISION.engine + .json sidecar)")
+    engine.add_argument("--runtime", choices=("tensorrt", RTX), default="tensorrt",
+                        help="tensorrt: TensorRT 10/11 on this GPU host or Jetson; tensorrt-rtx: TensorRT for RTX, "
+                             "compiled ahead of time on any machine, GPU or not, for the --sm targets")
+    engine.add_argument("--sm", default="",
+                        help=f"tensorrt-rtx only: comma-separated targets ({', '.join(RTX_TARGETS)}); default: "
+                             "TensorRT-RTX's own default")
+    engine.add_argument("--out", help="engine path (default: RUN/engines/MODEL-PRECISION.engine, "
+                                      "MODEL-PRECISION.rtx.engine for tensorrt-rtx; + .json sidecar)")
     engine.set_defaults(run=run_engine)
 
 
@@ -84,10 +94,16 @@ def run_quantize(args: argparse.Namespace) -> None:
     summary = quantization_summary(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {summary['precision']}): "
           f"{summary['QuantizeLinear']} QuantizeLinear, {summary['DequantizeLinear']} DequantizeLinear nodes")
-    print("\n".join(verdict_lines(onnx.load(out))))
+    print("\n".join(verdict_lines(onnx.load(out)) + rtx_verdict_lines(out)))
 
 
 def run_engine(args: argparse.Namespace) -> None:
+    if args.runtime == RTX:
+        run_rtx_engine(args)
+        return
+    if args.sm:
+        raise ValueError("--sm names TensorRT-RTX targets: add --runtime tensorrt-rtx (TensorRT 10/11 build for the "
+                         "GPU they run on)")
     from scratchdet.export.tensorrt_build import build_engine
     from scratchdet.models.inference.cuda_device import CudaError, gpu_info
     from scratchdet.models.inference.tensorrt_backend import import_tensorrt
@@ -110,6 +126,36 @@ def run_engine(args: argparse.Namespace) -> None:
     print(f"trtexec equivalent: {trtexec_command(plan)}")
     engine = build_engine(plan, metadata)
     print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB), sidecar {plan.sidecar}")
+
+
+def run_rtx_engine(args: argparse.Namespace) -> None:
+    """`scratchdet engine --runtime tensorrt-rtx`: an ahead-of-time engine and its sidecar, GPU or not."""
+    from scratchdet.export.engine_plan import precision_settings, profile_shapes
+    from scratchdet.export.tensorrt_rtx import (
+        build_rtx,
+        parse_targets,
+        rtx_engine_path,
+        rtx_sidecar,
+        rtx_version,
+        write_rtx_engine,
+    )
+
+    if args.dla_core is not None:
+        raise ValueError("--dla-core is for Jetson's TensorRT; TensorRT-RTX has no DLA")
+    onnx_path = Path(args.model)
+    _, metadata = load_checked(onnx_path)
+    targets = parse_targets(args.sm)
+    batches = (args.min_batch, args.opt_batch, args.max_batch)
+    precision_settings(args.precision, metadata.get("precision", "fp32"), 11)  # strongly typed, as TensorRT 11
+    profile_shapes(metadata["input_size"], *batches)  # refuses a bad profile before building
+    version = rtx_version()
+    build = build_rtx(onnx_path, targets, batches, args.workspace_mib)
+    print(f"{onnx_path}: {build.verdict()}")
+    out = rtx_engine_path(onnx_path, args.precision, Path(args.out) if args.out else None)
+    engine = write_rtx_engine(build, out, rtx_sidecar(build, onnx_path, args.precision, version, batches,
+                                                      metadata["input_size"], metadata))
+    print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB, TensorRT-RTX {version}, "
+          f"{', '.join(targets) or 'default targets'}), sidecar {engine.with_suffix('.json')}")
 
 
 def _bundle_arguments(bundle: argparse.ArgumentParser) -> None:

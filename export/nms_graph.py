@@ -1,17 +1,23 @@
-"""Append the NMS tail to an exported graph: standard ONNX ops only, no plugins
-(EfficientNMS_TRT is deprecated since TensorRT 10.12 and the SSD-era NMS plugins are gone in 11).
+"""Append the NMS tail to an exported graph: exact greedy per-class NMS in plain ONNX ops, no
+NonMaxSuppression and no plugins, so that every TensorRT builds it (TensorRT-RTX has no NonMaxSuppression
+kernel: NVIDIA/TensorRT-RTX#5; EfficientNMS_TRT is deprecated since TensorRT 10.12 and the SSD-era NMS plugins
+are gone in 11).
 
 Input tensors: `boxes` [B, P, 4] x1, y1, x2, y2 in input pixels and `scores` [B, P, C] (softmax, no
-background). The tail is the algorithm of models.postprocess.postprocess:
+background). The tail is the algorithm of models.boxes.nms, one (image, class) row at a time:
 
-  per class TopK(pre_nms_topk)  -> bounded cost even when every score passes (an untrained model)
-  GatherND of their boxes       -> [B, C * k, 4]
-  NonMaxSuppression             -> each (image, class) is its own NMS batch, so only a class suppresses itself
-  ScatterND of kept scores      -> a dense [B, C * k] score table, zero where suppressed or below threshold
-  TopK(max_det)                 -> det_scores, and the class and box of every detection
+  per class TopK(k = pre_nms_topk) -> candidates in rank order; bounded cost when every score passes
+  GatherND of their boxes          -> [B, C * k, 4]
+  IoU matrix per row               -> S[j, i] = IoU(j, i) > iou_threshold and j ranked before i   [B*C, k, k]
+  Loop (greedy fixed point)        -> keep_i = valid_i and not any_j(keep_j and S[j, i]), until nothing changes
+  TopK(max_det) of kept scores     -> det_scores, and the class and box of every detection
   num_dets = count(score > 0); rows past it are zero.
 
-Every op here is in TensorRT's ONNX parser (NonMaxSuppression maps to INMSLayer).
+Why the loop is exact: the greedy decision of rank i depends only on the decisions of ranks before it, so the
+equation above has one solution (greedy NMS), and each pass from keep = valid fixes at least the next rank in
+order. At most k passes reach it; the loop stops at the first pass that changes nothing, which in practice is
+the length of the longest suppression chain plus one (docs/results/nms.md). Boxes below the score threshold
+rank after every valid box, so they can never suppress one; `valid` only drops them.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ from onnx import TensorProto, helper, numpy_helper
 from scratchdet.models.config import PostprocessConfig
 from scratchdet.models.contract import OUTPUTS, TFSSD_OUTPUTS
 
+LOOP_NAME = "nms/greedy_loop"
+TRIPS_OUTPUT = "nms/loop_trips"  # float [1], passes the loop made; no graph output reads it (loop_trip_model does)
+
 
 class _Builder:
-    """Collects nodes and constants with unique names under a prefix."""
+    """Collects nodes and constants with unique names under a prefix. A Loop body gets a builder of its own
+    (`parent` set): its constants become the body's initializers, since tools that rewrite the outer graph
+    (onnxruntime.quantization) drop outer initializers that only a subgraph reads."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix, self.count = prefix, 0
+    def __init__(self, prefix: str, parent: _Builder | None = None) -> None:
+        self.prefix, self.count, self.parent = prefix, 0, parent
         self.nodes: list[onnx.NodeProto] = []
         self.constants: list[onnx.TensorProto] = []
 
@@ -38,13 +49,76 @@ class _Builder:
         return name
 
     def op(self, op_type: str, inputs: list[str], outputs: int = 1, name: str | None = None, **attrs) -> list[str]:
-        self.count += 1
-        names = [f"{self.prefix}{op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
+        root = self if self.parent is None else self.parent  # one counter: node names unique across scopes
+        root.count += 1
+        names = [f"{self.prefix}{op_type.lower()}_{root.count}_{i}" for i in range(outputs)]
         if name is not None:
             names = [name]
-        self.nodes.append(helper.make_node(op_type, inputs, names, name=f"{self.prefix}{op_type}_{self.count}",
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=f"{self.prefix}{op_type}_{root.count}",
                                            **attrs))
         return names
+
+
+def _suppression_matrix(g: _Builder, boxes: str, k: int, iou_threshold: float) -> str:
+    """S [N, k, k] float 0/1 from candidate boxes [N, k, 4] in rank order: S[j, i] = 1 when j ranks before i
+    and IoU(j, i) > iou_threshold. The arithmetic is models.boxes.pairwise_iou's, op for op, so float32 IoU
+    values (and so decisions at the threshold) are the same."""
+    def corners(start: int) -> list[str]:  # [N, k, 1, 2] (as rows) and [N, 1, k, 2] (as columns)
+        (pair,) = g.op("Slice", [boxes, g.const([start]), g.const([start + 2]), g.const([2])])  # [N, k, 2]
+        return [g.op("Unsqueeze", [pair, g.const([2])])[0], g.op("Unsqueeze", [pair, g.const([1])])[0]]
+
+    def product(pairs: str, axis: int) -> str:  # w * h of [..., 2] along `axis`, keeping it as size 1
+        (w,) = g.op("Slice", [pairs, g.const([0]), g.const([1]), g.const([axis])])
+        (h,) = g.op("Slice", [pairs, g.const([1]), g.const([2]), g.const([axis])])
+        return g.op("Mul", [w, h])[0]
+
+    zero = g.const(0.0, np.float32)
+    (lo_rows, lo_cols), (hi_rows, hi_cols) = corners(0), corners(2)
+    (top_left,) = g.op("Max", [lo_rows, lo_cols])  # [N, k, k, 2]
+    (bottom_right,) = g.op("Min", [hi_rows, hi_cols])
+    (overlap,) = g.op("Max", [g.op("Sub", [bottom_right, top_left])[0], zero])
+    inter = product(overlap, 3)  # [N, k, k, 1]
+    (lo,) = g.op("Slice", [boxes, g.const([0]), g.const([2]), g.const([2])])
+    (hi,) = g.op("Slice", [boxes, g.const([2]), g.const([4]), g.const([2])])
+    (sides,) = g.op("Max", [g.op("Sub", [hi, lo])[0], zero])
+    area = product(sides, 2)  # [N, k, 1]
+    (area_rows,) = g.op("Unsqueeze", [area, g.const([2])])  # [N, k, 1, 1]
+    (area_cols,) = g.op("Unsqueeze", [area, g.const([1])])  # [N, 1, k, 1]
+    (union,) = g.op("Sub", [g.op("Add", [area_rows, area_cols])[0], inter])
+    (iou,) = g.op("Div", [inter, g.op("Max", [union, g.const(1e-9, np.float32)])[0]])
+    (overlaps,) = g.op("Greater", [g.op("Reshape", [iou, g.const([-1, k, k])])[0],
+                                   g.const(iou_threshold, np.float32)])  # [N, k, k]
+    ranked_before = g.const(np.triu(np.ones((k, k), bool), 1), np.bool_)  # [j, i]: j < i
+    (suppresses,) = g.op("And", [overlaps, ranked_before])
+    return g.op("Cast", [suppresses], to=TensorProto.FLOAT)[0]
+
+
+def _greedy_loop(g: _Builder, suppression: str, valid: str, k: int) -> str:
+    """keep [N, 1, k] float 0/1: the fixed point of keep_i = valid_i * (1 - min(1, sum_j keep_j S[j, i])),
+    iterated from keep = valid until a pass changes nothing (at most k passes: see the module docstring)."""
+    body = _Builder("nms/loop/", parent=g)
+    keep_in, trips_in = "nms/loop/keep_in", "nms/loop/trips_in"
+    (count,) = body.op("MatMul", [keep_in, suppression])  # [N, 1, k]: kept boxes that suppress i
+    one = body.const(1.0, np.float32)
+    (hit,) = body.op("Min", [count, one])
+    (free,) = body.op("Sub", [one, hit])
+    (keep_out,) = body.op("Mul", [free, valid])
+    (change,) = body.op("Abs", [body.op("Sub", [keep_out, keep_in])[0]])
+    (changed,) = body.op("ReduceMax", [change], keepdims=0)  # a scalar: the loop's condition is one
+    (cond_out,) = body.op("Greater", [changed, body.const(0.0, np.float32)])
+    (trips_out,) = body.op("Add", [trips_in, body.const([1.0], np.float32)])
+    graph = helper.make_graph(body.nodes, "nms_greedy_fixed_point", [
+        helper.make_tensor_value_info("nms/loop/iteration", TensorProto.INT64, []),
+        helper.make_tensor_value_info("nms/loop/cond_in", TensorProto.BOOL, []),
+        helper.make_tensor_value_info(keep_in, TensorProto.FLOAT, ["rows", 1, k]),
+        helper.make_tensor_value_info(trips_in, TensorProto.FLOAT, [1])], [
+        helper.make_tensor_value_info(cond_out, TensorProto.BOOL, []),
+        helper.make_tensor_value_info(keep_out, TensorProto.FLOAT, ["rows", 1, k]),
+        helper.make_tensor_value_info(trips_out, TensorProto.FLOAT, [1])], initializer=body.constants)
+    keep, _ = g.op("Loop", [g.const(k), g.const(True, np.bool_), valid, g.const([0.0], np.float32)], outputs=2,
+                   body=graph)
+    g.nodes[-1].name, g.nodes[-1].output[1] = LOOP_NAME, TRIPS_OUTPUT
+    return keep
 
 
 def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int,
@@ -63,17 +137,12 @@ def append_nms(model: onnx.ModelProto, num_priors: int, num_classes: int,
     # boxes once per class.
     (flat_index,) = g.op("Reshape", [top_index, g.const([0, -1, 1])])  # [B, C*k, 1]
     (table_boxes,) = g.op("GatherND", ["boxes", flat_index], batch_dims=1)  # [B, C*k, 4]
-    # One NMS batch per (image, class).
-    (nms_boxes,) = g.op("Reshape", [table_boxes, g.const([-1, k, 4])])  # [B*C, k, 4]
-    (flat_scores,) = g.op("Reshape", [top_scores, g.const([-1, k])])  # [B*C, k]
-    (nms_scores,) = g.op("Unsqueeze", [flat_scores, g.const([1])])  # [B*C, 1, k]
-    (selected,) = g.op("NonMaxSuppression", [
-        nms_boxes, nms_scores, g.const([k]), g.const([options.iou_threshold], np.float32),
-        g.const([options.score_threshold], np.float32)], center_point_box=0)  # [S, 3]: (b*C + c, 0, box)
-    (positions,) = g.op("Gather", [selected, g.const([0, 2])], axis=1)  # [S, 2]
-    (kept_values,) = g.op("GatherND", [flat_scores, positions])  # [S]
-    (zeros,) = g.op("Mul", [flat_scores, g.const(0.0, np.float32)])
-    (kept,) = g.op("ScatterND", [zeros, positions, kept_values])  # [B*C, k]
+    (row_boxes,) = g.op("Reshape", [table_boxes, g.const([-1, k, 4])])  # [B*C, k, 4]: one row per (image, class)
+    (row_scores,) = g.op("Reshape", [top_scores, g.const([-1, 1, k])])  # [B*C, 1, k]
+    (valid_candidate,) = g.op("Greater", [row_scores, g.const(options.score_threshold, np.float32)])
+    (valid_row,) = g.op("Cast", [valid_candidate], to=TensorProto.FLOAT)
+    keep = _greedy_loop(g, _suppression_matrix(g, row_boxes, k, options.iou_threshold), valid_row, k)
+    (kept,) = g.op("Mul", [row_scores, keep])  # [B*C, 1, k], zero where suppressed or below threshold
     (kept_table,) = g.op("Reshape", [kept, g.const([-1, num_classes * k])])  # [B, C*k]
     det_scores, det_index = g.op("TopK", [kept_table, g.const([max_det])], outputs=2, axis=-1)  # [B, K]
     (valid,) = g.op("Greater", [det_scores, g.const(0.0, np.float32)])
@@ -106,7 +175,7 @@ def to_tfssd_layout(model: onnx.ModelProto, input_size: int) -> onnx.ModelProto:
     NvDsInferParseCustomTfSSD: all float32, boxes y1, x1, y2, x2 divided by the input size.
 
     Nothing is clipped or dropped here, so the rows stay those of our layout; the parser clips to the
-    network size itself (nvdsinfer_custombboxparser.cpp; README, "DeepStream").
+    network size itself (nvdsinfer_custombboxparser.cpp; docs/jetson.md#bundle-and-deepstream).
     """
     g = _Builder("nms/tfssd/")
     names = {old: new for old, new in zip(OUTPUTS, TFSSD_OUTPUTS)}

@@ -18,7 +18,7 @@ from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.export.nms_graph import append_nms, to_tfssd_layout
 from scratchdet.models.config import PostprocessConfig, to_dict
 from scratchdet.models.contract import DEFAULT_LAYOUT, INPUT, LAYOUTS, check_contract, exporter_version, write_metadata
-from scratchdet.models.files import atomic_write, ensure_writable
+from scratchdet.models.files import atomic_write, check_destination
 from scratchdet.models.ssd import SSD
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def export_network_only(model: SSD, out: str | Path, opset: int = 17) -> Path:
     """The folded network alone (raw offsets and logits, no decoding or NMS), simplified: the A/B
     reference for what the in-graph decoding and NMS cost."""
     out = Path(out)
-    ensure_writable(out)
+    check_destination(out)
     with atomic_write(out) as temporary:
         _torch_export(fold_batchnorm(model), temporary, model.config.input_size, opset, ("offsets", "logits"))
         onnx.save(simplify(onnx.load(str(temporary)), out), str(temporary))
@@ -140,7 +140,7 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
     config = replace(model.config, postprocess=options.postprocess or model.config.postprocess)
     if len(class_names) != config.num_classes - 1:
         raise ValueError(f"{len(class_names)} class names for a model of {config.num_classes - 1} classes")
-    ensure_writable(out)
+    check_destination(out)
     folded = fold_batchnorm(model)
     images = torch.rand(2, 3, config.input_size, config.input_size) * 255
     fold_diff = check_fold(model, folded, images, out)

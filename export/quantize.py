@@ -1,6 +1,6 @@
 """`scratchdet quantize`: INT8 Q/DQ ONNX calibrated on real training images, and FP16 ONNX.
 
-Two INT8 flavours (README, "INT8"), both Q/DQ with per-channel weights, through
+Two INT8 flavours (docs/design.md#int8), both Q/DQ with per-channel weights, through
 onnxruntime.quantization:
   ort       unsigned activations, signed weights (U8S8): the fast path of x86 VNNI and ARM dot-product;
   tensorrt  signed symmetric activations and weights, zero point 0, float biases, Q/DQ on op inputs only
@@ -28,7 +28,7 @@ import onnx
 from scratchdet.export import tensorrt_qdq
 from scratchdet.export.channel_pad import CHANNEL_MULTIPLE, pad_conv_input_channels
 from scratchdet.models.contract import check_contract, load_checked, read_metadata, write_metadata
-from scratchdet.models.files import atomic_write, ensure_writable, file_sha256
+from scratchdet.models.files import atomic_write, check_destination, file_sha256
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import dataset_batch
 
@@ -50,7 +50,7 @@ class CalibrationOptions:
     method: str = "minmax"
     seed: int = 0
     # 7-bit weights (ort target only): identical detections on x86 CPUs without VNNI, whose u8*s8 path
-    # saturates in int16. Measured on BCCD: no accuracy cost (README), so portable is the default.
+    # saturates in int16. Measured on BCCD: no accuracy cost (docs/results/arm.md), so portable is the default.
     reduce_range: bool = True
 
 
@@ -168,7 +168,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
     check_source(onnx_path, out, model, metadata)
-    ensure_writable(out)
+    check_destination(out)
     images, images_hash = calibration_images(data, metadata["input_size"], options)
     # ONNX Runtime's fast INT8 conv needs input channels in fours; TensorRT has its own kernels.
     padded = pad_conv_input_channels(model) if target == "ort" else []
@@ -189,7 +189,7 @@ def quantize_int8(onnx_path: str | Path, data: str | Path, target: str, out: str
     # One write of graph and final metadata together: a kill leaves the previous file, never an INT8 graph
     # labelled fp32 (quantize_static copies the source's metadata).
     fresh = not cache.is_file()
-    # the cache through the helper too (ONNX Runtime's own write leaves it 0600, issue 24); an existing file
+    # the cache through the helper too (ONNX Runtime's own write leaves it 0600); an existing file
     # at the path it is given reads as a cache, so the helper's empty temporary is removed for it to write
     with atomic_write(out) as temporary, \
             atomic_write(cache) if fresh else contextlib.nullcontext(cache) as cache_file:
@@ -222,15 +222,71 @@ def convert_fp16(onnx_path: str | Path, out: str | Path) -> Path:
     onnx_path, out = Path(onnx_path), Path(out)
     model, metadata = load_checked(onnx_path)
     check_source(onnx_path, out, model, metadata)
-    ensure_writable(out)
-    keep_float32 = [n.name for n in model.graph.node if not n.name.startswith(NETWORK_PREFIXES)]
+    check_destination(out)
+    keep_float32 = [n.name for n in _all_nodes(model.graph) if not n.name.startswith(NETWORK_PREFIXES)]
+    outer_reads = _outer_reads(model.graph)
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_float32)
+    _keep_float32_tail(converted, outer_reads)
     _restore_float32_outputs(converted)
     check_contract(converted, out)
     write_metadata(converted, {**metadata, "precision": "fp16"})
     with atomic_write(out) as temporary:
         onnx.save(converted, str(temporary))
     return out
+
+
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes of `graph` and of every subgraph in it (the NMS tail's Loop body): the IoU and the greedy
+    loop's sums stay float32 only if the FP16 converter is told about the nodes inside the Loop too."""
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                nodes += _all_nodes(attribute.g)
+    return nodes
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def _subgraph_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    return [inner for node in graph.node for a in node.attribute if a.type == onnx.AttributeProto.GRAPH
+            for inner in _all_nodes(a.g)]
+
+
+def _outer_reads(graph: onnx.GraphProto) -> dict[str, tuple[str, int]]:
+    """Tensors that subgraph nodes read from the outer graph -> (name of the outer node making it, output index)."""
+    made = {output: (node.name, i) for node in graph.node for i, output in enumerate(node.output)}
+    return {name: made[name] for node in _subgraph_nodes(graph) for name in node.input if name in made}
+
+
+def _keep_float32_tail(model: onnx.ModelProto, outer_reads: dict[str, tuple[str, int]]) -> None:
+    """Keep the float32 part float32 between its own nodes, subgraphs included.
+
+    onnxconverter-common 1.16 casts a blocked node's output to float16 and back for the next blocked node, so
+    box decoding and the NMS tail would compute on boxes rounded to float16 (0.25 px steps at 300 px); and it
+    renames outputs and drops casts without updating the Loop body's reads of outer tensors, which then name a
+    float16 tensor (TensorRT: "IMatrixMultiplyLayer must have same input types") or none at all. Each
+    Cast(float16) -> Cast(float32) pair is dropped, and a subgraph reads the float32 output of the node that
+    made its tensor in the source graph (`outer_reads`: _outer_reads of the source)."""
+    graph, half, single = model.graph, onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    nodes = {node.name: node for node in graph.node}
+    for node in _subgraph_nodes(graph):
+        node.input[:] = [nodes[outer_reads[name][0]].output[outer_reads[name][1]] if name in outer_reads else name
+                         for name in node.input]
+    rounded = {n.output[0]: n.input[0] for n in graph.node if _cast_to(n) == half}  # float16 copy -> float32
+    outputs = {o.name for o in graph.output}
+    restored = {n.output[0]: rounded[n.input[0]] for n in graph.node
+                if _cast_to(n) == single and n.input[0] in rounded and n.output[0] not in outputs}
+    kept = [n for n in graph.node if not (n.output and n.output[0] in restored)]
+    for node in kept:
+        node.input[:] = [restored.get(name, name) for name in node.input]
+    read = {name for n in [*kept, *_subgraph_nodes(graph)] for name in n.input} | outputs
+    kept = [n for n in kept if not (_cast_to(n) == half and n.output[0] not in read)]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _restore_float32_outputs(model: onnx.ModelProto) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.models.boxes import TOLERANCES, Tolerance, match
-from scratchdet.models.inference.detections import Backend, Detections
+from scratchdet.models.detections import Backend, Detections
 from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 from scratchdet.models.inference.torch_backend import TorchBackend
 from scratchdet.models.ssd import SSD

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from scratchdet.models.config import ConfigError, ModelConfig, from_dict, to_dict
-from scratchdet.models.files import atomic_write
+from scratchdet.models.files import atomic_write, require_free_space
 from scratchdet.models.ssd import SSD
 
 FORMAT = "scratchdet-checkpoint"
@@ -27,9 +27,21 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write atomically (temporary file, then rename) so a kill never leaves half a checkpoint."""
     path = Path(path)
+    require_free_space(path, _tensor_bytes(payload) + (1 << 20))  # the zip's headers and pickle: under 1 MiB
     with atomic_write(path) as temporary:
         torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, temporary)
     return path
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of every tensor in a nested checkpoint payload: what torch.save will write, less its headers."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The artefact contract, defined once: what `export` and `engine` write and every reader (the backends,
 the board runner, the bundle's script and DeepStream parser, gpu-check) expects.
 
-ONNX (README, "ONNX"): input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside); outputs in
+ONNX (docs/design.md#onnx): input `images` float32 [B, 3, H, W], RGB, 0-255 (normalisation inside); outputs in
 one of two layouts (`LAYOUTS`, recorded as `output_layout` in the metadata): ours (`OUTPUTS`: int32 count and
 classes, x1, y1, x2, y2 input pixels) or the one stock DeepStream's NvDsInferParseCustomTfSSD reads
 (`TFSSD_OUTPUTS`: all float32, y1, x1, y2, x2 normalised to the input size); in both, class ids are 0-based
@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto
 
 from scratchdet.models.config import ConfigError, PostprocessConfig, from_dict
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 INPUT = "images"
 OUTPUTS: dict[str, tuple[int, Any]] = {  # name -> (dtype, shape after the batch axis, given K)
@@ -51,7 +51,7 @@ BOX_OUTPUT = {layout: list(outputs)[1] for layout, outputs in LAYOUTS.items()}  
 POSTPROCESS_KEYS = tuple(f.name for f in fields(PostprocessConfig))
 METADATA_KEYS = ("class_names", "input_size", "mean", "std", "color_order", *POSTPROCESS_KEYS, "config_name",
                  "model_config", "checkpoint_sha256", "precision", "exporter", "output_layout")
-# Keys that exports made before they existed lack, with the value those exports meant (issue 23: the layout).
+# Keys that exports made before they existed lack, with the value those exports meant (the output layout).
 LEGACY_DEFAULTS = {"output_layout": DEFAULT_LAYOUT}
 
 
@@ -222,6 +222,18 @@ def metadata_problems(metadata: dict[str, Any], input_dims: list, box_dims: list
 def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Load an ONNX file and check it against the contract."""
     path = Path(path)
+    model = read_onnx(path)
+    return model, check_contract(model, path)
+
+
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    """Load any ONNX file (ours or not), every failure a ContractError naming the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ContractError: empty, unreadable (external data outside its folder or missing included), or no graph.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX file not found")
     if path.stat().st_size == 0:
@@ -232,7 +244,7 @@ def load_checked(path: str | Path) -> tuple[onnx.ModelProto, dict[str, Any]]:
         raise ContractError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
     if not model.graph.node:  # protobuf parses many non-ONNX byte strings into an empty model
         raise ContractError(f"{path}: not an ONNX model (no graph nodes)")
-    return model, check_contract(model, path)
+    return model
 
 
 def c_header() -> str:

@@ -14,7 +14,7 @@ import torch
 
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.models.config import PostprocessConfig
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -65,13 +65,16 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def run_val(args: argparse.Namespace) -> None:
     import json
 
-    from scratchdet.models.files import write_text
-    from scratchdet.paths import increment_path
+    from scratchdet.models.files import check_destination, write_text
+    from scratchdet.paths import output_folder
     from scratchdet.runtime.detector import Detector
     from scratchdet.train.curves import plot_curves
     from scratchdet.train.data.load import load_dataset
     from scratchdet.train.evaluate import detect_dataset, evaluate
 
+    if args.json:  # every destination is checked before the evaluation
+        check_destination(args.json)
+    check_destination(args.save_dir, folder=True)
     data = load_dataset(args.data, args.split)
     with Detector(args.model, conf=0.0, runtime=args.runtime, precision_hint=args.precision_hint) as detector:
         detections = detect_dataset(detector, data, args.batch)
@@ -83,11 +86,11 @@ def run_val(args: argparse.Namespace) -> None:
         print(f"  {name:20s} AP50 {values['ap50']:.4f}  AP50(11pt) {values['ap50_11point']:.4f}  "
               f"COCO AP {values['coco_ap']:.4f}")
     print(result.at_conf_summary())
-    out = increment_path(args.save_dir, args.exist_ok)
-    plots = plot_curves(result, out, title=f"{Path(args.model).name} on {Path(args.data).name}/{args.split}: ")
-    metrics = {**result.metrics(), "model": str(args.model)}
-    for path in [out / "metrics.json", *([Path(args.json)] if args.json else [])]:
-        write_text(path, json.dumps(metrics, indent=2))
+    with output_folder(args.save_dir, args.exist_ok) as out:
+        plots = plot_curves(result, out, title=f"{Path(args.model).name} on {Path(args.data).name}/{args.split}: ")
+        metrics = {**result.metrics(), "model": str(args.model)}
+        for path in [out / "metrics.json", *([Path(args.json)] if args.json else [])]:
+            write_text(path, json.dumps(metrics, indent=2))
     print(f"results in {out}: metrics.json, {', '.join(p.name for p in plots)}")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from scratchdet.models.inference.detections import Backend
+from scratchdet.models.detections import Backend
 from scratchdet.models.inference.formats import AUTO, open_backend
 from scratchdet.models.inference.predictor import Predictor
 

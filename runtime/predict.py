@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from scratchdet.models.files import final_mode, write_text
+from scratchdet.models.files import check_destination, write_text
 from scratchdet.paths import increment_path
 from scratchdet.progress import progress
 from scratchdet.runtime.results import Results, detect_results, read_image
@@ -138,10 +138,7 @@ class _Outputs:
         if self.save_txt and labels.exists() and not labels.is_dir():
             raise NotADirectoryError(f"{labels}: labels is a file, not a folder; --save-txt writes "
                                      "labels/STEM.txt in it (move the file or choose another --save-dir)")
-        documents = self.save_dir / "detections.json"
-        if documents.is_dir():
-            raise IsADirectoryError(f"{documents}: is a folder; predict writes detections.json there")
-        final_mode(documents)  # a read-only detections.json is refused now, not after the run
+        check_destination(self.save_dir / "detections.json")  # a read-only one is refused now, not after the run
 
     def unique(self, name: str) -> str:
         """Images of the same name from two folders get distinct output names (a.jpg, a_2.jpg)."""
@@ -195,6 +192,9 @@ def _video(detector, source: Source, outputs: _Outputs, iou: float | None, max_d
         capture.release()
         if writer is not None:
             writer.release()
+    if frames == 0:  # it opened, but nothing can be read from it: as unreadable as a corrupt image
+        (outputs.save_dir / f"{stem}.jsonl").unlink(missing_ok=True)
+        raise ValueError(f"{source.value}: opens but yields no frame (empty, truncated or an unsupported codec)")
     return frames
 
 

@@ -5,6 +5,8 @@ Top-level package: the stages import it, it imports none of them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -23,3 +25,17 @@ def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
         except FileExistsError:
             continue
     raise OSError(f"{path}: 9999 numbered folders exist already; pass --exist-ok or another folder")
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path, exist_ok: bool = False) -> Iterator[Path]:
+    """`increment_path`'s folder for the block to fill; a folder this created is removed again when the block
+    fails with nothing written into it, so a failed run leaves no empty runs/val2 behind."""
+    existed = exist_ok and Path(path).is_dir()
+    out = increment_path(path, exist_ok)
+    try:
+        yield out
+    except BaseException:
+        if not existed and not any(out.iterdir()):
+            out.rmdir()
+        raise

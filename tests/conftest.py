@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-# SCRATCHDET_BCCD=/nonexistent runs the suite as a clone without ../shared does (README "Tests")
+# SCRATCHDET_BCCD=/nonexistent runs the suite as a clone without ../shared does (README.md#the-two-commands)
 BCCD = Path(os.environ.get("SCRATCHDET_BCCD", SHARED / "datasets" / "bccd"))
 
 

@@ -166,7 +166,7 @@ def test_verbose_shows_the_traceback(tmp_path, synth_data):
 
 def test_nms_overhead_on_a_bad_checkpoint_is_one_line(tmp_path):
     (tmp_path / "junk.pt").write_text("hello")
-    result = subprocess.run([sys.executable, "-m", "scratchdet.benchmarks.nms_overhead", "--model",
+    result = subprocess.run([sys.executable, "-m", "scratchdet.benchmarks.studies.nms_overhead", "--model",
                              str(tmp_path / "junk.pt")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

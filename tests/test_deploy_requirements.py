@@ -1,4 +1,5 @@
-"""The deploy requirement sets resolve, wheels only, for the boards and hosts they name (issue 20 part 4).
+"""The deploy requirement sets resolve, wheels only, for the boards and hosts they name
+(docs/jetson.md#deploy-install-on-a-device).
 
 pip resolves for another interpreter and platform with --python-version/--platform, but evaluates
 environment markers against the interpreter it runs on; so each file is first reduced to the lines

@@ -1,4 +1,4 @@
-"""The house (README "Architecture"): each folder imports only from the folders before it, and the inference
+"""The house (docs/design.md#the-house): each folder imports only from the folders before it, and the inference
 layer imports no build code and, outside the PyTorch backend, no torch at module level."""
 
 from __future__ import annotations

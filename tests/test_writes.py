@@ -1,4 +1,4 @@
-"""Every file the package writes goes through models/files.py (issue 21, part 3).
+"""Every file the package writes goes through models/files.py (docs/design.md#writes).
 
 The test reads the source with `ast`: a rename or replace outside models/files.py fails it, and so does a
 writer (open for writing, write_text/write_bytes, imwrite, savefig, torch/onnx/numpy save, shutil copies,

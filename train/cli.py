@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
@@ -13,7 +12,7 @@ from scratchdet.train.data.load import dataset_layout, dataset_splits, load_data
 from scratchdet.train.data.records import DatasetError
 from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
-from scratchdet.train.run_folder import prepare_run_folder
+from scratchdet.train.run_folder import check_run_folder, clear_previous_run
 from scratchdet.train.trainer import Trainer
 
 
@@ -106,7 +105,8 @@ def run_convert(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     if args.resume and args.exist_ok:
         raise ValueError("--resume continues the run in OUT and --exist-ok replaces it: choose one")
-    prepare_run_folder(args.out, args.resume, args.exist_ok, rank=int(os.environ.get("RANK", "0")))
+    # every input is checked (run folder, config, dataset, checkpoint) before --exist-ok removes anything
+    previous = check_run_folder(args.out, args.resume, args.exist_ok)
     model_config, train_config = load_config(args.config)
     if args.recipe:
         train_config = apply_recipe(train_config, args.recipe)
@@ -116,6 +116,8 @@ def run_train(args: argparse.Namespace) -> None:
     trainer = Trainer(model_config, train_config, args.data, args.out)
     if args.resume:
         trainer.resume()
+    if trainer.rank == 0:
+        clear_previous_run(args.out, previous)
     out = trainer.fit()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")

@@ -52,7 +52,7 @@ class TrainConfig:
     expand_max: float = 4.0  # SSD's zoom-out up to 4x; lower it for datasets of large objects only
     grad_window: int = 50  # steps over which gradient-norm fluctuation is measured
     max_nonfinite: int = 20  # consecutive non-finite losses before training stops
-    # Take-off aids (issue 16), all off by default; README "Seeds" says which ones the measurements support.
+    # Take-off aids, all off by default; docs/results/seeds.md says which ones the measurements support.
     background_prior: float | None = None  # initial P(background) at every prior, e.g. 0.99 (RetinaNet)
     ema_decay: float | None = None  # evaluate and save an EMA of the weights, e.g. 0.9999 (ultralytics)
     ema_tau: float = 2000.0  # iterations over which the EMA decay ramps up

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from scratchdet.models.boxes import pairwise_iou
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.models.inference.predictor import Predictor
 from scratchdet.models.inference.preprocess import prepare
 from scratchdet.progress import progress

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from scratchdet.models.config import ModelConfig, to_dict
-from scratchdet.models.files import write_text
+from scratchdet.models.files import check_destination, write_text
 from scratchdet.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -26,29 +26,40 @@ RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "results.csv"
 DERIVED = ("export", "engines", "bench", "bundle", "bundle.tar.gz")
 
 
-def prepare_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = False, rank: int = 0) -> Path:
-    """Check that `out` may take this run: refuse a folder holding another run unless resuming it, or
-    clear that run's files with `exist_ok` (rank 0 only; other ranks only check).
+def check_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = False) -> list[str]:
+    """Check that `out` may take this run, changing nothing; returns the previous run's entries that
+    `exist_ok` will replace (remove them with `clear_previous_run` once every other input is checked).
 
     Raises:
         RunFolderError: `out` holds another run (files named) and neither flag is given, or `resume`
             without out/last.pt.
+        OSError: `out` is a file, or a place this user cannot write (see `check_destination`).
     """
     out = Path(out)
+    check_destination(out, folder=True)
     found = [name for name in (*RUN_FILES, *DERIVED) if (out / name).exists()]
     if resume:
         if not (out / "last.pt").is_file():
             raise RunFolderError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
-        return out
+        for name in ("last.pt", "best.pt", "config.yaml"):  # what a resumed run replaces
+            check_destination(out / name)
+        return []
     if found and not exist_ok:
         raise RunFolderError(f"{out}: holds another run ({', '.join(found)}); use --resume to continue it, "
                              "--exist-ok to replace it, or another --out")
-    if found and rank == 0:
+    for name in found:
+        check_destination(out / name, folder=(out / name).is_dir())
+    return found
+
+
+def clear_previous_run(out: str | Path, found: list[str]) -> None:
+    """Remove the previous run's entries `check_run_folder` found (--exist-ok), after every check passed."""
+    out = Path(out)
+    if found:
         log.warning("%s: --exist-ok: removing the previous run's %s", out, ", ".join(found))
-        for name in found:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    return out
+    for name in found:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def write_run_config(path: Path, model_config: ModelConfig, config: TrainConfig, data: str, world: int) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scratchdet.models.inference.detections import Backend
+from scratchdet.models.detections import Backend
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """ONNX models (.onnx, any precision) through ONNX Runtime: session creation and the ONNX backend.
 
-It lives in export/ because export needs it first (parity, calibration checks); runtime/ and
-benchmarks/ import it from here.
+It lives in models/inference/ because every stage runs ONNX files through it: training-time checks (train/),
+export parity (export/), predict and val (runtime/) and the benchmarks (docs/design.md#the-house).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchdet.models.contract import load_checked, postprocess_config, unpack_outputs
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ precision_hint="bf16" to measure the faster mode (its mAP is measured, not assum
 
 Static batch, always: OpenVINO 2026.4.1 compiles our INT8 Q/DQ models wrongly while the batch axis is
 dynamic: it applies channel 0's bias of the first convolution to all of its output channels (traced layer by
-layer in benchmarks/openvino_divergence.py; README "INT8 on OpenVINO"). The trigger is a Conv with a bias
+layer in benchmarks/studies/openvino_divergence.py; docs/results/openvino.md). The trigger is a Conv with a bias
 followed by QuantizeLinear in a graph holding a GatherND with batch_dims=1 (our NMS tail gathers each class's
-candidate boxes with one): a 3-node reproduction is benchmarks/openvino_repro.py. The same file reshaped to a
+candidate boxes with one): a 3-node reproduction is benchmarks/studies/openvino_repro.py. The same file reshaped to a
 fixed batch is computed as the graph says. So each batch size gets its own compiled model, made on first use.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchdet.models.contract import load_checked, postprocess_config, unpack_outputs
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scratchdet.models.inference.detections import Backend, Detections
+from scratchdet.models.detections import Backend, Detections
 from scratchdet.models.inference.preprocess import prepare
 
 if TYPE_CHECKING:

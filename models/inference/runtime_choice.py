@@ -5,19 +5,21 @@ The rule rests on measurements, not on a guess: `scratchdet bench MODEL --runtim
 p50 of both runtimes per model precision in a per-host file (RECOMMENDATION_FILE), and auto reads it. An
 entry applies to a host when its key matches exactly: CPU model and core count (the kernels each runtime
 picks, VNNI/AMX for INT8, and how they scale with cores), the onnxruntime and openvino versions (an upgrade
-changes kernels and can turn the verdict), and the model precision (issue 23 measured OpenVINO 1.16x faster
-on INT8 and the FP32 verdict differs). Without an entry auto uses ONNX Runtime and says how to make one; it
-does not probe by itself, because a probe would cost seconds at every first start and measure once, under
-whatever load there is then, where bench times both runtimes interleaved over rounds.
+changes kernels and can turn the verdict), and the model precision (OpenVINO measured 1.16x faster on
+INT8 in one quiet run, docs/results/openvino.md, and the FP32 verdict differs). Without an entry auto uses
+ONNX Runtime and says how to make one; it does not probe by itself, because a probe would cost seconds at
+every first start and measure once, under whatever load there is then, where bench times both runtimes
+interleaved over rounds.
 
 Auto only ever picks OpenVINO with INFERENCE_PRECISION_HINT=f32: bf16 computes in another precision and
-changes the results (README "OpenVINO"), so it stays something a user asks for by name.
+changes the results (docs/results/openvino.md), so it stays something a user asks for by name.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -96,6 +98,9 @@ def read_recommendations(path: Path) -> dict[str, dict]:
     Raises:
         ValueError: not JSON, or not this schema, naming the file and the problem.
     """
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: the runtime recommendation file (${ENV_VARIABLE}) is a folder or not a regular "
+                         "file; point it at a file")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -105,9 +110,11 @@ def read_recommendations(path: Path) -> dict[str, dict]:
                          "(expected {\"schema\": 1, \"entries\": {...}})")
     for key, entry in data["entries"].items():
         p50 = entry.get("p50_ms") if isinstance(entry, dict) else None
-        if not (isinstance(p50, dict) and all(isinstance(p50.get(r), (int, float)) and p50[r] > 0
+        # json.loads reads Infinity and NaN: a time is a finite number > 0
+        if not (isinstance(p50, dict) and all(isinstance(p50.get(r), (int, float)) and 0 < p50[r] < math.inf
                                               for r in ("onnxruntime", "openvino"))):
-            raise ValueError(f"{path}: entry '{key}' lacks positive p50_ms of onnxruntime and openvino")
+            raise ValueError(f"{path}: entry '{key}' lacks finite positive p50_ms of onnxruntime and openvino "
+                             f"(found {p50!r})")
     return data["entries"]
 
 
@@ -116,7 +123,7 @@ def choose(precision: str, path: Path | None = None) -> Choice:
     path = path or recommendation_file()
     openvino_installed = _version("openvino") is not None
     key = host_key(precision)
-    if not openvino_installed or not path.is_file():
+    if not openvino_installed or not path.exists():
         return decide(None, precision, openvino_installed, f" ({path} not found)" if openvino_installed else "")
     try:
         entries = read_recommendations(path)
@@ -144,6 +151,5 @@ def record(measurements: dict[str, dict], path: Path | None = None) -> Path:
     measured = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for precision, entry in measurements.items():
         entries[host_key(precision)] = {**entry, "measured": measured}
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps({"schema": SCHEMA, "entries": entries}, indent=2))
     return path

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scratchdet.models.contract import check_engine_compatible, postprocess_config, read_sidecar, unpack_outputs
+from scratchdet.models.detections import Detections
 from scratchdet.models.inference.cuda_device import checked_versions, cuda_call, cudart, gpu_info
-from scratchdet.models.inference.detections import Detections
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from scratchdet.models.checkpoint import load_model
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.models.postprocess import postprocess
 from scratchdet.models.ssd import SSD
 

@@ -50,7 +50,7 @@ def test_emulated_core_matches_host(emulation, trained_models, images, core, kin
         assert parity_problems(host, arm, exact=False) == []
     else:
         # Bit-exact for some models (the 40-epoch demo model), not for this 3-epoch one: ORT's QLinearAdd
-        # rounds a value 4.4e-6 above a tie differently on x86 (README; the test below traces it), and 7%
+        # rounds a value 4.4e-6 above a tie differently on x86 (docs/results/arm.md; the test below traces it), and 7%
         # of the 800 detections then have no partner within 1 px / 0.02 score. Required: equal counts and
         # 90% found again.
         assert (host["num_dets"] == arm["num_dets"]).all()
@@ -72,7 +72,7 @@ def test_a_perturbed_model_fails_the_parity_check(emulation, trained_models, ima
 
 
 def test_int8_differences_are_traced_to_the_first_differing_layer(emulation, trained_models, trained_data, images):
-    from scratchdet.benchmarks.arm_divergence import layer_divergence
+    from scratchdet.benchmarks.studies.arm_divergence import layer_divergence
 
     differences = layer_divergence(trained_models["int8"], trained_data, "cortex-a76", images=len(images))
     model = onnx.load(str(trained_models["int8"]))

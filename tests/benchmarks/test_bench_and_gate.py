@@ -127,9 +127,10 @@ def test_ab_gate_fails_a_twice_wider_candidate_and_passes_an_identical_one(tmp_p
     wide = tmp_path / "tiny_wide.yaml"
     tiny = (CONFIG_DIR / "tiny.yaml").read_text()
     wide.write_text(tiny.replace("name: tiny", "name: tiny_wide").replace("width: 0.25", "width: 0.5"))
-    # The direction, with margins a loaded machine keeps: width 0.5 is 2.8x slower (README; 0.50 measured under
-    # load 7 on 2 cores), identical models measured 0.936 (issue 21) and 1.14 under load: inside the 0.8 bar, not
-    # always the gate's default 0.95 (test_speed_check_takes_the_median_round checks that verdict on fixed ratios).
+    # The direction, with margins a loaded machine keeps: width 0.5 is 2.8x slower (docs/results/formats.md;
+    # 0.50 measured under load 7 on 2 cores), identical models measured 0.936 and 1.14 under load: inside the
+    # 0.8 bar, not always the gate's default 0.95 (test_speed_check_takes_the_median_round checks that
+    # verdict on fixed ratios).
     slower = compare_configs("tiny", str(wide), tolerance=0.2)
     assert not slower.passed and slower.measured < 0.75, slower
     same = compare_configs("tiny", "tiny", tolerance=0.2)

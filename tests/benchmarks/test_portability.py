@@ -9,7 +9,7 @@ from scratchdet.benchmarks.portability import (
     tensor_differences,
     with_quantized_outputs,
 )
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 
 def test_every_quantised_tensor_becomes_an_output_and_runs(trained_models, tmp_path):

@@ -5,11 +5,12 @@ import torch
 
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, tensorrt_verdicts
+from scratchdet.export.tensorrt_rtx import rtx_available
 from scratchdet.export.verify import compare, verify_onnx
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.config import PostprocessConfig, load_model_config
 from scratchdet.models.contract import ContractError, check_contract, load_checked
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.models.inference.onnxruntime_backend import create_session, run_session
 from scratchdet.models.ssd import SSD
 from scratchdet.train.data.load import load_dataset
@@ -166,6 +167,7 @@ def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_dat
     printed = capsys.readouterr().out
     assert "parity OK" in printed and "BatchNormalization 0" in printed
     assert "TensorRT 10.3: parser rules OK\nTensorRT 11.1: parser rules OK" in printed
+    assert not rtx_available() or "TensorRT-RTX 1.7.1.116: parse OK, build (default targets) " in printed
     assert main(["export", "--weights", str(tiny_checkpoint), "--onnx", str(out), "--verify"]) == 0
     assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
 
@@ -199,7 +201,7 @@ def test_non_finite_outputs_fail_the_export(tmp_path):
 
 
 def test_network_only_export_gives_the_raw_outputs_at_any_batch(exported, synth_data, tmp_path):
-    """The A/B reference of benchmarks/nms_overhead.py: the folded network without decoding or NMS."""
+    """The A/B reference of benchmarks/studies/nms_overhead.py: the folded network without decoding or NMS."""
     from scratchdet.export.onnx_export import export_network_only
 
     model, _, _ = exported

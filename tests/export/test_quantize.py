@@ -50,12 +50,26 @@ def test_every_conv_is_quantised_and_decode_nms_untouched(fp32, synth_data, tmp_
     tail = [n for n in model.graph.node if n.name.startswith("nms/")
             or (n.name.startswith("/") and not n.name.startswith("/model/"))]
     assert {"Exp", "Softmax", "TopK"} <= {n.op_type for n in tail}
-    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in tail)
-    assert sum(n.op_type == "NonMaxSuppression" for n in tail) == 1
+    (loop,) = [n for n in tail if n.op_type == "Loop"]  # the greedy NMS loop, its body untouched too
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in [*tail, *loop.attribute[0].g.node])
+
+
+def test_fp16_converts_the_network_and_keeps_decoding_and_nms_float32(fp32, tmp_path):
+    model = onnx.load(str(convert_fp16(fp32, tmp_path / "fp16.onnx")))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    half = [n for n in model.graph.node if any(types.get(o) == onnx.TensorProto.FLOAT16 for o in n.output)]
+    assert sum(n.op_type == "Conv" for n in half) == sum(n.op_type == "Conv" for n in model.graph.node) > 0
+    # No tail tensor is float16, so none is rounded to it on the way between two float32 nodes
+    assert not [n.name for n in half if n.name.startswith("nms/")]
+    (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    outer = {name for n in loop.attribute[0].g.node for name in n.input if name in made_by}
+    assert outer and all(types[name] == onnx.TensorProto.FLOAT for name in outer)  # the IoU matrix, valid mask
 
 
 def test_tensorrt_flavour_is_what_tensorrt_parses(fp32, synth_data, tmp_path):
-    from scratchdet.benchmarks.qdq_placement import non_int8_dequantize, placement
+    from scratchdet.benchmarks.studies.qdq_placement import non_int8_dequantize, placement
 
     model = onnx.load(str(quantize_int8(fp32, synth_data, "tensorrt", tmp_path / "trt.onnx",
                                         CalibrationOptions(images=8))))
@@ -99,7 +113,8 @@ def test_int8_and_fp16_keep_accuracy_close(trained_models, trained_data, tmp_pat
     scores = {p.name: validate(Predictor(OnnxBackend(p)), data).map50 for p in (fp32, fp16, int8, tensorrt)}
     assert scores["model.onnx"] > 0.05, "the fixture model should detect something"
     assert abs(scores["fp16.onnx"] - scores["model.onnx"]) <= 0.01
-    assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05  # a 2-epoch model: loose, see the README
+    # a 2-epoch model: loose bounds (trained BCCD models lose at most 0.003 mAP@0.5, docs/results/formats.md)
+    assert abs(scores["model-int8-ort.onnx"] - scores["model.onnx"]) <= 0.05
     assert abs(scores["model-int8-tensorrt.onnx"] - scores["model.onnx"]) <= 0.05
 
 

@@ -1,4 +1,4 @@
-"""The tfssd output layout (issue 23): what stock DeepStream's NvDsInferParseCustomTfSSD makes of it equals our
+"""The tfssd output layout: what stock DeepStream's NvDsInferParseCustomTfSSD makes of it equals our
 own detections, and the contract tells the two layouts apart.
 
 `stock_tfssd_parse` renders that parser's logic in Python, line by line, from DeepStream's

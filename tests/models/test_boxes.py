@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scratchdet.models.boxes import TOLERANCES, Tolerance, match, matched_count, nms, pairwise_iou, tolerance
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 
 
 def dets(boxes, scores, classes):

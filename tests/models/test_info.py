@@ -1,4 +1,5 @@
-"""`scratchdet info`: the figures it prints for a config are those of the model it builds, and the README's table."""
+"""`scratchdet info`: the figures it prints for a config are those of the model it builds, and the table in
+docs/train.md#shipped-configs."""
 
 import re
 
@@ -23,7 +24,7 @@ def _info(capsys, config: str) -> dict[str, str]:
 def test_info_prints_parameters_gflops_feature_maps_and_priors(capsys, config, parameters, gflops, maps, priors):
     info = _info(capsys, config)
     assert info["config"].startswith(f"{config} (root_resnet")
-    assert info["parameters"] == parameters  # the README's "Configs" table
+    assert info["parameters"] == parameters  # docs/train.md#shipped-configs
     assert info["GFLOPs"].startswith(f"{gflops} (network only, batch 1")
     assert info["feature maps"] == maps
     assert info["priors"] == priors

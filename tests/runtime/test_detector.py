@@ -7,7 +7,7 @@ import pytest
 from scratchdet.export.verify import compare
 from scratchdet.models.boxes import tolerance
 from scratchdet.models.config import PostprocessConfig
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.runtime.detector import Detector
 from scratchdet.train.data.load import load_dataset
 from scratchdet.train.evaluate import evaluate, validate

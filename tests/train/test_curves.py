@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.train.curves import plot_curves
 from scratchdet.train.data.records import ImageRecord
 from scratchdet.train.evaluate import evaluate

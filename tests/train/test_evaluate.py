@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from scratchdet.models.inference.detections import Detections
+from scratchdet.models.detections import Detections
 from scratchdet.train.data.records import ImageRecord
 from scratchdet.train.evaluate import class_matches, coco_metrics, evaluate, voc_ap
 

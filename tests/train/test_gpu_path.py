@@ -1,4 +1,4 @@
-"""The CUDA side of the trainer, checked on CPU (issue 22): resume into an enabled GradScaler, fp16
+"""The CUDA side of the trainer, checked on CPU: resume into an enabled GradScaler, fp16
 overflow steps kept out of the diagnostics, CUDA RNG state in checkpoints, the DDP timeout, the GPU feeding
 and bf16 autocast. CUDA is stood in for by a CPU GradScaler and monkeypatched torch.cuda functions."""
 

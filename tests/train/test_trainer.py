@@ -181,7 +181,12 @@ def read_metrics(run):
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_run_ends_bit_identical(tmp_path, config_file, synth_data):
+def test_killed_and_resumed_run_ends_where_the_straight_run_ends(tmp_path, config_file, synth_data):
+    """kill -9 mid-epoch, --resume: the same steps, losses and weights as a run that was never killed.
+
+    Up to float noise: on CI's CPU the resumed process ended with weights equal to 4 decimals but not bit-identical
+    (bit-identical on others). A state the checkpoint fails to carry moves far more: dropping the optimizer's
+    momentum on resume fails the weight check."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(scratchdet("train", "--config", str(config_file), "--data", str(synth_data), "--out",
                               str(straight)), check=True, capture_output=True)
@@ -201,11 +206,15 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path, config_file, synth_
     a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(killed / "last.pt")
     assert a["epoch"] == b["epoch"] == 3  # epochs are counted from 1
     for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), f"{name} differs after resume"
-    def losses(run):
+        assert torch.allclose(tensor.double(), b["model"][name].double(), rtol=1e-3, atol=1e-4), (
+            f"{name} differs after resume")
+
+    def steps(run):
         return [(r["iteration"], r["loss"]) for r in read_metrics(run) if r["type"] == "step"]
 
-    assert losses(straight) == losses(killed)
+    before, after = steps(straight), steps(killed)
+    assert [i for i, _ in after] == [i for i, _ in before]  # the same steps, none repeated or skipped
+    assert [loss for _, loss in after] == pytest.approx([loss for _, loss in before], rel=1e-3)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from scratchdet.models.files import ensure_writable, write_bytes, write_text
+from scratchdet.models.files import check_destination, write_bytes, write_text
 from scratchdet.progress import progress
 
 CLASSES = ("circle", "square", "triangle")
@@ -60,7 +60,7 @@ def make_synthetic_dataset(
     """Write `images` images to out/images, out/annotations.json and out/splits.json (80/20)."""
     out = Path(out)
     for name in ("annotations.json", "splits.json"):  # a read-only one is refused before any image is drawn
-        ensure_writable(out / name)
+        check_destination(out / name)
     (out / "images").mkdir(parents=True, exist_ok=True)
     width, height = size
     colours = {"circle": (220, 40, 40), "square": (40, 200, 60), "triangle": (50, 80, 230)}

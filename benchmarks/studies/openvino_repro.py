@@ -1,6 +1,6 @@
 """Small ONNX graphs that show where OpenVINO 2026.4.1's INT8 results depart from the ONNX specification.
 
-    python -m scratchdet.benchmarks.openvino_repro OUT_FOLDER     # writes both graphs as .onnx files
+    python -m scratchdet.benchmarks.studies.openvino_repro OUT_FOLDER     # writes both graphs as .onnx files
 
 `residual_add_graph` (10 nodes): x -> Q -> DQ -> MaxPool -> Q -> DQ (the residual) and DQ(x) -> Conv -> Q -> DQ
 added together and quantised, the shape of every ResNet block after the stem's max-pool. OpenVINO fuses Conv, the

@@ -1,6 +1,6 @@
 """Where an INT8 Q/DQ model's results on OpenVINO first differ from ONNX Runtime's, layer by layer.
 
-    python -m scratchdet.benchmarks.openvino_divergence RUN/export/model-int8-ort.onnx --data ../shared/datasets/bccd
+    python -m scratchdet.benchmarks.studies.openvino_divergence RUN/export/model-int8-ort.onnx --data DATASET
 
 Every quantised tensor (each QuantizeLinear output) is exposed as an output in both runtimes and compared on a
 few val images. For each one, both runtimes are also checked against the ONNX specification: the float64

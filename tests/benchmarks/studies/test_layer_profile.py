@@ -1,7 +1,7 @@
 import onnx
 import pytest
 
-from scratchdet.benchmarks.layer_profile import (
+from scratchdet.benchmarks.studies.layer_profile import (
     compare,
     conv_gops,
     conv_module,

@@ -2,7 +2,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from scratchdet.benchmarks.qdq_placement import main, non_int8_dequantize, placement
+from scratchdet.benchmarks.studies.qdq_placement import main, non_int8_dequantize, placement
 
 
 def conv_with_bias(bias_type: int) -> onnx.ModelProto:

@@ -1,6 +1,6 @@
 """Where a Q/DQ ONNX quantises: per-op counts of DequantizeLinear-fed inputs, bias handling, DQ input types.
 
-`python -m scratchdet.benchmarks.qdq_placement A.onnx B.onnx` prints both side by side (e.g. our tensorrt
+`python -m scratchdet.benchmarks.studies.qdq_placement A.onnx B.onnx` prints both side by side (e.g. our tensorrt
 flavour against NVIDIA ModelOpt's output for the same FP32 model), then the activation tensors only one quantises.
 """
 

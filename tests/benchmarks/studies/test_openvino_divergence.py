@@ -9,8 +9,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from scratchdet.benchmarks.openvino_divergence import _Graph, channel_offsets, layer_reports, requantize, run_both
-from scratchdet.benchmarks.openvino_repro import (
+from scratchdet.benchmarks.portability import found_again
+from scratchdet.benchmarks.studies.openvino_divergence import (
+    _Graph,
+    channel_offsets,
+    layer_reports,
+    requantize,
+    run_both,
+)
+from scratchdet.benchmarks.studies.openvino_repro import (
     CONV_SCALE,
     CONV_ZERO,
     INPUT_SCALE,
@@ -21,7 +28,6 @@ from scratchdet.benchmarks.openvino_repro import (
     residual_add_graph,
     residual_add_input,
 )
-from scratchdet.benchmarks.portability import found_again
 from scratchdet.export.quantize import CalibrationOptions, quantize_int8
 from scratchdet.models.contract import read_metadata
 from scratchdet.models.inference.onnxruntime_backend import OnnxBackend, create_session
@@ -86,7 +92,7 @@ def test_openvino_dynamic_batch_still_applies_channel0_bias_to_the_first_conv(mo
     """The defect the trace found (OpenVINO 2026.4.1, dynamic batch), on our exported model: the first conv's
     output departs from the specification by b[0] - b[c] per channel c (its trigger, the NMS tail's
     GatherND(batch_dims=1), is isolated in the 3-node repro below). If this fails, OpenVINO fixed it: the
-    static-batch workaround in the OpenVINO backend and the README section can go."""
+    static-batch workaround in the OpenVINO backend can go, and docs/results/openvino.md says so."""
     model = onnx.load(str(models["int8-ort"]))
     names, ort, ov, _ = run_both(models["int8-ort"], images[:2])
     reports = layer_reports(names, ort, ov, model)
@@ -96,8 +102,12 @@ def test_openvino_dynamic_batch_still_applies_channel0_bias_to_the_first_conv(mo
     graph = _Graph(model)
     conv = graph.producer[graph.producer[stem.name].input[0]]
     bias = graph.dequantized(conv.input[2], {})
-    offsets = channel_offsets(stem.name, ov, model)
-    np.testing.assert_allclose(offsets, bias[0] - bias, atol=0.05)
+    offsets, expected = channel_offsets(stem.name, ov, model), bias[0] - bias
+    # A channel shifted down far enough reads 0 on every pixel after the ReLU: saturated, no offset to measure
+    # (seen on CI's CPU, whose trained weights differ). Those must be channels the defect shifts down.
+    measured = np.isfinite(offsets)
+    assert measured.sum() >= len(offsets) // 2 and (expected[~measured] < 0).all(), (offsets, expected)
+    np.testing.assert_allclose(offsets[measured], expected[measured], atol=0.05)
     # The same file compiled for a fixed batch follows the specification on that conv.
     names, ort, ov, _ = run_both(models["int8-ort"], images[:2], static_batch=True)
     static_stem = next(r for r in layer_reports(names, ort, ov, model) if r.op == "Conv")

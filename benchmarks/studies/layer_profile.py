@@ -1,6 +1,6 @@
 """Where INT8 gains and where it does not: per-layer ONNX Runtime kernel times of two exports of one model.
 
-    python -m scratchdet.benchmarks.layer_profile RUN/export/model.onnx RUN/export/model-int8-ort.onnx
+    python -m scratchdet.benchmarks.studies.layer_profile RUN/export/model.onnx RUN/export/model-int8-ort.onnx
 
 Both models run under ORT's profiler on the same random image; each convolution kernel is mapped back to
 the module that exported it (ORT renames fused nodes: ".../conv1.2/Relu_output_0_nchwc" in FP32,
@@ -8,7 +8,7 @@ the module that exported it (ORT renames fused nodes: ".../conv1.2/Relu_output_0
 their ratio, largest first. The two models are profiled one after the other, so on a busy machine read
 the ratios, not the absolute times, and repeat.
 
-    python -m scratchdet.benchmarks.layer_profile RUN/export/model-int8-ort.onnx --openvino
+    python -m scratchdet.benchmarks.studies.layer_profile RUN/export/model-int8-ort.onnx --openvino
 
 profiles one file on ONNX Runtime and on OpenVINO (its per-layer PERF_COUNT times, batch fixed at 1), and
 prints each convolution's GOPs and its share of this machine's register-level limit for the model's

@@ -1,7 +1,7 @@
 """What box decoding and NMS in the graph cost, on ONNX Runtime CPU.
 
-    python -m scratchdet.benchmarks.nms_overhead --config ssd300_root_resnet34        # random weights
-    python -m scratchdet.benchmarks.nms_overhead --model runs/bccd_cpu/best.pt --data ../shared/datasets/bccd
+    python -m scratchdet.benchmarks.studies.nms_overhead --config ssd300_root_resnet34        # random weights
+    python -m scratchdet.benchmarks.studies.nms_overhead --model runs/bccd_cpu/best.pt --data ../shared/datasets/bccd
 
 Prints (1) the NMS tail alone on realistic scores (few candidates pass 0.01) and on uniform scores (every
 candidate passes: an untrained model; bounded by the per-class top-k), (2) the full exported graph vs

@@ -1,6 +1,6 @@
 """Where an INT8 model's results on an emulated ARM core first differ from this host's, layer by layer.
 
-    python -m scratchdet.benchmarks.arm_divergence RUN/export/model-int8-ort.onnx --data ../shared/datasets/bccd
+    python -m scratchdet.benchmarks.studies.arm_divergence RUN/export/model-int8-ort.onnx --data ../shared/datasets/bccd
 
 Every quantised tensor (each QuantizeLinear output, i.e. what ONNX Runtime's fused INT8 kernels write) is
 compared between the host and the emulated core on a few val images; the first one that differs names the
