@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from scratchdet.models.checkpoint import load_model
+from scratchdet.models.detections import Detections
 from scratchdet.models.files import write_text
-from scratchdet.models.inference.detections import Detections
 from scratchdet.models.inference.predictor import Predictor
 from scratchdet.models.inference.torch_backend import TorchBackend
 from scratchdet.train.config import load_config
