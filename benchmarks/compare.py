@@ -130,6 +130,7 @@ class SeedRun:
     best_map50: float
     curve: list[tuple[int, float]] = field(default_factory=list)  # (1-based epoch, mAP@0.5)
     diverged: str = ""  # the error when training stopped on non-finite losses (accuracy counts as 0)
+    cpu_s: float = 0.0  # user + sys seconds of the training epochs (metrics.jsonl; 0 where not recorded)
 
 
 def explicit_values(config: DataclassInstance) -> dict:
@@ -184,12 +185,14 @@ def read_seed_run(folder: Path, seed: int) -> SeedRun:
     if diverged.is_file():
         record = json.loads(diverged.read_text())
         return SeedRun(seed, str(folder), 0.0, 0.0, 0.0, [tuple(p) for p in record["curve"]], record["error"])
-    evaluations = [r for r in read_metrics(folder / "metrics.jsonl") if r.get("type") == "epoch" and "map50" in r]
+    epochs = [r for r in read_metrics(folder / "metrics.jsonl") if r.get("type") == "epoch"]
+    evaluations = [r for r in epochs if "map50" in r]
     if not evaluations:
         raise ValueError(f"{folder / 'metrics.jsonl'}: no evaluated epoch")
     last = evaluations[-1]
+    cpu = sum(r.get("cpu_user_s", 0.0) + r.get("cpu_sys_s", 0.0) for r in epochs)
     return SeedRun(seed, str(folder), last["map50"], last["coco_ap"], max(e["map50"] for e in evaluations),
-                   [(e["epoch"], e["map50"]) for e in evaluations])  # metrics count epochs from 1
+                   [(e["epoch"], e["map50"]) for e in evaluations], cpu_s=cpu)  # metrics count epochs from 1
 
 
 def _finished(folder: Path, epochs: int) -> bool:
@@ -320,8 +323,10 @@ def markdown(report: dict) -> str:
                      f"{b['coco_ap']:.4f} |")
     for arm, name in ((base, "baseline"), (cand, "candidate")):
         stats = arm["map50"]
+        cpu = [r.get("cpu_s", 0.0) for r in arm["runs"]]
         lines.append(f"\n{name} mAP@0.5: mean {stats['mean']:.4f}, sd {stats['sd']:.4f}, "
-                     f"spread (max - min) {stats['spread']:.4f}")
+                     f"spread (max - min) {stats['spread']:.4f}"
+                     + (f"; training CPU time (user + sys) mean {np.mean(cpu):.0f} s" if all(cpu) else ""))
     lines.append("")
     for metric, label in (("map50", "mAP@0.5"), ("coco_ap", "COCO AP")):
         d = report["difference"][metric]

@@ -120,9 +120,11 @@ def test_compare_config_with_itself_trains_once_and_finds_no_difference(tmp_path
     assert report["difference"]["map50"]["mean"] == 0.0  # same recipe and seed: both arms read one run folder
     baseline_maps = [r["map50"] for r in report["baseline"]["runs"]]
     assert all(0 <= m <= 1 for m in baseline_maps)
+    assert all(r["cpu_s"] > 0 for r in report["baseline"]["runs"])  # summed from the epoch records
     assert len(list(runs.glob("*/seed*"))) == 2  # one folder per seed, shared by both arms
     assert matplotlib.image.imread(out / "curves.png").shape[2] in (3, 4)
     assert "no detectable difference" in (out / "report.md").read_text()
+    assert "training CPU time (user + sys) mean" in (out / "report.md").read_text()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
