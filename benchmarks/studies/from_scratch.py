@@ -95,9 +95,9 @@ def timed_child(command: list[str], threads: int, log_path: Path) -> tuple[float
     """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as output:
-        code = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT, check=False).returncode
+    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    write_text(log_path, result.stdout)
+    code = result.returncode
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... exited with {code}; see {log_path}")
