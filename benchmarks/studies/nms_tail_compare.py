@@ -24,6 +24,7 @@ from scratchdet.export.nms_graph import TRIPS_OUTPUT, nms_tail_model
 from scratchdet.export.quantize import CalibrationOptions, quantize_int8
 from scratchdet.models.boxes import match, tolerance
 from scratchdet.models.checkpoint import load_model
+from scratchdet.models.files import atomic_write
 from scratchdet.models.inference.onnxruntime_backend import OnnxBackend, create_session
 from scratchdet.models.inference.predictor import Predictor
 from scratchdet.train.data.load import load_dataset
@@ -77,7 +78,9 @@ priors, classes = int(model.priors.shape[0]), len(names)
 sessions = {}
 for tail, module in (("old", old), ("new", None)):
     p = out / f"tail-{tail}.onnx"
-    onnx.save((module.nms_tail_model if module else nms_tail_model)(priors, classes, model.config.postprocess), str(p))
+    with atomic_write(p) as temporary:
+        onnx.save((module.nms_tail_model if module else nms_tail_model)(priors, classes, model.config.postprocess),
+                  str(temporary))
     sessions[f"tail-{tail}"] = create_session(p, 2)
 feeds = {kind: tail_inputs(priors, classes, kind == "uniform") for kind in ("realistic", "uniform")}
 calls: dict[str, Callable[[], object]] = {
