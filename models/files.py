@@ -181,7 +181,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 # Temporary files and folders carry this mark and their writer's process id, so the next run can tell its
-# own debris (a kill -9, a power cut) from another live process's work: .NAME.scratchdet-tmp-PID-XXXX.SUFFIX
+# own debris (a kill -9, a power cut) from another live process's work: .NAME.scratchdet-tmp-PID-RANDOM.SUFFIX
 MARK = "scratchdet"
 _DEBRIS = re.compile(rf"^\.(?P<name>.+)\.{MARK}-(?P<kind>tmp|staging|old)-(?P<pid>\d+)-")
 _STARTED = time.time()  # this process's start, as near as an import gets: older debris is not its own
