@@ -22,14 +22,32 @@ def parity_problems(host: dict[str, np.ndarray], other: dict[str, np.ndarray], e
         if a != b:
             problems.append(f"image {image}: {a} vs {b} detections")
             continue
-        if not np.array_equal(host["det_classes"][image, :a], other["det_classes"][image, :a]):
+        order = np.arange(a) if exact else _tie_order(host, other, image, a, score_limit)
+        if not np.array_equal(host["det_classes"][image, :a], other["det_classes"][image, order]):
             problems.append(f"image {image}: classes differ in order")
             continue
-        box = float(np.abs(host["det_boxes"][image, :a] - other["det_boxes"][image, :a]).max(initial=0))
-        score = float(np.abs(host["det_scores"][image, :a] - other["det_scores"][image, :a]).max(initial=0))
+        box = float(np.abs(host["det_boxes"][image, :a] - other["det_boxes"][image, order]).max(initial=0))
+        score = float(np.abs(host["det_scores"][image, :a] - other["det_scores"][image, order]).max(initial=0))
         if box > box_limit or score > score_limit:
             problems.append(f"image {image}: max box diff {box:.3g} px, max score diff {score:.3g}")
     return problems
+
+
+def _tie_order(host: dict[str, np.ndarray], other: dict[str, np.ndarray], image: int, count: int,
+               score_limit: float) -> np.ndarray:
+    """Other's rows matched to host's: detections whose scores tie within the tolerance may come out in either
+    order (the NMS tail's TopK breaks float ties by the platform's rounding), so each host row takes the nearest
+    unused box of its class among other's rows scoring within the limit, else the row at its own index."""
+    order, used = np.arange(count), set()
+    for row in range(count):
+        candidates = [j for j in range(count) if j not in used
+                      and other["det_classes"][image, j] == host["det_classes"][image, row]
+                      and abs(other["det_scores"][image, j] - host["det_scores"][image, row]) <= score_limit]
+        if candidates:
+            distance = [np.abs(other["det_boxes"][image, j] - host["det_boxes"][image, row]).max() for j in candidates]
+            order[row] = candidates[int(np.argmin(distance))]
+            used.add(int(order[row]))
+    return order
 
 
 def max_differences(host: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> tuple[float, float]:
