@@ -2,14 +2,7 @@ import pytest
 import torch
 
 from scratchdet.train.assign import atss_match, match
-
-PRIORS = torch.tensor([  # cx, cy, w, h
-    [0.25, 0.25, 0.5, 0.5],
-    [0.75, 0.25, 0.5, 0.5],
-    [0.25, 0.75, 0.5, 0.5],
-    [0.75, 0.75, 0.5, 0.5],
-    [0.5, 0.5, 0.9, 0.9],
-])
+from tests.train.priors import PRIORS
 
 
 def test_match_takes_threshold_priors_and_each_boxs_best_prior():

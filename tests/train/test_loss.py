@@ -7,14 +7,7 @@ import torch
 from scratchdet.models.box_coder import BoxCoder
 from scratchdet.train.config import TrainConfig
 from scratchdet.train.loss import MultiBoxLoss, iou_loss, softmax_focal_loss
-
-PRIORS = torch.tensor([  # cx, cy, w, h
-    [0.25, 0.25, 0.5, 0.5],
-    [0.75, 0.25, 0.5, 0.5],
-    [0.25, 0.75, 0.5, 0.5],
-    [0.75, 0.75, 0.5, 0.5],
-    [0.5, 0.5, 0.9, 0.9],
-])
+from tests.train.priors import PRIORS
 
 
 def test_hard_negative_mining_keeps_three_negatives_per_positive():
