@@ -173,16 +173,14 @@ def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_dat
     assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
 
 
-def test_one_export_folds_once_and_reads_no_onnx_file_back(tiny_checkpoint, tmp_path, synth_data, monkeypatch):
+def test_one_export_folds_once_and_reads_no_onnx_file_back(tiny_checkpoint, tmp_path, synth_data, monkeypatch,
+                                                           onnx_reads):
     """The export holds the graph it wrote and the model it folded: parity, the TensorRT rules and TensorRT-RTX's
     parse take them, so `scratchdet export` folds BN once and opens no .onnx file for reading."""
     import sys
 
-    import onnxruntime
-
-    from scratchdet.benchmarks.studies.startup_cost import Reads
     from scratchdet.cli import main
-    from scratchdet.export import cli, fold_bn, tensorrt_rtx  # noqa: F401 (every module that imports fold_batchnorm)
+    from scratchdet.export import cli, fold_bn  # noqa: F401 (every module that imports fold_batchnorm)
 
     folds = []
 
@@ -192,10 +190,7 @@ def test_one_export_folds_once_and_reads_no_onnx_file_back(tiny_checkpoint, tmp_
     for name, module in list(sys.modules.items()):
         if name.startswith("scratchdet") and getattr(module, "fold_batchnorm", None) is fold_batchnorm:
             monkeypatch.setattr(module, "fold_batchnorm", counted)
-    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", onnxruntime.InferenceSession.__init__)
-    monkeypatch.setattr(tensorrt_rtx, "build_rtx", tensorrt_rtx.build_rtx)  # Reads wraps both: undone after
-    reads = Reads()
-    with reads.during() as counted_reads:
+    with onnx_reads.during() as counted_reads:
         assert main(["export", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"),
                      "--data", str(synth_data)]) == 0
     assert len(folds) == 1

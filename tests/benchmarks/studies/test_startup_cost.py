@@ -4,8 +4,7 @@ import onnxruntime
 from onnx import TensorProto, helper
 
 from scratchdet.benchmarks.studies import startup_cost
-from scratchdet.benchmarks.studies.startup_cost import COUNTS, TIMES, CountingArray, Reads, count_calls, table
-from scratchdet.export import tensorrt_rtx
+from scratchdet.benchmarks.studies.startup_cost import COUNTS, TIMES, CountingArray, count_calls, table
 
 
 def _identity(path):
@@ -16,12 +15,9 @@ def _identity(path):
     return path
 
 
-def test_reads_count_what_opens_an_onnx_file_for_reading_only(tmp_path, monkeypatch):
-    # the wrappers Reads installs are undone after the test
-    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", onnxruntime.InferenceSession.__init__)
-    monkeypatch.setattr(tensorrt_rtx, "build_rtx", tensorrt_rtx.build_rtx)
+def test_reads_count_what_opens_an_onnx_file_for_reading_only(tmp_path, onnx_reads):
     path = _identity(tmp_path / "model.onnx")
-    reads = Reads()
+    reads = onnx_reads
     onnx.load(str(path))  # not counted: outside `during`
     with reads.during() as counted:
         model = onnx.load(str(path))
