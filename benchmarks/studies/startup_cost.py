@@ -239,13 +239,22 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, float]:
     return summary | {key: max(r[key] for r in rounds) for key in COUNTS}
 
 
-def table(before: dict[str, float], after: dict[str, float], labels: tuple[str, str]) -> str:
+def ratios(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:
+    """After / before per measure: for a time, the median over rounds of the ratio of the two trees' medians in that
+    round (run back to back, so a change of load between rounds cancels); for a count, the ratio of the counts."""
+    paired = {key: float(np.median([np.median(a[key]) / np.median(b[key]) for b, a in zip(before, after)]))
+              for key in TIMES}
+    counts = summarise(before), summarise(after)
+    return paired | {key: counts[1][key] / counts[0][key] if counts[0][key] else float("nan") for key in COUNTS}
+
+
+def table(before: dict[str, float], after: dict[str, float], ratio: dict[str, float], labels: tuple[str, str]) -> str:
     """Markdown: one row per measure, both trees and after / before."""
-    lines = [f"| measure | {labels[0]} | {labels[1]} | ratio |", "|---|---:|---:|---:|"]
+    lines = [f"| measure | {labels[0]} | {labels[1]} | after / before |", "|---|---:|---:|---:|"]
     for key, what in (TIMES | COUNTS).items():
-        ratio = f"{after[key] / before[key]:.2f}" if before[key] else "-"
         digits = 0 if key in COUNTS else 3 if key == "export_s" else 2
-        lines.append(f"| {what} | {before[key]:.{digits}f} | {after[key]:.{digits}f} | {ratio} |")
+        shown = "-" if np.isnan(ratio[key]) else f"{ratio[key]:.2f}"
+        lines.append(f"| {what} | {before[key]:.{digits}f} | {after[key]:.{digits}f} | {shown} |")
     return "\n".join(lines)
 
 
@@ -256,7 +265,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help="dataset of --model (parity images of the export)")
     parser.add_argument("--image", type=Path, help="the image detected and pre-processed (default: one of --data)")
     parser.add_argument("--rounds", type=positive_int, default=5)
-    parser.add_argument("--repeats", type=positive_int, default=5, help="start-ups per round (x6 pre-processings)")
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="start-ups per round and tree (and 6x as many pre-processings)")
     parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -282,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         trees = [tree.resolve() for tree in args.trees]
         results = collect(trees, args)
         before, after = (summarise(results[str(tree)]) for tree in trees)
-        print(table(before, after, (f"before ({trees[0].name})", f"after ({trees[1].name})")))
+        ratio = ratios(results[str(trees[0])], results[str(trees[1])])
+        print(table(before, after, ratio, (f"before ({trees[0].name})", f"after ({trees[1].name})")))
         print(f"\n{args.rounds} rounds; ONNX reads by opener: " + "; ".join(
             f"{tree.name}: start-up {results[str(tree)][0]['startup_reads_by']}, export "
             f"{results[str(tree)][0]['export_reads_by']}" for tree in trees))

@@ -3,8 +3,15 @@ import onnx
 import onnxruntime
 from onnx import TensorProto, helper
 
-from scratchdet.benchmarks.studies import startup_cost
-from scratchdet.benchmarks.studies.startup_cost import COUNTS, TIMES, CountingArray, count_calls, table
+from scratchdet.benchmarks.studies.startup_cost import (
+    COUNTS,
+    TIMES,
+    CountingArray,
+    count_calls,
+    ratios,
+    summarise,
+    table,
+)
 
 
 def _identity(path):
@@ -41,13 +48,25 @@ def test_colour_conversions_count_cvtcolor_and_channel_reorders(monkeypatch):
     assert np.array_equal(swapped, np.asarray(image))
 
 
-def test_table_gives_each_measure_its_ratio():
-    before = dict.fromkeys(TIMES, 2.0) | dict.fromkeys(COUNTS, 2)
-    after = dict.fromkeys(TIMES, 1.0) | dict.fromkeys(COUNTS, 1) | {"conversions_bgr": 0}
-    rows = table(before, after, ("before", "after")).splitlines()
-    assert rows[0] == "| measure | before | after | ratio |"
+def _round(milliseconds, count=1):
+    return {key: [milliseconds] for key in TIMES} | dict.fromkeys(COUNTS, count)
+
+
+def test_a_ratio_pairs_the_rounds_so_load_that_changed_between_rounds_cancels():
+    before = [_round(1.0), _round(9.0), _round(9.0)]
+    after = [_round(2.0), _round(2.0), _round(9.0)]
+    # pooled medians say 9.0 -> 2.0 (0.22); round by round the after tree took 2x, 0.22x and 1x: median 1.0
+    assert summarise(before)["startup_ms"] == 9.0 and summarise(after)["startup_ms"] == 2.0
+    assert ratios(before, after)["startup_ms"] == 1.0
+
+
+def test_the_table_shows_both_trees_and_the_ratio_of_each_measure():
+    before, after = [_round(4.0, 2), _round(4.0, 2)], [_round(2.0, 1), _round(2.0, 0)]
+    ratio = ratios(before, after)
+    assert ratio["export_folds"] == 0.5  # counts: the largest of each tree's rounds
+    rows = table(summarise(before), summarise(after), ratio | {"conversions_bgr": float("nan")},
+                 ("before", "after")).splitlines()
+    assert rows[0] == "| measure | before | after | after / before |"
     assert len(rows) == 2 + len(TIMES) + len(COUNTS)
-    assert rows[2] == f"| {TIMES['startup_ms']} | 2.00 | 1.00 | 0.50 |"
-    assert rows[-1] == f"| {COUNTS['conversions_bgr']} | 2 | 0 | 0.00 |"
-    assert startup_cost.summarise([{k: [3.0, 1.0] for k in TIMES} | dict.fromkeys(COUNTS, 1),
-                                   {k: [2.0] for k in TIMES} | dict.fromkeys(COUNTS, 2)])["startup_ms"] == 2.0
+    assert rows[2] == f"| {TIMES['startup_ms']} | 4.00 | 2.00 | 0.50 |"
+    assert rows[-1] == f"| {COUNTS['conversions_bgr']} | 2 | 1 | - |"
