@@ -51,7 +51,7 @@ from scratchdet.train.evaluate import validate
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import read_metrics, write_plots, write_results_csv
 from scratchdet.train.resume import restore_rng, resume_scaler, rng_state
-from scratchdet.train.run_folder import write_run_config
+from scratchdet.train.run_folder import drop_previous_run, write_run_config
 from scratchdet.train.schedule import lr_factor, parameter_groups, warmup_length
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Trainer:
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: str | Path, out: str | Path) -> None:
         self.rank, self.world, self.device = setup_distributed(config.ddp_timeout_s)
         self.config, self.out, self.data = config, Path(out), str(data)
+        self.previous_run: Path | None = None  # a replaced run's holder (--exist-ok), kept until the first checkpoint
         self.distributed = dist.is_available() and dist.is_initialized()
         configure_backends(config, self.device)
         if self.device.type == "cpu" and keep_freed_memory():
@@ -294,6 +295,9 @@ class Trainer:
                 save_checkpoint(self.out / "best.pt", {**self.checkpoint_payload(epoch + 1), "eval": record})
         self.log_metrics(record)
         save_checkpoint(self.out / "last.pt", self.checkpoint_payload(epoch + 1))
+        if self.previous_run is not None:  # --exist-ok: the replaced run goes once this one has a checkpoint
+            drop_previous_run(self.previous_run)
+            self.previous_run = None
         if self.config.plots:
             write_plots(self.out)
         else:
