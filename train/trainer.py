@@ -48,6 +48,7 @@ from scratchdet.train.device import (
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
+from scratchdet.train.fit_priors import fitted_model_config
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import read_metrics, write_plots, write_results_csv
 from scratchdet.train.resume import restore_rng, resume_scaler, rng_state
@@ -93,6 +94,8 @@ class Trainer:
         if model_config.num_classes != classes:
             log.info("num_classes set to %d from the dataset (%d classes + background)", classes, classes - 1)
             model_config = replace(model_config, num_classes=classes)
+        if config.fit_priors:  # before the model is built: its priors, and every checkpoint's config, are these
+            model_config = fitted_model_config(model_config, self.train_set)
         self.model_config = model_config
         self.model = SSD(model_config).to(self.device)
         if config.background_prior is not None:
