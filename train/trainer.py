@@ -108,7 +108,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
                                          lr=config.learning_rate(), momentum=config.momentum)
         self.dataset = DetectionDataset(self.train_set, model_config.input_size, augment=True, seed=config.seed,
-                                        fill=model_config.mean, expand_max=config.expand_max)
+                                        fill=model_config.mean, expand_max=config.expand_max,
+                                        mosaic=config.mosaic)
         self.sampler: torch.utils.data.DistributedSampler[int] = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=config.seed, drop_last=True)
         per_rank = max(config.batch_size // self.world, 1)
