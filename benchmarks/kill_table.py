@@ -1,13 +1,16 @@
-"""kill -9 at random points of `scratchdet train` and `scratchdet bundle`, then the next run: what is left.
+"""kill -9 at random points of `scratchdet train`, `bundle` and `predict`, then the next run: what is left.
 
     python -m scratchdet.benchmarks.kill_table --out runs/kill_table --kills 10 --seed 0
 
 For each command it first runs it once to the end (the previous state, and the duration kill points are drawn
 from: uniform over [0, duration]), then `--kills` times: start the command, SIGKILL it at the drawn time, and
-record the debris (this project's marked temporaries, `.*.scratchdet-{tmp,staging,old}-*`) and whether every
-file under a final name is complete (checkpoints load, the bundle has every file and its tarball opens);
-then run the next command (train: --resume when last.pt is there, else --exist-ok; bundle: the same
-command) and record the same again. Prints the markdown table and writes it with the raw rows as JSON.
+record the debris (this project's marked temporaries, `.*.scratchdet-{tmp,staging,old,previous}-*`) and whether
+every file under a final name is complete (checkpoints load, the bundle has every file and its tarball opens,
+no annotated image of predict lacks its detections.json document); then run the next command (train: --resume
+when last.pt is there, else --exist-ok; bundle and predict: the same command) and record the same again.
+`train-set-aside` kills `train --exist-ok` the moment it has set the previous run aside and records whether that
+run is still there (in place or set aside); its next run is --resume, which puts it back and continues it.
+Prints the markdown table and writes it with the raw rows as JSON.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scratchdet.models.files import write_text
+from scratchdet.models.files import file_sha256, write_text
 
-DEBRIS = re.compile(r"^\..+\.scratchdet-(tmp|staging|old)-\d+-")
+DEBRIS = re.compile(r"^\..+\.scratchdet-(tmp|staging|old|previous)-\d+-")
+SET_ASIDE = re.compile(r"^\..+\.scratchdet-previous-\d+-")
 BUNDLE_FILES = ("metadata.json", "model.onnx", "README.md", "contract.json")
+COMMANDS = ("train", "train-set-aside", "bundle", "predict")
 
 
 def _scratchdet(*arguments: str) -> list[str]:
@@ -74,15 +80,31 @@ def bundle_intact(bundle: Path) -> tuple[bool, str]:
     return not missing, ", ".join(missing) or "complete"
 
 
-def _killed(command: list[str], after: float, cwd: Path) -> float:
-    """Start `command`, SIGKILL it `after` seconds later (if still running); returns when it died."""
+def predictions_intact(save_dir: Path) -> tuple[bool, str]:
+    """No annotated image in the save dir without its document in detections.json (a missing folder is fine)."""
+    if not save_dir.exists():
+        return True, "no results folder"
+    try:
+        listed = {Path(doc["image"]).name for doc in json.loads((save_dir / "detections.json").read_text())}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return False, f"detections.json unreadable ({type(error).__name__})"
+    unlisted = sorted(p.name for p in save_dir.glob("*.png") if p.name not in listed)
+    return not unlisted, f"{len(unlisted)} image(s) without detections" if unlisted else "complete"
+
+
+def _killed(command: list[str], after: float, cwd: Path, when: Path | None = None) -> float:
+    """Start `command`, SIGKILL it `after` seconds later (if still running), or as soon as an entry of the folder
+    `when` is set-aside (`train --exist-ok` has moved the previous run away); returns when it died."""
     # its own process group: the data-loading workers die with it, as under a kill of the whole job
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     started = time.monotonic()
-    try:
-        process.wait(timeout=after)
-    except subprocess.TimeoutExpired:
+    deadline = started + after
+    while process.poll() is None and time.monotonic() < deadline:
+        if when is not None and any(SET_ASIDE.match(p.name) for p in when.iterdir()):
+            break
+        time.sleep(0.005 if when is not None else 0.05)
+    if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     return time.monotonic() - started
@@ -107,41 +129,74 @@ def measure(work: Path, kills: int, seed: int, epochs: int) -> list[dict[str, An
                    check=True, cwd=work, capture_output=True)
     make_bundle = _scratchdet("bundle", "--model", str(work / "model.onnx"), "--data", str(data), "--out",
                               str(bundle), "--calib-images", "16")
-    code, bundle_seconds, last = _timed(make_bundle, work)
-    if code:
-        raise RuntimeError(f"the first bundle failed: {last}")
+    predictions = work / "predictions"
+    images = sorted(str(p) for p in (data / "images").iterdir())[:24]
+    predict = _scratchdet("predict", *images, "--model", str(work / "model.onnx"), "--save-dir", str(predictions),
+                          "--exist-ok")
+    commands = {"train": [*train, "--exist-ok"], "train-set-aside": [*train, "--exist-ok"], "bundle": make_bundle,
+                "predict": predict}
+    # each check gets the SHA-256 of the run's last.pt before the kill
+    checks: dict[str, Callable[[str], tuple[bool, str]]] = {
+        "train": lambda _: run_intact(run), "train-set-aside": lambda old_last: _previous_kept(run, old_last),
+        "bundle": lambda _: bundle_intact(bundle), "predict": lambda _: predictions_intact(predictions)}
     draw = random.Random(seed)
     rows: list[dict[str, Any]] = []
-    durations = {"train": train_seconds, "bundle": bundle_seconds}
-    for command in ("train", "bundle"):
+    durations = {"train": train_seconds, "train-set-aside": train_seconds}
+    for command in COMMANDS:
+        if command not in durations:  # its previous state, made after train --exist-ok removed the bundle
+            code, durations[command], last = _timed(commands[command], work)
+            if code:
+                raise RuntimeError(f"the first {command} failed: {last}")
         while sum(row["command"] == command for row in rows) < kills:
-            rows.append(_kill_and_rerun(command, train, make_bundle, run, bundle, work, draw, durations))
+            rows.append(_kill_and_rerun(command, commands[command], train, checks[command], work, draw, durations))
             rows[-1]["kill"] = sum(row["command"] == command for row in rows)
             print(markdown_row(rows[-1]), flush=True)
     return rows
 
 
-def _kill_and_rerun(command: str, train: list[str], make_bundle: list[str], run: Path, bundle: Path, work: Path,
-                    draw: random.Random, durations: dict[str, float]) -> dict[str, Any]:
+def _previous_kept(run: Path, old_last: str) -> tuple[bool, str]:
+    """The previous run's last.pt (SHA-256 `old_last`) in the run folder or in its set-aside holder."""
+    if not old_last:
+        return True, "no previous run"
+    where = [p for p in (run / "last.pt", *run.glob(".*/last.pt")) if p.is_file() and file_sha256(p) == old_last]
+    if not where:
+        return False, "previous run LOST"
+    intact, state = run_intact(where[0].parent)
+    return intact, f"previous run kept{' set aside' if where[0].parent != run else ''} ({state})"
+
+
+def _kill_and_rerun(command: str, argv: list[str], train: list[str], check: Callable[[str], tuple[bool, str]],
+                    work: Path, draw: random.Random, durations: dict[str, float]) -> dict[str, Any]:
     """One kill point of `command`, drawn over its latest complete run's duration (the load on the machine
-    changes it), then the next run; a draw the command outlived is drawn again."""
+    changes it), or for train-set-aside the moment the previous run is set aside; then the next run (train:
+    --resume when last.pt is there, else --exist-ok; train-set-aside: --resume, which continues the previous
+    run put back; others: the same command). A draw the command outlived is drawn again."""
+    run = Path(train[train.index("--out") + 1])
+    old_last = file_sha256(run / "last.pt") if (run / "last.pt").is_file() else ""
     for _ in range(5):
         after = round(draw.uniform(0, durations[command]), 2)
-        died = _killed([*train, "--exist-ok"] if command == "train" else make_bundle, after, work)
+        when = run if command == "train-set-aside" else None
+        died = _killed(argv, durations[command] * 2 if when else after, work, when)
+        if when:
+            after = round(died, 2)
+            break
         if died >= after:
             break
         durations[command] = died  # it finished before the kill: a faster machine now
-    intact, state = run_intact(run) if command == "train" else bundle_intact(bundle)
+    intact, state = check(old_last)
     left = debris(work)
-    follow = make_bundle if command == "bundle" else [*train, "--resume" if (run / "last.pt").is_file() else
-                                                      "--exist-ok"]
+    follow = argv
+    if command.startswith("train"):
+        resume = command == "train-set-aside" or (run / "last.pt").is_file()
+        follow = [*train, "--resume" if resume else "--exist-ok"]
     code, seconds, last = _timed(follow, work)
-    if code == 0 and (command == "bundle" or "--exist-ok" in follow):
+    if code == 0 and follow == argv:
         durations[command] = seconds
-    after_intact, after_state = run_intact(run) if command == "train" else bundle_intact(bundle)
+    after_intact, after_state = run_intact(run) if command.startswith("train") else check(old_last)
+    next_run = "resume" if "--resume" in follow else "exist-ok" if command.startswith("train") else "same command"
     return {"command": command, "killed_at_s": after, "ran_s": round(died, 2),
             "debris_after_kill": left, "final_files_after_kill": state, "intact_after_kill": intact,
-            "next_run": "resume" if "--resume" in follow else ("exist-ok" if command == "train" else "same command"),
+            "next_run": next_run,
             "next_exit": code, "next_error": last if code else "", "debris_after_next": debris(work),
             "final_files_after_next": after_state, "intact_after_next": after_intact}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from scratchdet.arguments import non_negative_int, positive_int, probability
-from scratchdet.export.engine_plan import make_plan, trtexec_command
+from scratchdet.export.engine_plan import EnginePlan, check_plan_destinations, make_plan, trtexec_command
 from scratchdet.export.quantize import (
     METHODS,
     TARGETS,
@@ -113,17 +113,24 @@ def run_engine(args: argparse.Namespace) -> None:
     _, metadata = load_checked(onnx_path)
     batches = (args.min_batch, args.opt_batch, args.max_batch)
     out = Path(args.out) if args.out else None
+
+    def plan_for(version: str) -> EnginePlan:
+        plan = make_plan(onnx_path, metadata, args.precision, version, batches, args.workspace_mib, args.dla_core,
+                         out)
+        check_plan_destinations(plan)
+        return plan
+
+    # JetPack 6's 10.3 and 11.4.1 (the first 11.x with DLA again) stand for their majors: the request and its
+    # destinations are refused here, before TensorRT is looked for, whether or not it is installed
+    device_plans = [plan_for(version) for version in ("10.3", "11.4.1")]
     try:
         trt = import_tensorrt()
         gpu_info()
     except (ImportError, CudaError) as error:
-        # JetPack 6's 10.3 and 11.4.1 (the first 11.x with DLA again) stand for their majors
-        lines = [trtexec_command(make_plan(onnx_path, metadata, args.precision, version, batches,
-                                           args.workspace_mib, args.dla_core, out)) for version in ("10.3", "11.4.1")]
+        lines = [trtexec_command(plan) for plan in device_plans]
         raise RuntimeError(f"cannot build here: {error}. The ONNX is {onnx_path.resolve()}; on the device run\n"
                            f"  TensorRT 10: {lines[0]}\n  TensorRT 11: {lines[1]}") from None
-    plan = make_plan(onnx_path, metadata, args.precision, trt.__version__, batches, args.workspace_mib,
-                     args.dla_core, out)
+    plan = plan_for(trt.__version__)
     print(f"trtexec equivalent: {trtexec_command(plan)}")
     engine = build_engine(plan, metadata)
     print(f"engine {engine} ({engine.stat().st_size / 1e6:.1f} MB), sidecar {plan.sidecar}")

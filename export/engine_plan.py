@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scratchdet.models.contract import ENGINE_PRECISIONS, engine_name, version_tuple
-from scratchdet.models.files import write_text
+from scratchdet.models.files import check_destination, write_text
 
 # DLA (Jetson AGX Orin): TensorRT 10.0-10.7 ("TensorRT 10.7 was the last 10.x release that supported DLA")
 # and 11.4.1+ with JetPack 7.2.2 (11.4.1 release notes; "Working with DLA", docs 11.4.1); not 11.0-11.4.0.
@@ -84,7 +84,7 @@ def precision_settings(precision: str, onnx_precision: str, major: int) -> tuple
                 "fp32": "scratchdet export"}[precision]
         why = (" (engines are strongly typed: the FP16 builder flag is deprecated since TensorRT 10.12 and gone "
                "in 11)" if precision == "fp16" else "")
-        raise EnginePlanError(f"a {precision} engine needs an ONNX of precision {' or '.join(ONNX_FOR[precision])}, "
+        raise EnginePlanError(f"an {precision} engine needs an ONNX of precision {' or '.join(ONNX_FOR[precision])}, "
                               f"this one is {onnx_precision}; make one with `{hint}`{why}")
     return True, ()
 
@@ -118,16 +118,33 @@ def engine_paths(onnx: Path, precision: str, major: int, out: Path | None = None
 def make_plan(onnx: Path, metadata: dict, precision: str, tensorrt_version: str,
               batches: tuple[int, int, int] = (1, 1, 8), workspace_mib: int = 1024, dla_core: int | None = None,
               out: Path | None = None) -> EnginePlan:
-    """Decide everything about a build from the ONNX, its metadata and the TensorRT version at hand."""
-    major = tensorrt_major(tensorrt_version)
-    strongly_typed, flags = precision_settings(precision, metadata.get("precision", "fp32"), major)
-    if dla_core is not None:
-        flags = (*flags, *dla_flags(tensorrt_version, batches))
+    """Decide everything about a build from the ONNX, its metadata and the TensorRT version at hand.
+
+    Raises:
+        EnginePlanError: a request that cannot be built as asked (the message starts with the ONNX's path).
+    """
+    try:
+        major = tensorrt_major(tensorrt_version)
+        strongly_typed, flags = precision_settings(precision, metadata.get("precision", "fp32"), major)
+        if dla_core is not None:
+            flags = (*flags, *dla_flags(tensorrt_version, batches))
+        shapes = profile_shapes(metadata["input_size"], *batches)
+    except EnginePlanError as error:
+        raise EnginePlanError(f"{onnx}: {error}") from None
     engine, sidecar, cache = engine_paths(onnx, precision, major, out)
     return EnginePlan(str(onnx), str(engine), str(sidecar), str(cache), precision, major, strongly_typed,
-                      network_flags(strongly_typed, major), flags, cleared_builder_flags(precision),
-                      profile_shapes(metadata["input_size"], *batches),
+                      network_flags(strongly_typed, major), flags, cleared_builder_flags(precision), shapes,
                       workspace_mib, dla_core)
+
+
+def check_plan_destinations(plan: EnginePlan) -> None:
+    """Refuse an engine, sidecar or timing-cache path that cannot be written, before the build (changes nothing).
+
+    Raises:
+        OSError: see `check_destination`.
+    """
+    for path in (plan.engine, plan.sidecar, plan.timing_cache):
+        check_destination(path)
 
 
 def dla_flags(tensorrt_version: str, batches: tuple[int, int, int]) -> tuple[str, ...]:

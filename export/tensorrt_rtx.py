@@ -26,7 +26,7 @@ import onnx
 
 from scratchdet.export.engine_layers import Layer, LayerInformationError, layers_from_build_log
 from scratchdet.models.contract import engine_name, load_checked
-from scratchdet.models.files import file_sha256, write_bytes, write_text
+from scratchdet.models.files import check_destination, file_sha256, write_bytes, write_text
 from scratchdet.models.inference.tensorrt_rtx_backend import RUNTIME, import_tensorrt_rtx
 
 log = logging.getLogger(__name__)
@@ -236,13 +236,19 @@ def make_rtx_engine(onnx_path: Path, precision: str, targets: tuple[str, ...], b
         ContractError: not our ONNX. EnginePlanError: precision does not match the ONNX, or a bad batch profile.
         RuntimeError: the parse or build failed (the message holds TensorRT-RTX's first error).
     """
-    from scratchdet.export.engine_plan import precision_settings, profile_shapes
+    from scratchdet.export.engine_plan import EnginePlanError, precision_settings, profile_shapes
 
     _, metadata = load_checked(onnx_path)
-    precision_settings(precision, metadata.get("precision", "fp32"), 11)  # strongly typed, as TensorRT 11
-    profile_shapes(metadata["input_size"], *batches)  # refuses a bad profile before building
+    try:  # refused before building: a precision that is not the ONNX's (strongly typed, as TensorRT 11), a bad profile
+        precision_settings(precision, metadata.get("precision", "fp32"), 11)
+        profile_shapes(metadata["input_size"], *batches)
+    except EnginePlanError as error:
+        raise EnginePlanError(f"{onnx_path}: {error}") from None
+    engine = rtx_engine_path(onnx_path, precision, out)
+    for path in (engine, engine.with_suffix(".json")):
+        check_destination(path)
     version = rtx_version()
     build = build_rtx(onnx_path, targets, batches, workspace_mib)
     sidecar = rtx_sidecar(build, onnx_path, precision, version, batches, metadata["input_size"], metadata,
                           onnx_label)
-    return write_rtx_engine(build, rtx_engine_path(onnx_path, precision, out), sidecar), build
+    return write_rtx_engine(build, engine, sidecar), build

@@ -238,6 +238,48 @@ def remove_stale(folder: str | Path, started: float | None = None) -> list[Path]
     return removed
 
 
+# A folder's entries set aside until their replacement is proven (train --exist-ok keeps the previous run until
+# the new one has a checkpoint): .FOLDER.scratchdet-previous-PID-RANDOM/, with the marker once every entry is in.
+# The sweep leaves these alone; only their owner's recovery (train/run_folder.py) decides their fate.
+_SET_ASIDE = re.compile(rf"^\..+\.{MARK}-previous-(?P<pid>\d+)-")
+SET_ASIDE_COMPLETE = ".complete"
+
+
+def set_aside(folder: str | Path, names: list[str]) -> Path:
+    """Move the entries `names` of `folder` into a new holder folder inside it (one rename each), then mark the
+    holder complete; returns the holder."""
+    folder = Path(folder)
+    holder = Path(tempfile.mkdtemp(dir=folder, prefix=_temporary_prefix(folder.name, "previous")))
+    for name in names:
+        os.replace(folder / name, holder / name)
+    (holder / SET_ASIDE_COMPLETE).touch()
+    return holder
+
+
+def stopped_set_asides(folder: str | Path) -> list[Path]:
+    """The holders `set_aside` made in `folder` whose process is gone (a run that was stopped), oldest first."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in Path(folder).iterdir():
+            match = _SET_ASIDE.match(entry.name)
+            if match and entry.is_dir() and (not _alive(int(match["pid"])) or int(match["pid"]) == os.getpid()):
+                found.append(entry)
+    return sorted(found, key=lambda path: path.stat().st_mtime)
+
+
+def put_back(holder: Path, folder: Path) -> list[str]:
+    """Move every entry of `holder` back into `folder` (replacing what took its name), remove the holder;
+    returns the names put back."""
+    names = sorted(entry.name for entry in holder.iterdir() if entry.name != SET_ASIDE_COMPLETE)
+    for name in names:
+        target = folder / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(holder / name, target)
+    shutil.rmtree(holder)
+    return names
+
+
 def _sweep_once(folder: Path) -> None:
     key = Path(os.path.abspath(folder))
     if key not in _SWEPT:
@@ -355,12 +397,25 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     """Yield a staging folder beside `out` to fill; on success it takes `out`'s place.
 
     An existing `out` is set aside first and removed only once the new folder is in place; on failure the
-    staging folder is removed and `out` is left as it was. The folder gets 0777 less the umask (mkdtemp's
-    0700 would hide a bundle from every other user). Stale staging folders of killed runs beside `out` are
-    removed first, and a previous `out` a kill left set aside is moved back (`remove_stale`).
+    staging folder is removed and `out` is left as it was (see `staging_folder`).
     """
     out = Path(out)
     check_destination(out, folder=True)
+    with staging_folder(out) as stage:
+        yield stage
+        _replace_folder(stage, out)
+
+
+@contextlib.contextmanager
+def staging_folder(out: str | Path) -> Iterator[Path]:
+    """Yield a new, empty staging folder beside `out` (`.NAME.scratchdet-staging-PID-*`) to fill and publish
+    (`atomic_folder`, `publish_folder`); whatever is left of it when the block ends is removed.
+
+    The folder gets 0777 less the umask (mkdtemp's 0700 would hide a bundle from every other user). Stale
+    staging folders of killed runs beside `out` are removed first, and a previous `out` a kill left set aside
+    is moved back (`remove_stale`); the parent folders created for it are removed again on failure.
+    """
+    out = Path(out)
     try:
         created = _make_parents(out.parent)
         _sweep_once(out.parent)
@@ -370,11 +425,26 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     try:
         stage.chmod(0o777 & ~_umask())
         yield stage
-        _replace_folder(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         _remove_empty(created)
         raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish_folder(stage: Path, out: Path, last: str) -> None:
+    """Move what `stage` holds into the folder `out`: in one rename when `out` is missing or empty, else entry by
+    entry (replacing files of the same name) with the entry named `last` after every other, so that its
+    presence means the rest is in place."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        os.replace(stage, out)
+        return
+    for entry in sorted(stage.iterdir(), key=lambda path: path.name == last):
+        target = out / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            publish_folder(entry, target, last)
+        else:
+            os.replace(entry, target)
 
 
 def _replace_folder(stage: Path, out: Path) -> None:

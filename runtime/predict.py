@@ -10,8 +10,11 @@ per image or frame (see results.TXT_FORMAT).
 
 A source that cannot be read (a corrupt or empty image, a failed download, a video that does not open) is
 logged and skipped, and the others are processed, as ultralytics does; the summary lists the skipped ones so
-the CLI can exit non-zero. Destinations are checked before the first detection, and a run that wrote nothing
-leaves no save folder behind.
+the CLI can exit non-zero. Destinations are checked before the first detection. The outputs are written into
+a staging folder beside the save dir and published when the run ends (Ctrl-C on a stream ends it too): a new
+save dir appears whole in one rename; into an existing one (--exist-ok) detections.json moves last. So a
+killed run leaves no annotated image without its detections.json, only a marked staging folder that the next
+run removes, and a run that wrote nothing leaves no save folder behind.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from scratchdet.models.files import check_destination, write_text
+from scratchdet.models.files import check_destination, publish_folder, staging_folder, write_text
 from scratchdet.paths import increment_path
 from scratchdet.progress import progress
 from scratchdet.runtime.results import Results, detect_results, read_image
@@ -155,7 +158,7 @@ def open_capture(source: Source) -> cv2.VideoCapture:
 class PredictSummary:
     images: int  # images and frames
     seconds: float
-    save_dir: Path | None  # None: nothing was written, and the folder was removed
+    save_dir: Path | None  # None: nothing was written, and no folder was made
     skipped: list[str]  # "SOURCE: why" for each source that could not be read
 
 
@@ -166,14 +169,6 @@ class _Outputs:
         self.save_dir, self.save_txt, self.line_width = save_dir, save_txt, line_width
         self.documents: list[dict] = []
         self.names: set[str] = set()
-
-    def check(self) -> None:
-        """Refuse, before anything is written, destinations that would fail after the first images."""
-        labels = self.save_dir / "labels"
-        if self.save_txt and labels.exists() and not labels.is_dir():
-            raise NotADirectoryError(f"{labels}: labels is a file, not a folder; --save-txt writes "
-                                     "labels/STEM.txt in it (move the file or choose another --save-dir)")
-        check_destination(self.save_dir / "detections.json")  # a read-only one is refused now, not after the run
 
     def unique(self, name: str) -> str:
         """Images of the same name from two folders get distinct output names (a.jpg, a_2.jpg)."""
@@ -243,13 +238,26 @@ def _still_images(sources: list[Source], skipped: list[str]) -> Iterator[tuple[S
             skipped.append(str(error))
 
 
-def _remove_if_empty(folder: Path) -> Path | None:
-    """`folder`, or None after removing it when the run wrote nothing into it."""
-    if any(folder.iterdir()):
-        return folder
-    folder.rmdir()
-    log.info("%s: nothing was written; the folder is removed", folder)
-    return None
+def check_save_dir(save_dir: Path, exist_ok: bool, save_txt: bool) -> None:
+    """Refuse, before anything is written, a save dir whose outputs would fail after the first images."""
+    check_destination(save_dir, folder=True)
+    if not exist_ok:  # a new folder: save_dir itself, or the next free save_dir2, ... beside it
+        return
+    labels = save_dir / "labels"
+    if save_txt and labels.exists() and not labels.is_dir():
+        raise NotADirectoryError(f"{labels}: labels is a file, not a folder; --save-txt writes "
+                                 "labels/STEM.txt in it (move the file or choose another --save-dir)")
+    check_destination(save_dir / "detections.json")  # a read-only one is refused now, not after the run
+
+
+def _publish(stage: Path, save_dir: Path, exist_ok: bool) -> Path | None:
+    """Move the run's outputs from `stage` into their save dir (detections.json last); None when it wrote nothing."""
+    if not any(stage.iterdir()):
+        log.info("%s: nothing was written; no results folder", save_dir)
+        return None
+    out = increment_path(save_dir, exist_ok)
+    publish_folder(stage, out, last="detections.json")
+    return out
 
 
 def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/predict", exist_ok: bool = False,
@@ -261,13 +269,14 @@ def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/pre
     if exist_ok and any(f.resolve().parent == Path(save_dir).resolve() for f in files):
         raise ValueError(f"{save_dir}: the save dir holds a source; the annotated outputs would overwrite or mix "
                          "with the inputs (drop --exist-ok or choose another --save-dir)")
-    existed = Path(save_dir).is_dir()
-    out = increment_path(save_dir, exist_ok)
+    save_dir = Path(save_dir)
+    check_save_dir(save_dir, exist_ok, save_txt)
+    existed = save_dir.is_dir()
     skipped: list[str] = []
-    outputs, count, started = _Outputs(out, save_txt, line_width), 0, time.perf_counter()
+    count, started = 0, time.perf_counter()
     stills = [s for s in named if s.kind in ("image", "image_url")]
-    try:
-        outputs.check()
+    with staging_folder(save_dir) as stage:
+        outputs = _Outputs(stage, save_txt, line_width)
         for source, image in progress(_still_images(stills, skipped), desc="predict", total=len(stills)):
             (result,) = detect_results(detector, [image], [source.name], iou, max_det)
             outputs.image(result, outputs.unique(source.name))
@@ -279,6 +288,6 @@ def predict(detector, sources: str | list[str], save_dir: str | Path = "runs/pre
                 log.error("skipped: %s", error)
                 skipped.append(str(error))
         outputs.close()
-    finally:
-        kept = out if exist_ok and existed else _remove_if_empty(out)
+        out = _publish(stage, save_dir, exist_ok)
+    kept = out or (save_dir if exist_ok and existed else None)
     return PredictSummary(count, time.perf_counter() - started, kept, skipped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
@@ -14,7 +15,12 @@ from scratchdet.train.data.summary import class_table
 from scratchdet.train.data.synth import make_synthetic_dataset
 from scratchdet.train.data.verdict import TRAINING_SPLITS, decoded_split, missing_training_splits
 from scratchdet.train.device import end_distributed
-from scratchdet.train.run_folder import check_run_folder, clear_previous_run
+from scratchdet.train.run_folder import (
+    check_run_folder,
+    clear_previous_run,
+    recover_previous_run,
+    restore_previous_run,
+)
 from scratchdet.train.trainer import Trainer
 
 
@@ -112,7 +118,9 @@ def run_convert(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     if args.resume and args.exist_ok:
         raise ValueError("--resume continues the run in OUT and --exist-ok replaces it: choose one")
-    # every input is checked (run folder, config, dataset, checkpoint) before --exist-ok removes anything
+    if os.environ.get("RANK", "0") == "0":  # one process settles what a stopped --exist-ok left set aside
+        recover_previous_run(args.out)
+    # every input is checked (run folder, config, dataset, checkpoint) before --exist-ok sets anything aside
     previous = check_run_folder(args.out, args.resume, args.exist_ok)
     model_config, train_config = load_config(args.config)
     if args.recipe:
@@ -124,8 +132,13 @@ def run_train(args: argparse.Namespace) -> None:
     if args.resume:
         trainer.resume()
     if trainer.rank == 0:
-        clear_previous_run(args.out, previous)
-    out = trainer.fit()
+        trainer.previous_run = clear_previous_run(args.out, previous)
+    try:
+        out = trainer.fit()
+    except BaseException:
+        if trainer.previous_run is not None:  # failed before its first checkpoint: the replaced run comes back
+            restore_previous_run(args.out, trainer.previous_run)
+        raise
     end_distributed()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")

@@ -9,7 +9,14 @@ from pathlib import Path
 import yaml
 
 from scratchdet.models.config import ModelConfig, to_dict
-from scratchdet.models.files import check_destination, write_text
+from scratchdet.models.files import (
+    SET_ASIDE_COMPLETE,
+    check_destination,
+    put_back,
+    set_aside,
+    stopped_set_asides,
+    write_text,
+)
 from scratchdet.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -52,14 +59,54 @@ def check_run_folder(out: str | Path, resume: bool = False, exist_ok: bool = Fal
     return found
 
 
-def clear_previous_run(out: str | Path, found: list[str]) -> None:
-    """Remove the previous run's entries `check_run_folder` found (--exist-ok), after every check passed."""
+def clear_previous_run(out: str | Path, found: list[str]) -> Path | None:
+    """Set the previous run's entries `check_run_folder` found aside (--exist-ok), after every check passed.
+
+    They stay in a hidden holder in `out` until the new run has written its first checkpoint
+    (`drop_previous_run`); a run stopped before that gets them back at the next `train` (`recover_previous_run`).
+    Returns the holder, or None when there was nothing to set aside.
+    """
     out = Path(out)
-    if found:
-        log.warning("%s: --exist-ok: removing the previous run's %s", out, ", ".join(found))
-    for name in found:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if not found:
+        return None
+    log.warning("%s: --exist-ok: setting the previous run's %s aside; they are removed once this run has its "
+                "first checkpoint", out, ", ".join(found))
+    return set_aside(out, found)
+
+
+def drop_previous_run(holder: Path) -> None:
+    """Remove the previous run set aside by `clear_previous_run`: the new run has a checkpoint now."""
+    shutil.rmtree(holder)
+    log.info("%s: the previous run's files are removed (this run has a checkpoint)", holder.parent)
+
+
+def restore_previous_run(out: str | Path, holder: Path) -> None:
+    """Put the previous run in `holder` back in `out` (removing the replacing run's files) and say so."""
+    out = Path(out)
+    complete = (holder / SET_ASIDE_COMPLETE).exists()
+    if complete:  # the replacing run may have started: its files go (the run it replaced comes back)
+        for name in (*RUN_FILES, *DERIVED):
+            path = out / name
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    names = put_back(holder, out)
+    log.warning("%s: restored the previous run (%s): `train --exist-ok` had set it aside and stopped before its "
+                "first checkpoint", out, ", ".join(names))
+
+
+def recover_previous_run(out: str | Path) -> None:
+    """Settle what a `train --exist-ok` that was stopped left set aside in `out`, before anything else runs there.
+
+    Its previous run is put back when the stopped run had no checkpoint yet (or stopped while setting it
+    aside), and removed when it had one (the replacement was asked for and happened).
+    """
+    out = Path(out)
+    for holder in stopped_set_asides(out):
+        # complete: every old entry is in the holder, so a last.pt in `out` is the stopped run's own checkpoint
+        if (holder / SET_ASIDE_COMPLETE).exists() and (out / "last.pt").is_file():
+            drop_previous_run(holder)
+        else:
+            restore_previous_run(out, holder)
 
 
 def write_run_config(path: Path, model_config: ModelConfig, config: TrainConfig, data: str, world: int) -> None:

@@ -138,7 +138,7 @@ def test_engine_cli_refuses_bad_requests_before_building(tiny_fp32, caplog):
                  "--sm", "SM87"]) == 1
     assert "TensorRT-RTX cannot build for SM87 (Jetson Orin" in caplog.text
     assert main(["engine", "--runtime", "tensorrt-rtx", "--model", str(tiny_fp32), "--precision", "int8"]) == 1
-    assert "a int8 engine needs an ONNX of precision int8-tensorrt, this one is fp32" in caplog.text
+    assert "model.onnx: an int8 engine needs an ONNX of precision int8-tensorrt, this one is fp32" in caplog.text
     assert not (tiny_fp32.parent.parent / "engines").exists()
 
 

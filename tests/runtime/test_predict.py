@@ -2,6 +2,9 @@ import functools
 import http.server
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -252,3 +255,54 @@ def test_a_fifo_named_like_an_image_is_skipped_with_a_warning_never_opened(tmp_p
     worker.join(timeout=120)
     assert done, "predict blocked on the FIFO"
     assert len(done[0].skipped) == 1 and "b.jpg" in done[0].skipped[0]
+
+
+KILLED_AT_THE_SECOND_IMAGE = """
+import os, signal, sys
+from scratchdet.cli import main
+from scratchdet.runtime import predict
+
+detect, calls = predict.detect_results, []
+
+
+def dies_at_the_second_image(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # the first image is annotated and written by now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return detect(*args, **kwargs)
+
+
+predict.detect_results = dies_at_the_second_image
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_run_leaves_no_image_without_its_detections_and_the_next_run_cleans_up(
+        tmp_path, tiny_checkpoint, synth_data):
+    images = [str(p) for p in sorted((synth_data / "images").iterdir())[:3]]
+    arguments = ["predict", *images, "--model", str(tiny_checkpoint), "--save-dir", str(tmp_path / "predict")]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_THE_SECOND_IMAGE, *arguments], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (tmp_path / "predict").exists()  # before: predict/ held synth_00000.png and no detections.json
+    assert [p.name.split("-staging-")[0] for p in tmp_path.iterdir()] == [".predict.scratchdet"]
+    # the next run is a new process (the sweep removes only what is older than its start)
+    subprocess.run([sys.executable, "-m", "scratchdet", *arguments], cwd=tmp_path, check=True, timeout=600)
+    assert [p.name for p in tmp_path.iterdir()] == ["predict"]  # the staging folder of the killed run is gone
+    documents = json.loads((tmp_path / "predict" / "detections.json").read_text())
+    assert len(documents) == 3 and len(list((tmp_path / "predict").glob("*.png"))) == 3
+
+
+def test_into_an_existing_save_dir_detections_json_moves_last(tmp_path, monkeypatch):
+    from scratchdet.models import files
+
+    (tmp_path / "stage" / "labels").mkdir(parents=True)
+    for name in ("a.png", "detections.json", "labels/a.txt", "z.png"):
+        (tmp_path / "stage" / name).write_text(name)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "detections.json").write_text("the previous run's")
+    moved, replace = [], os.replace
+    monkeypatch.setattr(files.os, "replace", lambda a, b: moved.append(Path(b).name) or replace(a, b))
+    files.publish_folder(tmp_path / "stage", tmp_path / "out", last="detections.json")
+    assert moved[-1] == "detections.json" and sorted(moved) == ["a.png", "detections.json", "labels", "z.png"]
+    assert (tmp_path / "out" / "labels" / "a.txt").read_text() == "labels/a.txt"

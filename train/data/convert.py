@@ -3,7 +3,8 @@
 
 What is written is what loading gives (boxes clipped to the image, sub-pixel boxes and crowd annotations
 left out, all counted in the load report), so a converted dataset loads to the same boxes. Images are copied
-(or, asked for, symlinked); the source is only read. YOLO cannot carry VOC's 'difficult' flag: such boxes
+(or, asked for, symlinked); the source is only read. The output folder appears whole or not at all: it is
+filled as a staging folder beside it and renamed at the end. YOLO cannot carry VOC's 'difficult' flag: such boxes
 become plain boxes, counted in the log.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from scratchdet.models.files import atomic_write, write_text
+from scratchdet.models.files import atomic_folder, atomic_write, check_destination, write_text
 from scratchdet.train.data.load import dataset_splits, load_dataset
 from scratchdet.train.data.records import DatasetError, DetectionSet, ImageRecord
 from scratchdet.train.data.yolo_yaml import label_path
@@ -43,11 +44,12 @@ def _place_image(source: Path, target: Path, symlink: bool) -> None:
 
 
 def _check_out(sources: list[Path], out: Path) -> None:
-    out = out.resolve()
+    check_destination(out, folder=True)
+    resolved = out.resolve()
     for source in {s.resolve() for s in sources}:
-        if out == source or source in out.parents or out in source.parents:
+        if resolved == source or source in resolved.parents or resolved in source.parents:
             raise DatasetError(f"{out}: the output folder must lie outside the dataset {source} (and not hold it)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.is_dir() and any(out.iterdir()):
         raise DatasetError(f"{out}: exists and is not an empty folder; choose a new --out")
 
 
@@ -120,6 +122,6 @@ def convert_dataset(data: str | Path, to: str, out: str | Path, symlink: bool = 
         raise DatasetError(f"{data}: defines no train/val/test split to convert")
     sets = {split: load_dataset(data, split) for split in splits}
     _check_out([d.root for d in sets.values()] + [Path(data)], out)
-    out.mkdir(parents=True, exist_ok=True)
-    (write_yolo if to == "yolo" else write_coco)(sets, out, symlink)
+    with atomic_folder(out) as stage:  # a stopped run leaves only a marked staging folder, swept by the next
+        (write_yolo if to == "yolo" else write_coco)(sets, stage, symlink)
     return sets

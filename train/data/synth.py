@@ -4,15 +4,18 @@ classes and sizes on textured backgrounds, written in the COCO layout with a spl
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from scratchdet.models.files import check_destination, write_bytes, write_text
+from scratchdet.models.files import atomic_folder, check_destination, final_mode, write_bytes, write_text
 from scratchdet.progress import progress
 
 CLASSES = ("circle", "square", "triangle")
+_IMAGE = re.compile(r"^synth_\d{5,}\.png$")
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -59,9 +62,50 @@ def make_synthetic_dataset(
 ) -> Path:
     """Write `images` images to out/images, out/annotations.json and out/splits.json (80/20)."""
     out = Path(out)
-    for name in ("annotations.json", "splits.json"):  # a read-only one is refused before any image is drawn
+    check_synthetic_out(out)
+    with atomic_folder(out) as stage:  # a stopped run leaves only a marked staging folder, swept by the next
+        _fill(stage, images, seed, size)
+        for name in ("annotations.json", "splits.json"):  # a replaced file keeps its mode, as atomic_write's do
+            os.chmod(stage / name, final_mode(out / name))
+    return out
+
+
+def check_synthetic_out(out: Path) -> None:
+    """Refuse an `out` that is not a new or empty folder or an earlier synthetic dataset, changing nothing.
+
+    Raises:
+        ValueError: `out` holds other files (named). OSError: `out` cannot be written (see `check_destination`).
+    """
+    for name in ("annotations.json", "splits.json"):  # a read-only one is refused (unless --force)
         check_destination(out / name)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    check_destination(out, folder=True)
+    others = sorted(p.name for p in out.iterdir()) if out.is_dir() and not _earlier_synthetic(out) else []
+    if others:
+        raise ValueError(f"{out}: holds other files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); "
+                         "`data synth` writes a new folder or replaces an earlier synthetic dataset: choose another "
+                         "--out")
+
+
+def _earlier_synthetic(out: Path) -> bool:
+    """Whether `out` holds nothing but a synthetic dataset: the files `data synth` writes, its image names and
+    classes."""
+    if not {p.name for p in out.iterdir()} <= {"annotations.json", "splits.json", "images"}:
+        return False
+    images = out / "images"
+    if images.exists() and (not images.is_dir() or not all(_IMAGE.match(p.name) for p in images.iterdir())):
+        return False
+    try:
+        categories = json.loads((out / "annotations.json").read_text())["categories"]
+        return tuple(c["name"] for c in categories) == CLASSES
+    except FileNotFoundError:
+        return True  # images alone: an earlier run stopped before its annotations
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _fill(out: Path, images: int, seed: int, size: tuple[int, int]) -> None:
+    """The images, annotations.json and splits.json of the dataset, written into the (staging) folder `out`."""
+    (out / "images").mkdir()
     width, height = size
     colours = {"circle": (220, 40, 40), "square": (40, 200, 60), "triangle": (50, 80, 230)}
     coco = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}
@@ -93,4 +137,3 @@ def make_synthetic_dataset(
     split = round(len(names) * 0.8)
     write_text(out / "annotations.json", json.dumps(coco))
     write_text(out / "splits.json", json.dumps({"seed": seed, "train": names[:split], "val": names[split:]}))
-    return out
