@@ -25,6 +25,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from scratchdet.arguments import positive_int
+from scratchdet.benchmarks.stages import NOT_RUN, PASS, Outcome, StageError, require, run_stage, verdict, write_report
 from scratchdet.export.engine_layers import LayerInformationError, layers_from_inspector_json
 from scratchdet.export.engine_layers import convolution_precisions as engine_convolution_precisions
 from scratchdet.flags import add_model_argument
@@ -53,17 +55,7 @@ def gpu_tolerance(precision: str) -> Tolerance:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The stage runner and the verdict
-
-
-class StageError(RuntimeError):
-    """A stage's check did not hold (the message says what was found)."""
-
-
-@dataclass
-class Outcome:
-    detail: str
-    data: dict[str, Any] = field(default_factory=dict)
+# The stages' rows (the runner, report writer and verdict are benchmarks/stages.py's)
 
 
 @dataclass(frozen=True)
@@ -77,41 +69,24 @@ class Stage:
 
 def run_stages(stages: list[Stage], context: Any, dry_run: bool,
                write: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
-    """Run every stage in turn, each on its own; rows are written (write(rows)) after each stage."""
+    """Run every stage in turn, each on its own (stages.run_stage); rows are written (write(rows)) after each."""
     rows: list[dict[str, Any]] = []
     for stage in stages:
         row: dict[str, Any] = {"stage": stage.name, "what": stage.what}
         if dry_run and stage.dry_run is None:
-            row.update(status="NOT RUN", ran_on="-", detail="would run on TensorRT (needs a GPU)")
+            row.update(status=NOT_RUN, ran_on="-", detail="would run on TensorRT (needs a GPU)")
         else:
             row["ran_on"] = stage.dry_run_on if dry_run else "TensorRT"
             if dry_run:
                 row["what"] = f"{stage.what} (dry run: {stage.dry_run})"
-            started = time.perf_counter()
-            try:
-                outcome = stage.run(context)
-                row.update(status="PASS", detail=outcome.detail, data=outcome.data)
-            except Exception as error:  # every stage reports; one failure must not hide the others
-                row.update(status="FAIL", detail=f"{type(error).__name__}: {error}")
-            row["seconds"] = round(time.perf_counter() - started, 2)
+            result = run_stage(partial(stage.run, context))
+            row.update(status=result.status, detail=result.detail)
+            if result.status == PASS:
+                row["data"] = result.data
+            row["seconds"] = result.seconds
         rows.append(row)
         write(rows)
     return rows
-
-
-def verdict(rows: list[dict[str, Any]], dry_run: bool) -> str:
-    """PASS: every stage passed. A dry run is never PASS: DRY RUN OK when every stage it ran passed."""
-    failed = any(row["status"] == "FAIL" for row in rows)
-    if dry_run:
-        return "DRY RUN FAILED" if failed else "DRY RUN OK"
-    return "PASS" if all(row["status"] == "PASS" for row in rows) and rows else "FAIL"
-
-
-def require(context: Any, *names: str) -> None:
-    """Fail a stage whose input an earlier stage did not produce, naming it."""
-    missing = [name for name in names if not getattr(context, name, None)]
-    if missing:
-        raise StageError(f"needs {', '.join(missing)} from an earlier stage, which failed")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -722,13 +697,6 @@ def _accuracy_table(rows: list[dict[str, Any]], max_batch: int) -> list[str]:
     return lines
 
 
-def write_report(out: Path, report: dict[str, Any]) -> None:
-    from scratchdet.models.files import write_text
-
-    write_text(out / "report.json", json.dumps(report, indent=2, default=str))
-    write_text(out / "report.md", markdown(report))
-
-
 def run(context: Context, stages: list[Stage] = STAGES) -> dict[str, Any]:
     """Every stage, the report rewritten after each; returns the report."""
     context.out.mkdir(parents=True, exist_ok=True)
@@ -737,7 +705,7 @@ def run(context: Context, stages: list[Stage] = STAGES) -> dict[str, Any]:
 
     def write(rows: list[dict[str, Any]]) -> None:
         report.update(stages=rows, verdict=verdict(rows, context.dry_run) if len(rows) == len(stages) else "RUNNING")
-        write_report(context.out, report)
+        write_report(context.out, report, markdown)
 
     run_stages(stages, context, context.dry_run, write)
     return report

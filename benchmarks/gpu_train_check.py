@@ -39,10 +39,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the module imports scratchdet only after checking the environment
+from scratchdet.benchmarks import stages as shared
+from scratchdet.benchmarks.stages import Outcome, Skip
+
+if TYPE_CHECKING:  # beyond stages.py (standard library only), scratchdet is imported after checking the host
     from scratchdet.models.config import ModelConfig
     from scratchdet.train.config import TrainConfig
 
@@ -96,10 +100,6 @@ class Context:
     @property
     def device(self) -> str:
         return "cpu" if self.dry_run else "cuda"
-
-
-class Skip(Exception):  # noqa: N818 (a stage outcome, not an error)
-    """The stage cannot run on this host; the message says why."""
 
 
 def missing_requirements(dry_run: bool) -> list[str]:
@@ -193,7 +193,7 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
-def train_stage(ctx: Context, amp: str) -> dict[str, Any]:
+def train_stage(ctx: Context, amp: str) -> Outcome:
     """Train tiny under `amp`; passes when every loss is finite, the loss falls and (on a GPU) mAP rises."""
     import numpy as np
     import torch
@@ -218,12 +218,11 @@ def train_stage(ctx: Context, amp: str) -> dict[str, Any]:
     passed = finite and (ctx.dry_run or (falling and bool(rising)))
     speed = [r["images_per_s"] for r in records if r["type"] == "epoch"][-1]
     reasons = ", ".join(sorted({s["reason"] for s in skipped})) or "none"
-    return {"passed": passed, "steps": len(losses), "skipped_steps": len(skipped), "loss_first": first,
-            "loss_last": last, "map50": maps, "images_per_s": speed,
-            "detail": f"{len(losses)} steps ({len(skipped)} skipped: "
-                      f"{reasons}), loss {first:.3f} -> {last:.3f}, "
-                      f"mAP@0.5 {' -> '.join(f'{m:.3f}' for m in maps)}"
-                      + (" (only finite losses gated on a dry-run budget)" if ctx.dry_run else "")}
+    detail = (f"{len(losses)} steps ({len(skipped)} skipped: {reasons}), loss {first:.3f} -> {last:.3f}, "
+              f"mAP@0.5 {' -> '.join(f'{m:.3f}' for m in maps)}"
+              + (" (only finite losses gated on a dry-run budget)" if ctx.dry_run else ""))
+    return Outcome(detail, {"steps": len(losses), "skipped_steps": len(skipped), "loss_first": first,
+                            "loss_last": last, "map50": maps, "images_per_s": speed}, passed)
 
 
 def _config_file(ctx: Context, name: str, **overrides: Any) -> Path:
@@ -265,7 +264,7 @@ def _run(command: list[str], env: dict[str, str] | None = None, timeout: float =
     return result
 
 
-def resume_cpu_stage(ctx: Context) -> dict[str, Any]:
+def resume_cpu_stage(ctx: Context) -> Outcome:
     """One epoch on the CPU with AMP off (no GradScaler state), resumed on the device with fp16 (bf16 dry)."""
     from scratchdet.models.checkpoint import read_checkpoint
     from scratchdet.train.trainer import Trainer
@@ -287,9 +286,9 @@ def resume_cpu_stage(ctx: Context) -> dict[str, Any]:
     steps = [r for r in _records(run) if r["type"] == "step" and r["epoch"] == 2]
     passed = saved["scaler"] == {} and resumed["epoch"] == 2 and len(steps) > 0
     scale = f", GradScaler scale {trainer.scaler.get_scale():g}" if trainer.scaler.is_enabled() else ""
-    return {"passed": passed, "steps_after_resume": len(steps),
-            "detail": f"CPU epoch 1 (scaler state {saved['scaler'] or 'empty'}), epoch 2 on {trainer.device} with "
-                      f"{amp}: {len(steps)} steps, last loss {steps[-1]['loss']:.3f}{scale}" if steps else "no steps"}
+    detail = (f"CPU epoch 1 (scaler state {saved['scaler'] or 'empty'}), epoch 2 on {trainer.device} with {amp}: "
+              f"{len(steps)} steps, last loss {steps[-1]['loss']:.3f}{scale}" if steps else "no steps")
+    return Outcome(detail, {"steps_after_resume": len(steps)}, passed)
 
 
 def _kill_mid_epoch(command: list[str], run: Path, timeout: float = 300) -> int:
@@ -326,7 +325,7 @@ def _deterministic_scope() -> Iterator[None]:
         torch.use_deterministic_algorithms(flags[2], warn_only=flags[3])
 
 
-def kill_resume_stage(ctx: Context) -> dict[str, Any]:
+def kill_resume_stage(ctx: Context) -> Outcome:
     """An uninterrupted run against one SIGKILLed in epoch 2 and resumed: equal on CPU, within tolerance on GPU."""
     import torch
 
@@ -354,13 +353,13 @@ def kill_resume_stage(ctx: Context) -> dict[str, Any]:
     loss_diff = max(abs(loss_a[i] - loss_b[i]) / max(abs(loss_a[i]), 1e-12) for i in loss_a)
     passed = identical or (not ctx.dry_run and loss_diff <= GPU_RESUME_TOLERANCE)
     rule = "bit-identical required on CPU" if ctx.dry_run else f"tolerance {GPU_RESUME_TOLERANCE:g} relative loss"
-    return {"passed": passed, "killed_after_epoch": at, "identical": identical, "max_weight_diff": weight_diff,
-            "max_relative_loss_diff": loss_diff,
-            "detail": f"killed in epoch {at + 1}, resumed; weights {'bit-identical' if identical else 'differ'} "
-                      f"(max |Δw| {weight_diff:.2e}), step losses max rel Δ {loss_diff:.2e} ({rule})"}
+    return Outcome(f"killed in epoch {at + 1}, resumed; weights {'bit-identical' if identical else 'differ'} "
+                   f"(max |Δw| {weight_diff:.2e}), step losses max rel Δ {loss_diff:.2e} ({rule})",
+                   {"killed_after_epoch": at, "identical": identical, "max_weight_diff": weight_diff,
+                    "max_relative_loss_diff": loss_diff}, passed)
 
 
-def ddp_stage(ctx: Context) -> dict[str, Any]:
+def ddp_stage(ctx: Context) -> Outcome:
     """torchrun on every GPU (NCCL; 2 CPU ranks on gloo in a dry run): one weight digest on every rank."""
     import torch
 
@@ -377,9 +376,9 @@ def ddp_stage(ctx: Context) -> dict[str, Any]:
     (record,) = [r for r in _records(run) if r["type"] == "ranks"]
     digests = record["param_sha256"]
     passed = len(digests) == ranks and len(set(digests)) == 1 and backend == ("gloo" if ctx.dry_run else "nccl")
-    return {"passed": passed, "ranks": ranks, "backend": backend, "param_sha256": digests,
-            "detail": f"{ranks} rank(s) on {backend}, weights {'agree' if len(set(digests)) == 1 else 'DIFFER'} "
-                      f"(sha256 {digests[0][:12]}…)"}
+    return Outcome(f"{ranks} rank(s) on {backend}, weights {'agree' if len(set(digests)) == 1 else 'DIFFER'} "
+                   f"(sha256 {digests[0][:12]}…)", {"ranks": ranks, "backend": backend, "param_sha256": digests},
+                   passed)
 
 
 # -- speed stages ----------------------------------------------------------------------------------------
@@ -390,7 +389,7 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput_stage(ctx: Context) -> dict[str, Any]:
+def throughput_stage(ctx: Context) -> Outcome:
     """Images/s of the paper model's training step (forward, loss, backward, SGD) under AMP; data excluded."""
     from scratchdet.train.trainer import SkippedStep, Trainer
 
@@ -408,9 +407,9 @@ def throughput_stage(ctx: Context) -> dict[str, Any]:
         skipped += isinstance(trainer.step(*batches[i % len(batches)]), SkippedStep)
     _synchronize(ctx.device)
     images_per_s = timed * batch / (time.perf_counter() - started)
-    return {"passed": skipped < timed, "images_per_s": images_per_s, "batch": batch, "amp": amp, "steps": timed,
-            "detail": f"{model_config.name} batch {batch} {amp}: {images_per_s:.1f} images/s over {timed} steps "
-                      f"({skipped} skipped), data loading excluded"}
+    return Outcome(f"{model_config.name} batch {batch} {amp}: {images_per_s:.1f} images/s over {timed} steps "
+                   f"({skipped} skipped), data loading excluded",
+                   {"images_per_s": images_per_s, "batch": batch, "amp": amp, "steps": timed}, skipped < timed)
 
 
 def _timings(call: Callable[[], Any], device: str, warmup: int, iterations: int) -> list[float]:
@@ -445,7 +444,7 @@ def _model(ctx: Context, name: str, device: str):
     return SSD(_configs(ctx, name)[0]).to(device).eval()
 
 
-def inference_stage(ctx: Context) -> dict[str, Any]:
+def inference_stage(ctx: Context) -> Outcome:
     """The paper model (random weights) cast to FP32/FP16/BF16: network + decoding + NMS per batch."""
     import copy
 
@@ -478,11 +477,11 @@ def inference_stage(ctx: Context) -> dict[str, Any]:
         del cast
     best = max(r["fps"] for r in rows if r["batch"] == 1)
     versus = "" if ctx.dry_run else f" vs the paper's {PAPER_FPS:g} on a Tesla P40 (x{best / PAPER_FPS:.2f})"
-    return {"passed": all(np.isfinite(r["p50_ms"]) for r in rows), "rows": rows, "config": model.config.name,
-            "detail": f"{model.config.name}: best batch-1 {best:.1f} FPS{versus}; table below"}
+    return Outcome(f"{model.config.name}: best batch-1 {best:.1f} FPS{versus}; table below",
+                   {"rows": rows, "config": model.config.name}, all(np.isfinite(r["p50_ms"]) for r in rows))
 
 
-def onnxruntime_stage(ctx: Context) -> dict[str, Any]:
+def onnxruntime_stage(ctx: Context) -> Outcome:
     """The paper model exported (decoding + NMS in the graph) and run on ONNX Runtime's CUDA provider."""
     import numpy as np
 
@@ -507,13 +506,13 @@ def onnxruntime_stage(ctx: Context) -> dict[str, Any]:
     warmup, iterations = ctx.budget.inference_iterations
     ms = np.array(_timings(lambda: backend.infer(images), "cpu", warmup, iterations))  # host clock: copies included
     p50 = float(np.percentile(ms, 50))
-    return {"passed": backend.provider == "CUDAExecutionProvider", "provider": backend.provider, "p50_ms": p50,
-            "p99_ms": float(np.percentile(ms, 99)), "fps": 1e3 / p50, "simplified": options.simplify,
-            "detail": f"{backend.provider} batch 1: p50 {p50:.2f} ms, {1e3 / p50:.1f} FPS (host clock, copies "
-                      f"included{'' if options.simplify else '; onnxsim not installed, graph not simplified'})"}
+    return Outcome(f"{backend.provider} batch 1: p50 {p50:.2f} ms, {1e3 / p50:.1f} FPS (host clock, copies "
+                   f"included{'' if options.simplify else '; onnxsim not installed, graph not simplified'})",
+                   {"provider": backend.provider, "p50_ms": p50, "p99_ms": float(np.percentile(ms, 99)),
+                    "fps": 1e3 / p50, "simplified": options.simplify}, backend.provider == "CUDAExecutionProvider")
 
 
-STAGES: dict[str, Callable[[Context], dict[str, Any]]] = {
+STAGES: dict[str, Callable[[Context], Outcome]] = {
     "train-fp16": lambda ctx: train_stage(ctx, "fp16"),
     "train-bf16": lambda ctx: train_stage(ctx, "bf16"),
     "resume-cpu-checkpoint": resume_cpu_stage,
@@ -527,23 +526,16 @@ RUN_FOLDERS = ("train-fp16", "train-bf16", "resume-cpu", "kill-resume", "ddp", "
 
 
 def run_stage(name: str, ctx: Context) -> dict[str, Any]:
-    """One stage as a report row: PASS/FAIL/SKIP, seconds, its numbers; an exception is a FAIL row."""
-    started = time.perf_counter()
-    try:
-        row = STAGES[name](ctx)
-        row["status"] = "PASS" if row.pop("passed") else "FAIL"
-    except Skip as reason:
-        row = {"status": "SKIP", "detail": str(reason)}
-    except Exception as error:  # any failure of one stage is its row; the others still run
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        row = {"status": "FAIL", "detail": f"{type(error).__name__}: {first}"[:400]}
-    row.update(stage=name, seconds=round(time.perf_counter() - started, 1))
+    """One stage as a report row: its numbers, PASS/FAIL/SKIP and the detail, seconds (stages.run_stage: an exception
+    is a FAIL row)."""
+    result = shared.run_stage(partial(STAGES[name], ctx))
+    row = {**result.data, "status": result.status, "detail": result.detail, "stage": name, "seconds": result.seconds}
     print(f"{name}: {row['status']} ({row['seconds']} s) {row['detail']}", file=sys.stderr, flush=True)
     return row
 
 
 def run(out: Path, dry_run: bool, stages: list[str] | None = None) -> dict[str, Any]:
-    """All stages (or `stages`); returns the report, also written to out/report.{json,md}."""
+    """All stages (or `stages`); returns the report, also written to out/report.{json,md} after every stage."""
     from scratchdet.train.data.synth import make_synthetic_dataset
 
     started = time.perf_counter()
@@ -553,10 +545,14 @@ def run(out: Path, dry_run: bool, stages: list[str] | None = None) -> dict[str, 
         shutil.rmtree(out / name, ignore_errors=True)
     data = make_synthetic_dataset(out / "data", images=budget.images, seed=0)
     ctx = Context(out, data, dry_run, budget)
-    rows = [run_stage(name, ctx) for name in (stages or STAGES)]
-    report = {"dry_run": dry_run, "environment": environment(), "budget": budget.__dict__, "stages": rows,
-              "seconds": round(time.perf_counter() - started, 1), "passed": all(r["status"] != "FAIL" for r in rows)}
-    _write(out, report)
+    names = list(stages or STAGES)
+    rows: list[dict[str, Any]] = []
+    report = {"dry_run": dry_run, "environment": environment(), "budget": budget.__dict__, "stages": rows}
+    for name in names:
+        rows.append(run_stage(name, ctx))
+        report.update(seconds=round(time.perf_counter() - started, 1), stages_left=names[len(rows):],
+                      passed=shared.verdict(rows, dry_run=False, allowed=(shared.PASS, shared.SKIP)) == shared.PASS)
+        shared.write_report(out, report, markdown)
     return report
 
 
@@ -582,15 +578,11 @@ def markdown(report: dict[str, Any]) -> str:
             versus = "" if report["dry_run"] else f"{r['fps'] / PAPER_FPS:.2f}"  # the dry run times tiny
             lines.append(f"| {r['precision']} | {r['batch']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                          f"{r['mean_ms']:.2f} | {r['fps']:.1f} | {versus} |")
-    lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'} in {report['seconds']} s", ""]
+    left = report.get("stages_left")
+    overall = f"RUNNING, {len(left)} stage(s) left: {', '.join(left)}" if left else (
+        "PASS" if report["passed"] else "FAIL")
+    lines += ["", f"Overall: {overall} in {report['seconds']} s", ""]
     return "\n".join(lines)
-
-
-def _write(out: Path, report: dict[str, Any]) -> None:
-    from scratchdet.models.files import write_text
-
-    for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
-        write_text(out / name, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 
 from scratchdet.arguments import int_range, positive_int, probability
+from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.export.onnx_export import OPSETS, ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import require_tensorrt_compatible, verdict_lines
 from scratchdet.export.tensorrt_rtx import rtx_verdict_lines
@@ -88,8 +89,8 @@ def _parity_images(model: SSD, data: str | None) -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 255, (4, 3, size, size)).astype(np.float32)
 
 
-def _parity(model: SSD, class_names: list[str], onnx_path: Path, images: np.ndarray) -> str:
-    report = verify_onnx(model, class_names, onnx_path, images)
+def _parity(folded: SSD, class_names: list[str], onnx_path: Path, graph: onnx.ModelProto, images: np.ndarray) -> str:
+    report = verify_onnx(folded, class_names, onnx_path, images, graph)
     if not report.ok:
         raise RuntimeError(f"{onnx_path}: ONNX Runtime disagrees with PyTorch: {report.summary()}")
     return report.summary()
@@ -108,11 +109,11 @@ def run_export(args: argparse.Namespace) -> None:
     if args.verify:
         if not args.onnx:
             raise ValueError("--verify needs --onnx FILE (and --model CKPT)")
-        _, metadata = load_checked(args.onnx)
+        graph, metadata = load_checked(args.onnx)
         if metadata["precision"] != "fp32":
             raise ValueError(f"{args.onnx}: --verify checks an FP32 export against its checkpoint within float "
                              f"rounding; this model is {metadata['precision']} (bench measures its accuracy)")
-        print(_parity(model, class_names, Path(args.onnx), images))
+        print(_parity(fold_batchnorm(model), class_names, Path(args.onnx), graph, images))
         return
     out = Path(args.out) if args.out else default_dir / "model.onnx"
     options = ExportOptions(args.opset, _postprocess(args, model), not args.no_simplify, args.layout)
@@ -122,5 +123,5 @@ def run_export(args: argparse.Namespace) -> None:
           f"BatchNormalization {report.op_counts.get('BatchNormalization', 0)}, "
           f"NMS Loop {report.op_counts.get('Loop', 0)}")
     print(f"BN folding    max abs diff of raw outputs {report.fold_max_abs_diff:.2e}")
-    print("\n".join(verdict_lines(onnx.load(out)) + rtx_verdict_lines(out)))
-    print(_parity(model, class_names, out, images))
+    print("\n".join(verdict_lines(report.graph) + rtx_verdict_lines(report.graph)))
+    print(_parity(report.folded, class_names, out, report.graph, images))

@@ -94,7 +94,8 @@ def run_quantize(args: argparse.Namespace) -> None:
     summary = quantization_summary(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {summary['precision']}): "
           f"{summary['QuantizeLinear']} QuantizeLinear, {summary['DequantizeLinear']} DequantizeLinear nodes")
-    print("\n".join(verdict_lines(onnx.load(out)) + rtx_verdict_lines(out)))
+    graph = onnx.load(out)
+    print("\n".join(verdict_lines(graph) + rtx_verdict_lines(graph)))
 
 
 def run_engine(args: argparse.Namespace) -> None:

@@ -3,9 +3,9 @@ simplify with onnxsim, check with onnx.checker and against the contract."""
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,6 +50,8 @@ class ExportReport:
     nodes_after_simplify: int
     fold_max_abs_diff: float  # folded vs unfolded raw head outputs, on random 0-255 images
     op_counts: dict[str, int]
+    graph: onnx.ModelProto  # what `path` holds: checks after the export take it rather than reading the file
+    folded: SSD  # the BN-folded model the graph was exported from: the parity reference
 
 
 class DecodedSSD(nn.Module):
@@ -70,16 +72,20 @@ class DecodedSSD(nn.Module):
         return boxes, scores
 
 
-def _torch_export(model: nn.Module, path: Path, input_size: int, opset: int,
-                  outputs: tuple[str, str] = ("boxes", "scores")) -> None:
+def _torch_export(model: nn.Module, input_size: int, opset: int,
+                  outputs: tuple[str, str] = ("boxes", "scores")) -> onnx.ModelProto:
+    """The traced graph, exported in memory (no file written and read back)."""
     dummy = torch.zeros(1, 3, input_size, input_size)
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         # only the TorchScript exporter's deprecation notice; every other warning still shows
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
                                 DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT], output_names=list(outputs),
+        # the TorchScript exporter writes into a BytesIO (its own signature takes one); the public hint names paths
+        torch.onnx.export(model, (dummy,), buffer, input_names=[INPUT], output_names=list(outputs),  # type: ignore[arg-type]
                           dynamic_axes={name: {0: "batch"} for name in (INPUT, *outputs)},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
+    return onnx.load_model_from_string(buffer.getvalue())
 
 
 def export_network_only(model: SSD, out: str | Path, opset: int = 17) -> Path:
@@ -87,9 +93,9 @@ def export_network_only(model: SSD, out: str | Path, opset: int = 17) -> Path:
     reference for what the in-graph decoding and NMS cost."""
     out = Path(out)
     check_destination(out)
+    graph = _torch_export(fold_batchnorm(model), model.config.input_size, opset, ("offsets", "logits"))
     with atomic_write(out) as temporary:
-        _torch_export(fold_batchnorm(model), temporary, model.config.input_size, opset, ("offsets", "logits"))
-        onnx.save(simplify(onnx.load(str(temporary)), out), str(temporary))
+        onnx.save(simplify(graph, out), str(temporary))
     return out
 
 
@@ -125,7 +131,8 @@ def simplify(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
 
 def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: ExportOptions,
                 checkpoint_sha256: str | None = None) -> ExportReport:
-    """Export `model` to `out` following the ONNX contract; returns node counts and the fold check.
+    """Export `model` to `out` following the ONNX contract (BN folded once); returns node counts, the fold check,
+    the graph written and the folded model.
 
     Raises:
         ValueError: an opset outside OPSETS, or class names that do not fit the model.
@@ -144,10 +151,8 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
     folded = fold_batchnorm(model)
     images = torch.rand(2, 3, config.input_size, config.input_size) * 255
     fold_diff = check_fold(model, folded, images, out)
-    with tempfile.TemporaryDirectory() as scratch:  # the torch export, before the NMS tail is appended
-        _torch_export(DecodedSSD(folded), Path(scratch) / "network.onnx", config.input_size, options.opset)
-        graph = onnx.load(str(Path(scratch) / "network.onnx"))
-    graph = append_nms(graph, int(model.priors.shape[0]), len(class_names), config.postprocess)
+    graph = append_nms(_torch_export(DecodedSSD(folded), config.input_size, options.opset),
+                       int(model.priors.shape[0]), len(class_names), config.postprocess)
     if options.layout == "tfssd":
         graph = to_tfssd_layout(graph, config.input_size)
     write_metadata(graph, {
@@ -161,12 +166,12 @@ def export_onnx(model: SSD, class_names: list[str], out: str | Path, options: Ex
         graph = simplify(graph, out)
     onnx.checker.check_model(graph, full_check=True)
     check_contract(graph, out)
-    with atomic_write(out) as temporary:
-        onnx.save(graph, str(temporary))
     counts: dict[str, int] = {}
     for node in graph.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     if counts.get("BatchNormalization"):
         raise RuntimeError(f"{out}: {counts['BatchNormalization']} BatchNormalization node(s) left after folding")
+    with atomic_write(out) as temporary:
+        onnx.save(graph, str(temporary))
     log.info("exported %s: %d nodes, %d after onnxsim", out, before, len(graph.graph.node))
-    return ExportReport(out, before, len(graph.graph.node), fold_diff, counts)
+    return ExportReport(out, before, len(graph.graph.node), fold_diff, counts, graph, folded)

@@ -181,11 +181,12 @@ def rtx_version() -> str:
     return str(import_tensorrt_rtx().__version__)
 
 
-def rtx_verdict_lines(path: str | Path) -> list[str]:
-    """The real parse and build verdict (default targets) as one CLI line; none where TensorRT-RTX is missing."""
+def rtx_verdict_lines(model: str | Path | onnx.ModelProto) -> list[str]:
+    """The real parse and build verdict (default targets) of a file or a model already loaded, as one CLI line;
+    none where TensorRT-RTX is missing."""
     if not rtx_available():
         return []
-    return [f"TensorRT-RTX {rtx_version()}: {build_rtx(path).verdict()}"]
+    return [f"TensorRT-RTX {rtx_version()}: {build_rtx(model).verdict()}"]
 
 
 def rtx_engine_path(onnx_path: Path, precision: str, out: Path | None = None) -> Path:

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
-from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.models.boxes import TOLERANCES, Tolerance, match
+from scratchdet.models.contract import check_contract
 from scratchdet.models.detections import Backend, Detections
 from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 from scratchdet.models.inference.torch_backend import TorchBackend
@@ -106,14 +107,15 @@ def candidate_scores(model: SSD, images: np.ndarray) -> np.ndarray:
     return torch.softmax(logits, dim=-1)[..., 1:].numpy()
 
 
-def verify_backend(model: SSD, class_names: list[str], candidate: Backend, images: np.ndarray) -> ParityReport:
-    """PyTorch (BN folded, with its own decode + NMS) vs `candidate` on the same batch [N, 3, S, S].
+def verify_backend(folded: SSD, class_names: list[str], candidate: Backend, images: np.ndarray) -> ParityReport:
+    """PyTorch (`folded`: the BN-folded model, with its own decode + NMS) vs `candidate` on the same batch
+    [N, 3, S, S].
 
     The folded model is the reference so that this compares runtimes only; folding itself is checked
     against the unfolded model at export (max abs diff of raw outputs), where BN statistics far from 1
-    can amplify float rounding enough to move a softmax score by 1e-4.
+    can amplify float rounding enough to move a softmax score by 1e-4. The caller folds (export_onnx's
+    report carries the model it folded): one fold per export.
     """
-    folded = fold_batchnorm(model)
     reference = TorchBackend(folded, class_names, "cpu")
     reference.postprocess = candidate.postprocess  # the candidate's settings are what its graph runs
     step = candidate.max_batch
@@ -121,10 +123,13 @@ def verify_backend(model: SSD, class_names: list[str], candidate: Backend, image
     return compare(reference.infer(images), got, candidate_scores(folded, images))
 
 
-def verify_onnx(model: SSD, class_names: list[str], path: str | Path, images: np.ndarray) -> ParityReport:
-    """verify_backend with the ONNX model at `path` on ONNX Runtime (CPU)."""
-    backend = OnnxBackend(path, providers=["CPUExecutionProvider"])
+def verify_onnx(folded: SSD, class_names: list[str], path: str | Path, images: np.ndarray,
+                graph: onnx.ModelProto | None = None) -> ParityReport:
+    """verify_backend with the ONNX model at `path` on ONNX Runtime (CPU); `graph`: the file's model, already
+    loaded (export_onnx's report.graph), so the file is not read again."""
+    checked = None if graph is None else (graph, check_contract(graph, path))
+    backend = OnnxBackend(path, providers=["CPUExecutionProvider"], checked=checked)
     try:
-        return verify_backend(model, class_names, backend, images)
+        return verify_backend(folded, class_names, backend, images)
     finally:
         backend.close()

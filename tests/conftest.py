@@ -104,3 +104,17 @@ def no_runtime_recommendation(tmp_path_factory: pytest.TempPathFactory, monkeypa
     path = tmp_path_factory.mktemp("recommendation") / "runtime.json"
     monkeypatch.setenv("SCRATCHDET_RUNTIME_FILE", str(path))
     return path
+
+
+@pytest.fixture
+def onnx_reads(monkeypatch: pytest.MonkeyPatch):
+    """Counts reads of .onnx files inside `with onnx_reads.during() as counted:` (benchmarks/studies/startup_cost.py
+    Reads); the wrappers it puts on ONNX Runtime's session and TensorRT-RTX's build are undone after the test."""
+    import onnxruntime
+
+    from scratchdet.benchmarks.studies.startup_cost import Reads
+    from scratchdet.export import tensorrt_rtx
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "__init__", onnxruntime.InferenceSession.__init__)
+    monkeypatch.setattr(tensorrt_rtx, "build_rtx", tensorrt_rtx.build_rtx)
+    return Reads()

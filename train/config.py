@@ -66,6 +66,9 @@ class TrainConfig:
     focal_alpha: float = 0.25
     assigner: str = "max_iou"  # SSD's IoU >= 0.5 plus each box's best prior, or atss
     atss_topk: int = 9  # candidates per level and box (ATSS paper, Sec. 3.2)
+    # Data-driven priors and augmentation (YOLO's levers), off by default: docs/results/training-recipe.md.
+    fit_priors: bool = False  # fit the priors' sizes and ratios to the training boxes before training (fit_priors.py)
+    mosaic: float = 0.0  # probability that a training image is a mosaic of four (mosaic.py)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -75,6 +78,8 @@ class TrainConfig:
                                     ("assigner", self.assigner, ASSIGNERS)):
             if value not in choices:
                 raise ValueError(f"train.{key} '{value}': choose one of {', '.join(choices)}")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise ValueError(f"train.mosaic {self.mosaic}: a probability, between 0 and 1")
         if self.atss_topk < 1:
             raise ValueError(f"train.atss_topk {self.atss_topk}: must be >= 1")
         object.__setattr__(self, "amp", amp_name(self.amp))  # frozen: the YAML booleans become names here
@@ -95,7 +100,7 @@ RECIPES: dict[str, dict[str, object]] = {
     # decay, full zoom-out; none of the take-off aids.
     "paper": {"box_loss": "smooth_l1", "box_loss_weight": 1.0, "class_loss": "hard_negative", "negative_ratio": 3.0,
               "assigner": "max_iou", "schedule": "step", "expand_max": 4.0, "background_prior": None,
-              "ema_decay": None, "warmup_clip": None},
+              "ema_decay": None, "warmup_clip": None, "fit_priors": False, "mosaic": 0.0},
 }
 
 

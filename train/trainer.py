@@ -48,6 +48,7 @@ from scratchdet.train.device import (
 from scratchdet.train.diagnostics import GradientMonitor, gradient_norm
 from scratchdet.train.ema import ModelEMA
 from scratchdet.train.evaluate import validate
+from scratchdet.train.fit_priors import fitted_model_config
 from scratchdet.train.loss import MultiBoxLoss
 from scratchdet.train.plots import read_metrics, write_plots, write_results_csv
 from scratchdet.train.resume import restore_rng, resume_scaler, rng_state
@@ -94,6 +95,8 @@ class Trainer:
         if model_config.num_classes != classes:
             log.info("num_classes set to %d from the dataset (%d classes + background)", classes, classes - 1)
             model_config = replace(model_config, num_classes=classes)
+        if config.fit_priors:  # before the model is built: its priors, and every checkpoint's config, are these
+            model_config = fitted_model_config(model_config, self.train_set)
         self.model_config = model_config
         self.model = SSD(model_config).to(self.device)
         if config.background_prior is not None:
@@ -106,7 +109,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
                                          lr=config.learning_rate(), momentum=config.momentum)
         self.dataset = DetectionDataset(self.train_set, model_config.input_size, augment=True, seed=config.seed,
-                                        fill=model_config.mean, expand_max=config.expand_max)
+                                        fill=model_config.mean, expand_max=config.expand_max,
+                                        mosaic=config.mosaic)
         self.sampler: torch.utils.data.DistributedSampler[int] = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=config.seed, drop_last=True)
         per_rank = max(config.batch_size // self.world, 1)

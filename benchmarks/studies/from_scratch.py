@@ -12,9 +12,9 @@ with "operator torchvision::nms does not exist"). The dataset is written in the 
 symlinked), YOLO trains with `pretrained=False` on it, predicts the val images at conf 0.001, and those
 detections are scored with train/evaluate.py (pycocotools) exactly as ours are.
 
-Every child runs with OMP_NUM_THREADS = --threads and its CPU time is the getrusage(RUSAGE_CHILDREN)
-difference around it: user + sys of the child and every process it waited for (data-loading workers), so
-load from other processes on the machine does not count. Both sides validate during training by default
+Every child runs with OMP_NUM_THREADS = --threads and its CPU time is the rusage that wait4 returns for it:
+user + sys of the child and every process it waited for (data-loading workers), so neither load from other
+processes nor the other trainings of a --jobs 2 study count. Both sides validate during training by default
 (ours every train.eval_every epochs, YOLO every epoch); that time is part of the CPU time.
 Writes OUT/study.json and OUT/study.md; a finished (arm, seed) is reused when the study is run again.
 """
@@ -25,15 +25,18 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from scratchdet.arguments import positive_int
 from scratchdet.models.checkpoint import load_model
 from scratchdet.models.detections import Detections
 from scratchdet.models.files import write_text
@@ -94,14 +97,18 @@ def timed_child(command: list[str], threads: int, log_path: Path) -> tuple[float
         RuntimeError: the command failed, naming it and its log file.
     """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    write_text(log_path, result.stdout)
-    code = result.returncode
-    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - started
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as output:
+        child = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        # wait4, not getrusage(RUSAGE_CHILDREN): the usage of this child alone while others run beside it
+        _, status, usage = os.wait4(child.pid, 0)
+        code, wall = os.waitstatus_to_exitcode(status), time.perf_counter() - started
+        child.returncode = code  # reaped here: Popen must not wait for it again
+        output.seek(0)
+        write_text(log_path, output.read())
     if code != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... exited with {code}; see {log_path}")
-    return after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, wall
+    return usage.ru_utime, usage.ru_stime, wall
 
 
 def score(result: EvalResult, arm: str, seed: int, times: tuple[float, float, float]) -> StudyRun:
@@ -123,9 +130,7 @@ def run_ours(config: str, recipe: str | None, data: str, folder: Path, seed: int
 def run_yolo(python: str, model: str, imgsz: int, data: str, folder: Path, seed: int, epochs: int,
              threads: int) -> StudyRun:
     """Train YOLO from scratch with `python` (a venv holding ultralytics), predict val, score here."""
-    yolo_data = folder.parent.parent / "yolo-data"  # one copy for every seed
-    if not (yolo_data / "data.yaml").is_file():
-        convert_dataset(data, "yolo", yolo_data, symlink=True)
+    yolo_data = folder.parent.parent / "yolo-data"  # one copy for every seed, written by run_study
     command = [python, "-c", YOLO_TRAIN, str(yolo_data / "data.yaml"), str(epochs), str(imgsz), str(seed),
                str(folder.parent), folder.name, model]
     times = timed_child(command, threads, folder.with_suffix(".log"))
@@ -160,18 +165,25 @@ def run_study(args: argparse.Namespace) -> list[StudyRun]:
     name = load_config(args.config)[0].name + (f"-{args.recipe}" if args.recipe else "")
     arms = [("ours-" + name, None)] + ([("yolo-" + Path(args.yolo_model).stem, args.yolo_python)]
                                        if args.yolo_python else [])
-    runs = []
-    for seed in args.seeds:
-        for arm, python in arms:
-            if (arm, seed) not in done:
-                folder = out / arm / f"seed{seed}"
-                log.info("%s seed %d -> %s", arm, seed, folder)
-                done[(arm, seed)] = (run_yolo(python, args.yolo_model, args.yolo_imgsz, args.data, folder, seed,
-                                              args.epochs, args.threads) if python else
-                                     run_ours(args.config, args.recipe, args.data, folder, seed, args.epochs,
-                                              args.threads))
-                write_text(done_path, json.dumps([asdict(r) for r in done.values()], indent=2))
-            runs.append(done[(arm, seed)])
+    if args.yolo_python and not (out / "yolo-data" / "data.yaml").is_file():
+        convert_dataset(args.data, "yolo", out / "yolo-data", symlink=True)  # once, before trainings run beside it
+    lock = threading.Lock()
+
+    def train(arm: str, python: str | None, seed: int) -> None:
+        folder = out / arm / f"seed{seed}"
+        log.info("%s seed %d -> %s", arm, seed, folder)
+        run = (run_yolo(python, args.yolo_model, args.yolo_imgsz, args.data, folder, seed, args.epochs, args.threads)
+               if python else
+               run_ours(args.config, args.recipe, args.data, folder, seed, args.epochs, args.threads))
+        with lock:
+            done[(arm, seed)] = run
+            write_text(done_path, json.dumps([asdict(r) for r in done.values()], indent=2))
+
+    pending = [(arm, python, seed) for seed in args.seeds for arm, python in arms if (arm, seed) not in done]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for future in [pool.submit(train, *job) for job in pending]:
+            future.result()
+    runs = [done[(arm, seed)] for seed in args.seeds for arm, _ in arms]
     write_text(out / "study.md", summary(runs))
     return runs
 
@@ -183,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="bccd_cpu", help="our config file or shipped config name")
     parser.add_argument("--recipe", help="a named recipe over the config's train section (e.g. paper)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, required=True, help="epochs of both sides")
-    parser.add_argument("--threads", type=int, default=1, help="OpenMP threads of each training")
+    parser.add_argument("--epochs", type=positive_int, required=True, help="epochs of both sides")
+    parser.add_argument("--threads", type=positive_int, default=1, help="OpenMP threads of each training")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="trainings at once (CPU time stays per training)")
     parser.add_argument("--yolo-python", help="interpreter of a venv with ultralytics; omit to train ours only")
     parser.add_argument("--yolo-model", default="yolo11n.yaml", help="ultralytics model YAML (from scratch)")
     parser.add_argument("--yolo-imgsz", type=int, default=320)

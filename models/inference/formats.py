@@ -12,9 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scratchdet.models.detections import Backend
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +82,10 @@ def engine_runtime(path: Path) -> str:
     return str(read_sidecar(path).get("runtime", "tensorrt"))
 
 
-def _auto(path: Path, precision_hint: str) -> tuple[str, dict[str, Any]]:
-    """Auto's runtime for an ONNX file, logged with its reason, and the file's checked metadata (read once:
-    the backend takes it rather than loading the file again)."""
+def _auto(path: Path, precision_hint: str) -> tuple[str, tuple[onnx.ModelProto, dict[str, Any]]]:
+    """Auto's runtime for an ONNX file, logged with its reason, and the file's model and checked metadata (read
+    once: the backend takes them rather than reading the file again)."""
+    from scratchdet.models.contract import load_checked
     from scratchdet.models.inference.runtime_choice import choose
 
     if precision_hint != "f32":  # auto never computes in bf16 by itself, and ONNX Runtime has no such hint
@@ -89,10 +93,10 @@ def _auto(path: Path, precision_hint: str) -> tuple[str, dict[str, Any]]:
                          "openvino with it (runtime auto only ever runs OpenVINO in f32)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    metadata = model_metadata(path)
-    choice = choose(metadata["precision"])
+    checked = load_checked(path)
+    choice = choose(checked[1]["precision"])
     log.info("%s: runtime auto -> %s: %s", path, choice.runtime, choice.reason)
-    return choice.runtime, metadata
+    return choice.runtime, checked
 
 
 def open_backend(path: str | Path, runtime: str | None = None, *, device: str | None = None,
@@ -112,9 +116,9 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     """
     path = Path(path)
     model_format = format_of(path)
-    metadata = None
+    checked = None
     if runtime == AUTO:
-        runtime, metadata = _auto(path, precision_hint) if model_format.label == "onnx" else (None, None)
+        runtime, checked = _auto(path, precision_hint) if model_format.label == "onnx" else (None, None)
     if runtime is None and model_format.label == "tensorrt" and path.is_file():
         runtime = engine_runtime(path)
     runtime = runtime or model_format.runtimes[0]
@@ -130,11 +134,12 @@ def open_backend(path: str | Path, runtime: str | None = None, *, device: str | 
     if runtime == "openvino":
         from scratchdet.models.inference.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(path, threads=threads, precision_hint=precision_hint, metadata=metadata)
+        return OpenVinoBackend(path, threads=threads, precision_hint=precision_hint,
+                               metadata=None if checked is None else checked[1])
     if runtime == "onnxruntime":
         from scratchdet.models.inference.onnxruntime_backend import OnnxBackend
 
-        return OnnxBackend(path, threads=threads, providers=providers, spinning=spinning, metadata=metadata)
+        return OnnxBackend(path, threads=threads, providers=providers, spinning=spinning, checked=checked)
     if runtime == "tensorrt-rtx":
         from scratchdet.models.inference.tensorrt_rtx_backend import TensorRTRTXBackend
 

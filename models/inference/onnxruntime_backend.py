@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from scratchdet.models.contract import load_checked, postprocess_config, unpack_outputs
 from scratchdet.models.detections import Detections
@@ -30,7 +31,7 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def create_session(path: str | Path, threads: int | None = None, providers: list[str] | None = None,
+def create_session(model: str | Path | bytes, threads: int | None = None, providers: list[str] | None = None,
                    spinning: bool = True):
     """An onnxruntime InferenceSession with full graph optimisation and the given intra-op threads.
 
@@ -46,7 +47,8 @@ def create_session(path: str | Path, threads: int | None = None, providers: list
         options.intra_op_num_threads = threads
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)  # bytes: a model already read, not read again
+    return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
 
 
 def available_providers(requested: list[str] | None = None) -> list[str]:
@@ -70,9 +72,10 @@ class OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None,
-                 spinning: bool = True, metadata: dict[str, Any] | None = None) -> None:
-        """`metadata`: the file's, already checked by the caller (`load_checked`); read from the file when None."""
-        metadata = load_checked(path)[1] if metadata is None else metadata
+                 spinning: bool = True, checked: tuple[onnx.ModelProto, dict[str, Any]] | None = None) -> None:
+        """`checked`: `load_checked(path)` already done by the caller; the session is made from that model, so the
+        file is read once either way."""
+        model, metadata = load_checked(path) if checked is None else checked
         self.path = Path(path)
         self.metadata = metadata
         self.class_names: list[str] = metadata["class_names"]
@@ -80,7 +83,7 @@ class OnnxBackend:
         self.precision: str = metadata["precision"]
         self.postprocess = postprocess_config(metadata, path)
         self.max_batch = MAX_BATCH
-        self.session = create_session(path, threads, available_providers(providers), spinning)
+        self.session = create_session(model.SerializeToString(), threads, available_providers(providers), spinning)
         self.provider = self.session.get_providers()[0]
         log.info("%s: %s on %s", path, self.precision, self.provider)
 

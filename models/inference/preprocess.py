@@ -17,26 +17,31 @@ class ImageError(ValueError):
     """An image array that cannot be turned into the model's input."""
 
 
-def to_rgb8(image: np.ndarray, source: str = "image") -> np.ndarray:
-    """Convert a decoded OpenCV image (BGR/BGRA/gray, 8 or 16 bit, or float) to HxWx3 uint8 RGB."""
+def _to_uint8(image: np.ndarray, source: str) -> np.ndarray:
     if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)  # 65535 -> 255 exactly
-    elif image.dtype in (np.float32, np.float64):
-        image = np.clip(image * 255.0, 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
+        return (image // 257).astype(np.uint8)  # 65535 -> 255 exactly
+    if image.dtype in (np.float32, np.float64):
+        return np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    if image.dtype != np.uint8:
         raise ImageError(f"{source}: unsupported pixel type {image.dtype}")
+    return image
+
+
+def to_rgb8(image: np.ndarray, source: str = "image", color: str = "bgr") -> np.ndarray:
+    """A decoded image (gray, or 3/4 channels in `color` order: "bgr" as OpenCV decodes, or "rgb"; 8 or 16 bit,
+    or float 0-1) as HxWx3 uint8 RGB, with one colour conversion at most: none for 8-bit RGB, which is
+    returned as it is."""
+    image = _to_uint8(image, source)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     channels = image.shape[2]
     if channels == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
     if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)  # alpha dropped, colour kept
+        return image if color == "rgb" else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if channels == 4:  # alpha dropped, colour kept
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB if color == "rgb" else cv2.COLOR_BGRA2RGB)
     raise ImageError(f"{source}: unsupported channel count {channels}")
-
-
 
 
 def to_model_rgb(image: np.ndarray, color: str) -> np.ndarray:
@@ -45,9 +50,7 @@ def to_model_rgb(image: np.ndarray, color: str) -> np.ndarray:
         raise ImageError(f"color must be one of {COLOR_ORDERS}, got '{color}'")
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise ImageError(f"expected an HxW or HxWxC image array, got {getattr(image, 'shape', type(image))}")
-    if color == "rgb" and image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[..., [2, 1, 0, 3][: image.shape[2]]]  # to OpenCV's order, which to_rgb8 expects
-    return to_rgb8(np.ascontiguousarray(image), "image")
+    return to_rgb8(np.ascontiguousarray(image), "image", color)
 
 
 def prepare(images: list[np.ndarray], input_size: int, color: str) -> tuple[np.ndarray, np.ndarray]:

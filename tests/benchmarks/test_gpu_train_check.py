@@ -49,6 +49,27 @@ def test_a_failing_stage_is_a_fail_row_and_skips_say_why(monkeypatch, tmp_path):
     assert text.startswith("**DRY RUN on the CPU") and "| broken | FAIL |" in text and "Overall: FAIL" in text
 
 
+def test_the_report_is_rewritten_after_every_stage(monkeypatch, tmp_path):
+    seen = []
+
+    def first(ctx):
+        return gpu_train_check.Outcome("ran", {"images_per_s": 1.5})
+
+    def second(ctx):  # what a run killed now would leave behind
+        seen.append(json.loads((ctx.out / "report.json").read_text()))
+        seen.append((ctx.out / "report.md").read_text())
+        raise RuntimeError("killed")
+
+    monkeypatch.setitem(STAGES, "first", first)
+    monkeypatch.setitem(STAGES, "second", second)
+    report = gpu_train_check.run(tmp_path, True, ["first", "second"])
+    assert [r["stage"] for r in seen[0]["stages"]] == ["first"] and seen[0]["stages_left"] == ["second"]
+    assert seen[0]["stages"][0]["images_per_s"] == 1.5 and seen[0]["passed"]
+    assert "Overall: RUNNING, 1 stage(s) left: second in " in seen[1]
+    assert report["stages_left"] == [] and not report["passed"]
+    assert "Overall: FAIL in " in (tmp_path / "report.md").read_text()
+
+
 def _strict(text: str) -> dict:
     def refuse(constant):
         raise ValueError(f"non-JSON constant {constant}")

@@ -3,6 +3,7 @@ import onnx
 import pytest
 import torch
 
+from scratchdet.export.fold_bn import fold_batchnorm
 from scratchdet.export.onnx_export import ExportOptions, export_onnx
 from scratchdet.export.tensorrt_check import check_tensorrt_compatibility, tensorrt_verdicts
 from scratchdet.export.tensorrt_rtx import rtx_available
@@ -54,7 +55,7 @@ def test_onnx_runtime_matches_pytorch_on_dataset_images(trained_checkpoint, trai
     path = tmp_path / "trained.onnx"
     export_onnx(model, checkpoint["class_names"], path, ExportOptions())
     images = dataset_batch(load_dataset(trained_data, "val").records[:6], model.config.input_size)
-    report = verify_onnx(model, checkpoint["class_names"], path, images)
+    report = verify_onnx(fold_batchnorm(model), checkpoint["class_names"], path, images)
     assert report.detections > 0
     assert report.ok, report.summary()
 
@@ -81,7 +82,7 @@ def test_untrained_model_output_stays_bounded_and_parity_holds_despite_tied_scor
     export_onnx(model, ["a", "b", "c"], path, options)
     images = np.random.default_rng(seed).uniform(0, 255, (4, 3, 128, 128)).astype(np.float32)
     assert all(len(d) == 30 for d in run_session(create_session(path), images))
-    report = verify_onnx(model, ["a", "b", "c"], path, images)
+    report = verify_onnx(fold_batchnorm(model), ["a", "b", "c"], path, images)
     assert report.ok, report.summary()
 
 
@@ -170,6 +171,30 @@ def test_export_cli_writes_a_verified_model(tiny_checkpoint, tmp_path, synth_dat
     assert not rtx_available() or "TensorRT-RTX 1.7.1.116: parse OK, build (default targets) " in printed
     assert main(["export", "--weights", str(tiny_checkpoint), "--onnx", str(out), "--verify"]) == 0
     assert main(["export", "--check-tensorrt", "--onnx", str(out)]) == 0
+
+
+def test_one_export_folds_once_and_reads_no_onnx_file_back(tiny_checkpoint, tmp_path, synth_data, monkeypatch,
+                                                           onnx_reads):
+    """The export holds the graph it wrote and the model it folded: parity, the TensorRT rules and TensorRT-RTX's
+    parse take them, so `scratchdet export` folds BN once and opens no .onnx file for reading."""
+    import sys
+
+    from scratchdet.cli import main
+    from scratchdet.export import cli, fold_bn  # noqa: F401 (every module that imports fold_batchnorm)
+
+    folds = []
+
+    def counted(model):
+        folds.append(model)
+        return fold_batchnorm(model)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("scratchdet") and getattr(module, "fold_batchnorm", None) is fold_batchnorm:
+            monkeypatch.setattr(module, "fold_batchnorm", counted)
+    with onnx_reads.during() as counted_reads:
+        assert main(["export", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"),
+                     "--data", str(synth_data)]) == 0
+    assert len(folds) == 1
+    assert counted_reads == {}
 
 
 def test_fold_difference_beyond_tolerance_fails_with_the_numbers(tmp_path, monkeypatch):

@@ -1,12 +1,15 @@
 import json
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from scratchdet.benchmarks.studies.from_scratch import main, timed_child
 from scratchdet.train.data.load import load_dataset
+
+BURN = "import time\nwhile time.process_time() < {}: pass"  # CPU seconds of a child
 
 # A stand-in for ultralytics: "trains" by writing a weights file and "predicts" every val image's ground truth
 # (read from the YOLO labels the study wrote), so the study's plumbing must yield AP 1.0 through our evaluator.
@@ -54,11 +57,20 @@ class YOLO:
 
 
 def test_timed_child_counts_the_childs_cpu_time(tmp_path):
-    burn = "import time\nwhile time.process_time() < 0.3: pass"
-    user, system, wall = timed_child([sys.executable, "-c", burn], 1, tmp_path / "burn.log")
+    user, system, wall = timed_child([sys.executable, "-c", BURN.format(0.3)], 1, tmp_path / "burn.log")
     assert user + system >= 0.3 and wall > 0
     with pytest.raises(RuntimeError, match="exited with 3; see .*fail.log"):
         timed_child([sys.executable, "-c", "raise SystemExit(3)"], 1, tmp_path / "fail.log")
+
+
+def test_timed_child_counts_only_its_own_child_beside_another(tmp_path):
+    with ThreadPoolExecutor(2) as pool:
+        futures = {need: pool.submit(timed_child, [sys.executable, "-c", BURN.format(need)], 1,
+                                     tmp_path / f"{need}.log") for need in (0.5, 1.0)}
+    short_user, short_sys, _ = futures[0.5].result()
+    long_user, long_sys, _ = futures[1.0].result()
+    assert 0.5 <= short_user + short_sys < 0.8
+    assert 1.0 <= long_user + long_sys < 1.3  # not also the 0.5 s child that ran and ended beside it
 
 
 def test_study_trains_ours_and_scores_yolo_with_our_evaluator(synth_data, tmp_path, monkeypatch):

@@ -16,10 +16,12 @@ def onnx_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("runtime", [AUTO, "onnxruntime"])
-def test_opening_an_onnx_model_reads_the_file_once(onnx_model, monkeypatch, runtime):
+def test_opening_an_onnx_model_reads_the_file_once(onnx_model, monkeypatch, onnx_reads, runtime):
     reads = []
     read_onnx = contract.read_onnx
     monkeypatch.setattr(contract, "read_onnx", lambda path: reads.append(path) or read_onnx(path))
-    backend = open_backend(onnx_model, runtime)
+    with onnx_reads.during() as opened:
+        backend = open_backend(onnx_model, runtime)
     assert backend.name == "onnxruntime" and backend.class_names == ["c1", "c2", "c3"]
-    assert reads == [onnx_model]  # the session opens the file itself; the contract check reads it once
+    assert reads == [onnx_model]  # the contract check reads it...
+    assert opened == {"python open": 1}  # ...and the session is made from that model, not from the file
