@@ -19,9 +19,10 @@ is a FAIL row and the others run):
 6. inference: the paper model in FP32/FP16/BF16 at batch 1, 8 and 32, CUDA events after a warm-up.
 7. onnxruntime-cuda: the paper model exported to ONNX, on ONNX Runtime's CUDA provider (when installed).
 
-Writes OUT/report.json and OUT/report.md with the environment (GPU, driver, CUDA, torch, cuDNN). Without a GPU
-it exits 1 with one line naming what is missing. --dry-run runs the stages on the CPU (gloo for DDP, bf16 in
-place of fp16, batch 2, a few steps): it proves the script, its numbers say nothing about a GPU.
+Writes OUT/report.json and OUT/report.md with the environment (GPU, driver, CUDA, torch, cuDNN), rewritten after
+every stage (benchmarks/stages.py, as gpu_check). Without a GPU it exits 1 with one line naming what is missing.
+--dry-run runs the stages on the CPU (gloo for DDP, bf16 in place of fp16, batch 2, a few steps): it proves the
+script, its numbers say nothing about a GPU.
 """
 
 from __future__ import annotations
