@@ -6,8 +6,9 @@ For each command it first runs it once to the end (the previous state, and the d
 from: uniform over [0, duration]), then `--kills` times: start the command, SIGKILL it at the drawn time, and
 record the debris (this project's marked temporaries, `.*.scratchdet-{tmp,staging,old,previous}-*`) and whether
 every file under a final name is complete (checkpoints load, the bundle has every file and its tarball opens,
-no annotated image of predict lacks its detections.json document); then run the next command (train: --resume
-when last.pt is there, else --exist-ok; bundle and predict: the same command) and record the same again.
+no annotated image in predict's save dirs lacks its detections.json document); then run the next command
+(train: --resume when last.pt is there, else --exist-ok; bundle and predict: the same command) and record the
+same again.
 `train-set-aside` kills `train --exist-ok` the moment it has set the previous run aside and records whether that
 run is still there (in place or set aside); its next run is --resume, which puts it back and continues it.
 Prints the markdown table and writes it with the raw rows as JSON.
@@ -81,15 +82,18 @@ def bundle_intact(bundle: Path) -> tuple[bool, str]:
 
 
 def predictions_intact(save_dir: Path) -> tuple[bool, str]:
-    """No annotated image in the save dir without its document in detections.json (a missing folder is fine)."""
-    if not save_dir.exists():
-        return True, "no results folder"
-    try:
-        listed = {Path(doc["image"]).name for doc in json.loads((save_dir / "detections.json").read_text())}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        return False, f"detections.json unreadable ({type(error).__name__})"
-    unlisted = sorted(p.name for p in save_dir.glob("*.png") if p.name not in listed)
-    return not unlisted, f"{len(unlisted)} image(s) without detections" if unlisted else "complete"
+    """No annotated image without its document in detections.json, in each of save_dir, save_dir2, ..."""
+    problems = []
+    for folder in sorted(save_dir.parent.glob(f"{save_dir.name}*")):
+        try:
+            listed = {Path(doc["image"]).name for doc in json.loads((folder / "detections.json").read_text())}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problems.append(f"{folder.name}: detections.json unreadable ({type(error).__name__})")
+            continue
+        unlisted = [p.name for p in folder.glob("*.png") if p.name not in listed]
+        if unlisted:
+            problems.append(f"{folder.name}: {len(unlisted)} image(s) without detections")
+    return not problems, ", ".join(problems) or "complete"
 
 
 def _killed(command: list[str], after: float, cwd: Path, when: Path | None = None) -> float:
@@ -131,8 +135,8 @@ def measure(work: Path, kills: int, seed: int, epochs: int) -> list[dict[str, An
                               str(bundle), "--calib-images", "16")
     predictions = work / "predictions"
     images = sorted(str(p) for p in (data / "images").iterdir())[:24]
-    predict = _scratchdet("predict", *images, "--model", str(work / "model.onnx"), "--save-dir", str(predictions),
-                          "--exist-ok")
+    # a new numbered folder per run (predictions, predictions2, ...): a kill there left images without detections
+    predict = _scratchdet("predict", *images, "--model", str(work / "model.onnx"), "--save-dir", str(predictions))
     commands = {"train": [*train, "--exist-ok"], "train-set-aside": [*train, "--exist-ok"], "bundle": make_bundle,
                 "predict": predict}
     # each check gets the SHA-256 of the run's last.pt before the kill

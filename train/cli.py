@@ -7,7 +7,8 @@ import os
 from dataclasses import replace
 
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
-from scratchdet.train.config import AMP_MODES, RECIPES, apply_recipe, load_config
+from scratchdet.models.config import ModelConfig
+from scratchdet.train.config import AMP_MODES, RECIPES, TrainConfig, apply_recipe, load_config
 from scratchdet.train.data.convert import FORMATS, convert_dataset
 from scratchdet.train.data.load import dataset_layout, dataset_splits
 from scratchdet.train.data.records import DatasetError
@@ -128,6 +129,15 @@ def run_train(args: argparse.Namespace) -> None:
     overrides = {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "workers": args.workers,
                  "seed": args.seed, "amp": args.amp}
     train_config = replace(train_config, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        _train(args, model_config, train_config, previous)
+    finally:  # on every path: a rank leaving with its gloo group alive can abort at exit, hiding its own error
+        end_distributed()
+
+
+def _train(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig, previous: list[str]) -> None:
+    """Train with the checked inputs; the run --exist-ok replaces is set aside here, and put back on a failure
+    before the first checkpoint."""
     trainer = Trainer(model_config, train_config, args.data, args.out)
     if args.resume:
         trainer.resume()
@@ -139,6 +149,5 @@ def run_train(args: argparse.Namespace) -> None:
         if trainer.previous_run is not None:  # failed before its first checkpoint: the replaced run comes back
             restore_previous_run(args.out, trainer.previous_run)
         raise
-    end_distributed()
     if trainer.rank == 0:
         print(f"run folder: {out} (last.pt, best.pt, metrics.jsonl, *.png); best val mAP@0.5 {trainer.best_map:.4f}")

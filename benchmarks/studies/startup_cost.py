@@ -5,8 +5,9 @@ alternately in one run (docs/results/hot-paths.md).
         --image ../shared/datasets/bccd/images/BloodImage_00000.jpg
 
 A tree is a checkout whose `scratchdet` imports with PYTHONPATH=TREE (its scratchdet/ links the stage folders).
-Each round runs one fresh process per tree, the trees alternating and their order swapped every round, so the
-host's load falls on both alike. Per tree:
+Each round runs both trees back to back, their order swapped every round, so the host's load falls on both alike;
+per tree a fresh process exports, and another opens the model it wrote (as a user's predict would) and
+pre-processes. Per tree:
 - start-up: `Detector(model.onnx)` (runtime auto) until the first image's detections are back, ms; ONNX reads.
 - export: `scratchdet export --model CKPT --data DATA`, s; BN folds (fold_batchnorm calls); ONNX reads.
 - pre-processing: `prepare` of one image in RGB (as evaluation passes it, colour "rgb") and in BGR (as OpenCV
@@ -179,16 +180,19 @@ def measure_prepare(path: Path, repeats: int) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One tree's measurements in this process, written as JSON to --result."""
+    """One part of one tree's measurements in this process, written as JSON to --result: "export", or "open"
+    (start-up and pre-processing, in a process of their own as a user's predict would be)."""
     import scratchdet
     from scratchdet.runtime.results import read_image
 
     reads = Reads()
     model = args.work / "model.onnx"
     found: dict[str, Any] = {"scratchdet": str(Path(scratchdet.__file__).resolve().parent)}
-    found |= measure_export(args.model, args.data, model, reads)
-    found |= measure_startup(model, read_image(args.image), args.repeats, reads)
-    found |= measure_prepare(args.image, args.repeats * 6)
+    if args.part == "export":
+        found |= measure_export(args.model, args.data, model, reads)
+    else:
+        found |= measure_startup(model, read_image(args.image), args.repeats, reads)
+        found |= measure_prepare(args.image, args.repeats * 6)
     args.result.write_text(json.dumps(found))
 
 
@@ -207,17 +211,20 @@ def make_checkpoint(out: Path) -> tuple[Path, Path]:
 
 
 def run_tree(tree: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The worker in a fresh process importing scratchdet from `tree`."""
+    """The export, then start-up and pre-processing on the model it wrote, each in a fresh process importing
+    scratchdet from `tree`."""
     work.mkdir(parents=True)
-    result = work / "result.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(args.model), "--data",
-               str(args.data), "--image", str(args.image), "--repeats", str(args.repeats), "--work", str(work),
-               "--result", str(result)]
+    found: dict[str, Any] = {}
     env = {**os.environ, "PYTHONPATH": str(tree), "SCRATCHDET_RUNTIME_FILE": str(work / "no-recommendation.json")}
-    finished = subprocess.run(command, env=env, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise RuntimeError(f"{tree}: the worker exited {finished.returncode}: {finished.stderr[-2000:]}")
-    found = json.loads(result.read_text())
+    for part in ("export", "open"):
+        result = work / f"{part}.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", part, "--model", str(args.model),
+                   "--data", str(args.data), "--image", str(args.image), "--repeats", str(args.repeats), "--work",
+                   str(work), "--result", str(result)]
+        finished = subprocess.run(command, env=env, capture_output=True, text=True)
+        if finished.returncode != 0:
+            raise RuntimeError(f"{tree}: the {part} worker exited {finished.returncode}: {finished.stderr[-2000:]}")
+        found |= json.loads(result.read_text())
     if Path(found["scratchdet"]) != (tree / "scratchdet").resolve():
         raise RuntimeError(f"{tree}: the worker imported scratchdet from {found['scratchdet']}")
     return found
@@ -268,11 +275,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=positive_int, default=5,
                         help="start-ups per round and tree (and 6x as many pre-processings)")
     parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", dest="part", choices=("export", "open"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not args.worker and not args.trees:
+    if not args.part and not args.trees:
         parser.error("give --trees BEFORE AFTER")
     if (args.model is None) != (args.data is None):
         parser.error("give --model and --data together (or neither: a tiny checkpoint is trained)")
@@ -281,7 +288,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    if args.worker:
+    if args.part:
         worker(args)
         return
     with tempfile.TemporaryDirectory() as scratch:

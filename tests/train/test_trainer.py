@@ -217,6 +217,22 @@ def test_killed_and_resumed_run_ends_where_the_straight_run_ends(tmp_path, confi
     assert [loss for _, loss in after] == pytest.approx([loss for _, loss in before], rel=1e-3)
 
 
+@pytest.mark.parametrize("failing", ["__init__", "fit"])
+def test_a_failing_run_destroys_its_process_group(failing, tmp_path, config_file, synth_data, monkeypatch, caplog):
+    # A DDP rank that exits with its gloo group alive can abort at exit (SIGABRT, "terminate called without an
+    # active exception"), and torchrun then reports the signal instead of the rank's own error.
+    from scratchdet.train import cli
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the rank's own error")
+
+    destroyed = []
+    monkeypatch.setattr(cli, "end_distributed", lambda: destroyed.append(True))
+    monkeypatch.setattr(Trainer, failing, fails)
+    assert _train(config_file, synth_data, tmp_path / "run") == 1
+    assert "the rank's own error" in caplog.text and destroyed == [True]
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_train_and_end_identical(tmp_path, config_file, synth_data):
     out = tmp_path / "ddp"
