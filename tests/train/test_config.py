@@ -40,3 +40,14 @@ def test_train_recipe_flag_applies_the_named_recipe(monkeypatch, tmp_path):
     monkeypatch.setattr("scratchdet.train.cli.Trainer", FakeTrainer)
     assert main(["train", "--config", "tiny", "--data", "d", "--out", str(tmp_path), "--recipe", "paper"]) == 0
     assert seen["config"] == apply_recipe(load_config("tiny")[1], "paper")
+
+
+def test_paper_recipe_turns_off_fitted_priors_and_mosaic():
+    paper = apply_recipe(TrainConfig(fit_priors=True, mosaic=1.0), "paper")
+    assert paper.fit_priors is False and paper.mosaic == 0.0
+
+
+@pytest.mark.parametrize("mosaic", [-0.1, 1.5])
+def test_mosaic_is_a_probability(mosaic):
+    with pytest.raises(ValueError, match=f"train.mosaic {mosaic}: a probability, between 0 and 1"):
+        TrainConfig(mosaic=mosaic)
