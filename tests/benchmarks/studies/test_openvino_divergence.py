@@ -54,6 +54,13 @@ def images(models: dict[str, Path], trained_data: Path) -> np.ndarray:
     return dataset_batch(load_dataset(trained_data, "val").records[:30], size)
 
 
+def has_int8_dot_product() -> bool:
+    """Whether this CPU multiplies u8*s8 pairs without int16 saturation (VNNI or AMX), as /proc/cpuinfo says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def _logits(path: Path, images: np.ndarray, runtime: str, batch: int | None = None) -> np.ndarray:
     """The class logits the network hands to the in-graph Softmax (the float tensor after the Q/DQ network)."""
     model = onnx.load(str(path))
@@ -80,6 +87,10 @@ def test_int8_agrees_with_fp32_on_openvino_as_on_onnxruntime(models, images, fla
     found_ov, _ = found_again(reference, one_by_one(OpenVinoBackend(models[flavour], threads=2)))
     print(f"{flavour}: found again {found_ort}/{total} on ONNX Runtime, {found_ov}/{total} on OpenVINO")
     assert total >= 30
+    if flavour == "int8-tensorrt" and not has_int8_dot_product():
+        pytest.skip(f"this CPU has no VNNI/AMX: OpenVINO's u8*s8 products saturate in int16 on the tensorrt "
+                    f"flavour's 8-bit weights (found again {found_ov}/{total}); the ort flavour's 7-bit weights are "
+                    f"for such CPUs (docs/results/arm.md)")
     assert found_ov / total >= found_ort / total - 0.1
     fp32 = _logits(models["fp32"], images, "ort")
     rms_ort = float(np.sqrt(((_logits(models[flavour], images, "ort") - fp32) ** 2).mean()))
