@@ -183,6 +183,7 @@ def worker(args: argparse.Namespace) -> None:
     """One part of one tree's measurements in this process, written as JSON to --result: "export", or "open"
     (start-up and pre-processing, in a process of their own as a user's predict would be)."""
     import scratchdet
+    from scratchdet.models.files import write_text
     from scratchdet.runtime.results import read_image
 
     reads = Reads()
@@ -193,7 +194,7 @@ def worker(args: argparse.Namespace) -> None:
     else:
         found |= measure_startup(model, read_image(args.image), args.repeats, reads)
         found |= measure_prepare(args.image, args.repeats * 6)
-    args.result.write_text(json.dumps(found))
+    write_text(args.result, json.dumps(found))
 
 
 def make_checkpoint(out: Path) -> tuple[Path, Path]:
