@@ -243,9 +243,31 @@ def _scratchdet(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "scratchdet", *map(str, args)]
 
 
-# Lines of a failed command's output that say why, whichever process wrote them: torchrun's own last lines only
-# name the signal ("Signal 6 (SIGABRT) received by PID ..."), the rank's C++ or Python error comes earlier.
-CAUSE_MARKERS = ("terminate called", "what():", "Error", "error:", "Signal ", "Killed", "exitcode")
+# Lines of a failed command's output that say why, whichever process wrote them. torchrun ends with its own
+# report (ChildFailedError: every rank's exit code, the first failure under "Root Cause"), and a rank it stopped
+# because another failed is listed there too, as SIGTERM; the failing rank's C++ or Python error comes earlier.
+CAUSE_MARKERS = ("terminate called", "what():", "Error", "error:", "Signal ", "Killed")
+TORCHRUN_REPORT = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"
+ROOT_CAUSE = "Root Cause (first observed failure):"
+
+
+def failure_causes(output: str, keep: int = 4) -> list[str]:
+    """The lines of a failed command's output that say why: torchrun's root cause first, then the ranks' own errors."""
+    lines = [line.strip() for line in output.strip().splitlines()]
+    own, report = lines, []
+    if any(TORCHRUN_REPORT in line for line in lines):
+        start = max(i for i, line in enumerate(lines) if TORCHRUN_REPORT in line)
+        agent = max((i for i in range(start) if lines[i].startswith("Traceback")), default=start)
+        own, report = lines[:agent], lines[start:]
+    root = []
+    if ROOT_CAUSE in report:
+        block = report[report.index(ROOT_CAUSE) + 1:]
+        field = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in block if ":" in line)}
+        why = field.get("traceback", "")  # a signal's name says more than its exit code; a traceback comes below
+        root = [f"root cause: rank {field.get('rank', '?')}, exitcode {field.get('exitcode', '?')}"
+                + (f" ({why})" if why.startswith("Signal") else "")]
+    errors = list(dict.fromkeys(line for line in own if any(m in line for m in CAUSE_MARKERS)))
+    return root + errors[:keep] or lines[-3:]
 
 
 def _run(command: list[str], env: dict[str, str] | None = None, timeout: float = 300,
@@ -253,15 +275,15 @@ def _run(command: list[str], env: dict[str, str] | None = None, timeout: float =
     """Run `command`; on failure raise with its cause lines, its whole output kept in `log` when given."""
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        causes = [line.strip() for line in lines if any(m in line for m in CAUSE_MARKERS)][-6:] or lines[-3:]
         kept = ""
         if log is not None:
             from scratchdet.models.files import write_text
 
             write_text(log, f"$ {' '.join(command)}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
             kept = f" (whole output: {log})"
-        raise RuntimeError(f"{' '.join(command[:6])} ... exited {result.returncode}{kept}: {' | '.join(causes)}")
+        causes = failure_causes(f"{result.stdout}\n{result.stderr}")
+        raise RuntimeError(f"{Path(command[0]).name} {' '.join(command[1:4])} ... exited {result.returncode}: "
+                           f"{' | '.join(causes)}{kept}")
     return result
 
 

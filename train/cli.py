@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import replace
 
+from torch.distributed.elastic.multiprocessing.errors import record
+
 from scratchdet.arguments import non_negative_int, positive_float, positive_int
 from scratchdet.models.config import ModelConfig
 from scratchdet.train.config import AMP_MODES, RECIPES, TrainConfig, apply_recipe, load_config
@@ -116,6 +118,8 @@ def run_convert(args: argparse.Namespace) -> None:
           f"{'symlinked' if args.symlink else 'copied'})")
 
 
+# record: under torchrun a failing rank writes its traceback where the launcher's report (ChildFailedError) shows it
+@record
 def run_train(args: argparse.Namespace) -> None:
     if args.resume and args.exist_ok:
         raise ValueError("--resume continues the run in OUT and --exist-ok replaces it: choose one")

@@ -119,3 +119,19 @@ def test_a_failed_command_reports_the_ranks_cause_and_keeps_its_output(tmp_path)
     assert "terminate called after throwing an instance of 'gloo::IoException'" in message
     assert "what():  Connection closed by peer" in message
     assert (tmp_path / "ddp.log").read_text().split("--- stderr")[1].count("noise") == 50
+
+
+def test_under_torchrun_the_failing_rank_leads_not_the_one_torchrun_stopped(tmp_path):
+    # torchrun stops the other rank with SIGTERM and lists it too; the rank that failed, and why, come first
+    script = tmp_path / "rank.py"
+    script.write_text("import os, time\n"
+                      "if os.environ['RANK'] == '1':\n"
+                      "    raise ValueError('rank 1 fails here')\n"
+                      "time.sleep(120)\n")
+    with pytest.raises(RuntimeError) as raised:
+        gpu_train_check._run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              str(script)], timeout=120)
+    causes = str(raised.value).split(": ", 1)[1].split(" | ")
+    assert causes[0].startswith("root cause: rank 1 (local_rank: 1), exitcode 1 (pid: "), causes
+    assert "ValueError: rank 1 fails here" in causes[1:]
+    assert not any("SIGTERM" in cause for cause in causes)
