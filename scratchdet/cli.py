@@ -85,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    code = _run(args)
+    if getattr(args, "exit_without_finalizing", False):  # a DDP rank (`train` under torchrun): see leave_rank
+        from scratchdet.train.device import leave_rank
+        leave_rank(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.force:  # imported only here: `scratchdet --help` loads no stage
             from scratchdet.models.files import replacing_read_only

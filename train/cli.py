@@ -136,7 +136,7 @@ def run_train(args: argparse.Namespace) -> None:
     try:
         _train(args, model_config, train_config, previous)
     finally:  # on every path: a rank leaving with its gloo group alive can abort at exit, hiding its own error
-        end_distributed()
+        args.exit_without_finalizing = end_distributed()
 
 
 def _train(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig, previous: list[str]) -> None:

@@ -8,7 +8,9 @@ import ctypes.util
 import hashlib
 import logging
 import os
+import sys
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -40,17 +42,36 @@ def setup_distributed(timeout_s: float = TrainConfig.ddp_timeout_s) -> tuple[int
     return rank, world, device
 
 
-def end_distributed() -> None:
-    """Destroy the process group, if any, once the last collective is done (`train` calls it on every path).
+def end_distributed() -> bool:
+    """Destroy the process group, if any, once the last collective is done (`train` calls it on every path);
+    returns whether there was one, and so whether the process must end with `leave_rank`.
 
     Left to the interpreter's exit, the gloo/NCCL threads and sockets are torn down in whatever order
     finalisation reaches them, while the other rank may already have closed its end; destroying the group
-    here ends them in order, as torch.distributed's documentation asks of every program. Measured with two
-    gloo ranks under torchrun (one rank busy 3 s after the last collective): exiting with the group alive aborted
-    a rank (SIGABRT, "terminate called without an active exception") in 2 of 10 runs, destroying it in 0 of 10.
+    here ends them in order, as torch.distributed's documentation asks of every program.
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        return True
+    return False
+
+
+def leave_rank(code: int) -> NoReturn:
+    """End a process that ran a DDP process group now, without finalising the interpreter.
+
+    DistributedDataParallel keeps its process group alive after `destroy_process_group` (torch 2.13: its
+    Reducer holds it; the group's gloo threads outlive destroy and gc.collect, which end them without DDP).
+    A gloo worker thread frees each finished collective's tensors itself, some time after the caller
+    has seen it complete; when that comes after the main thread began finalising, its GIL acquire calls
+    pthread_exit and the forced unwind aborts the rank ("terminate called without an active exception",
+    SIGABRT). gdb on such a core: runLoop -> ~AsyncAllgatherWork -> TensorImpl::decref_pyobject ->
+    take_gil -> PyThread_exit_thread, while the main thread is in Py_FinalizeEx (measured under load:
+    docs/results/robustness.md). With every output flushed, os._exit skips finalisation.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def loader_workers(configured: int | None, device: torch.device) -> int:

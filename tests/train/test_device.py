@@ -32,3 +32,23 @@ def test_keep_freed_memory_stops_the_per_allocation_page_faults():
     kept, kept_faults = faults("keep")
     assert default_kept == "False" and default_faults >= 10 * pages * 0.9  # each buffer faulted in afresh
     assert kept == "True" and kept_faults < pages  # the freed pages are reused
+
+
+LEAVE = """
+import atexit, logging, sys
+from scratchdet.train.device import leave_rank
+logging.basicConfig(filename=sys.argv[1], level=logging.INFO)
+logging.getLogger("rank").info("logged before leaving")
+atexit.register(lambda: print("finalised", flush=True))
+sys.stdout.write("printed without a newline")
+leave_rank(3)
+"""
+
+
+def test_a_rank_leaves_with_its_code_and_output_but_without_finalising(tmp_path):
+    # finalisation is where a gloo thread's late GIL acquire aborts a DDP rank: atexit handlers must not run
+    log = tmp_path / "rank.log"
+    result = subprocess.run([sys.executable, "-c", LEAVE, str(log)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "printed without a newline"
+    assert "logged before leaving" in log.read_text()

@@ -221,16 +221,17 @@ def test_killed_and_resumed_run_ends_where_the_straight_run_ends(tmp_path, confi
 def test_a_failing_run_destroys_its_process_group(failing, tmp_path, config_file, synth_data, monkeypatch, caplog):
     # A DDP rank that exits with its gloo group alive can abort at exit (SIGABRT, "terminate called without an
     # active exception"), and torchrun then reports the signal instead of the rank's own error.
-    from scratchdet.train import cli
+    from scratchdet.train import cli, device
 
     def fails(*args, **kwargs):
         raise RuntimeError("the rank's own error")
 
-    destroyed = []
-    monkeypatch.setattr(cli, "end_distributed", lambda: destroyed.append(True))
+    destroyed, left = [], []
+    monkeypatch.setattr(cli, "end_distributed", lambda: destroyed.append(True) or True)
+    monkeypatch.setattr(device, "leave_rank", left.append)  # then it ends the process, skipping finalisation
     monkeypatch.setattr(Trainer, failing, fails)
     assert _train(config_file, synth_data, tmp_path / "run") == 1
-    assert "the rank's own error" in caplog.text and destroyed == [True]
+    assert "the rank's own error" in caplog.text and destroyed == [True] and left == [1]
 
 
 @pytest.mark.slow
