@@ -46,20 +46,26 @@ def tensorrt_attributes_used() -> set[str]:
     return {name for name in used if not any(other.startswith(f"{name}.") for other in used)}
 
 
+def attributes_missing(module: object, names: set[str]) -> list[str]:
+    """The dotted names ('ICudaEngine.get_tensor_name') that `module` does not have."""
+    missing = []
+    for name in sorted(names):
+        target = module
+        for part in name.split("."):
+            if not hasattr(target, part):
+                missing.append(name)
+                break
+            target = getattr(target, part)
+    return missing
+
+
 def test_every_tensorrt_attribute_runtime_uses_exists_in_tensorrt_11(capsys):
     lean = pytest.importorskip("tensorrt_lean", reason="make setup installs tensorrt-lean-cu12 (dev extra)")
     used = tensorrt_attributes_used()
     assert {"ICudaEngine.get_tensor_profile_shape", "IExecutionContext.execute_async_v3",
             "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address",
             "Runtime.deserialize_cuda_engine", "TensorIOMode.INPUT", "Logger.WARNING", "nptype"} <= used
-    missing = []
-    for name in sorted(used):
-        target = lean
-        for part in name.split("."):
-            if not hasattr(target, part):
-                missing.append(name)
-                break
-            target = getattr(target, part)
+    missing = attributes_missing(lean, used)
     with capsys.disabled():
         print(f"\nchecked in tensorrt_lean {lean.__version__}: {', '.join(sorted(used))}")
     assert not missing, f"runtime/ uses TensorRT attributes that TensorRT {lean.__version__} lacks: {missing}"

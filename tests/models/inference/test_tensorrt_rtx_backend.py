@@ -10,7 +10,7 @@ import pytest
 from scratchdet.models.contract import SIDECAR_KEYS
 from scratchdet.models.inference.formats import engine_runtime, open_backend
 from scratchdet.models.inference.tensorrt_rtx_backend import rtx_engine_problems
-from tests.models.inference.test_tensorrt_backend import tensorrt_attributes_used
+from tests.models.inference.test_tensorrt_backend import attributes_missing, tensorrt_attributes_used
 
 SIDECAR = {"runtime": "tensorrt-rtx", "tensorrt_version": "1.7.1.116", "targets": ["SM86", "SM89"]}
 
@@ -38,12 +38,5 @@ def test_the_sidecar_picks_the_runtime(tmp_path):
 
 def test_every_tensorrt_attribute_runtime_uses_exists_in_tensorrt_rtx():
     rtx = pytest.importorskip("tensorrt_rtx_bindings", reason="the dev extra installs TensorRT-RTX")
-    missing = []
-    for name in sorted(tensorrt_attributes_used()):
-        target = rtx
-        for part in name.split("."):
-            if not hasattr(target, part):
-                missing.append(name)
-                break
-            target = getattr(target, part)
+    missing = attributes_missing(rtx, tensorrt_attributes_used())
     assert not missing, f"the TensorRT backend uses attributes TensorRT-RTX {rtx.__version__} lacks: {missing}"
