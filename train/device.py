@@ -59,8 +59,9 @@ def end_distributed() -> bool:
 def leave_rank(code: int) -> NoReturn:
     """End a process that ran a DDP process group now, without finalising the interpreter.
 
-    DistributedDataParallel keeps its process group alive after `destroy_process_group` (torch 2.13: its
-    Reducer holds it; the group's gloo threads outlive destroy and gc.collect, which end them without DDP).
+    DistributedDataParallel keeps its process group alive after `destroy_process_group` (torch 2.13: once a
+    DDP wrapper has existed, even deleted and collected, the group's gloo threads outlive destroy and
+    gc.collect, which end them without DDP).
     A gloo worker thread frees each finished collective's tensors itself, some time after the caller
     has seen it complete; when that comes after the main thread began finalising, its GIL acquire calls
     pthread_exit and the forced unwind aborts the rank ("terminate called without an active exception",
